@@ -1,0 +1,200 @@
+//! Configuration: one TOML file, `${VAR}` substitution, `*_file` secrets, unknown keys refused,
+//! then validated into the typed [`Config`] the rest of the gateway uses.
+
+mod raw;
+mod subst;
+pub mod units;
+mod validate;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::uri::{Authority, Scheme};
+
+pub use units::IpRange;
+
+use crate::router::HostPattern;
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was loaded from, for messages.
+    pub file: PathBuf,
+    pub server: Server,
+    pub admin: Admin,
+    pub log: Log,
+    pub upstream: UpstreamClient,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub listen: SocketAddr,
+    /// Threads serving requests, each with its own runtime, listener and upstream pool.
+    pub workers: usize,
+    pub tls: Option<TlsFiles>,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_connections: usize,
+    pub drain_timeout: Duration,
+    /// Peers whose `X-Forwarded-*` headers are believed.
+    pub trusted_proxies: Vec<IpRange>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// How often the files are read again to pick up a renewed certificate.
+    pub reload_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct Log {
+    pub format: LogFormat,
+    /// A tracing filter directive; `RUST_LOG` overrides it.
+    pub level: String,
+    pub access_log: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamClient {
+    pub connect_timeout: Duration,
+    /// Default time to wait for an upstream's response headers (a route may override it).
+    pub timeout: Duration,
+    pub pool_idle_timeout: Duration,
+    pub pool_max_idle_per_host: usize,
+    pub ca_file: Option<PathBuf>,
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Position in the file, used to index per-route state.
+    pub id: usize,
+    pub name: String,
+    pub host: Option<HostPattern>,
+    /// Normalised path prefix, starting with `/`.
+    pub path: String,
+    pub upstream: Upstream,
+    pub strip_prefix: bool,
+    /// Send the client's `Host` upstream instead of the upstream's authority.
+    pub preserve_host: bool,
+    /// Largest request body accepted; `None` for no limit.
+    pub max_body: Option<u64>,
+    pub timeout: Duration,
+}
+
+/// Where a route forwards to: scheme, authority and a base path prepended to the request path.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub scheme: Scheme,
+    pub authority: Authority,
+    /// Empty or starting with `/`, never ending with `/`.
+    pub base_path: String,
+    /// The `Host` header for this upstream, prepared once.
+    pub host_header: http::HeaderValue,
+}
+
+/// One problem in the configuration: the field path and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    pub(crate) fn at(path: &[String], reason: String) -> ConfigError {
+        ConfigError { field: join_path(path), reason }
+    }
+    pub(crate) fn field(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+        ConfigError { field: field.into(), reason: reason.into() }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            f.write_str(&self.reason)
+        } else {
+            write!(f, "{}: {}", self.field, self.reason)
+        }
+    }
+}
+
+/// Every problem found in one configuration file.
+#[derive(Debug)]
+pub struct LoadError {
+    pub file: PathBuf,
+    pub errors: Vec<ConfigError>,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{}: {}", self.file.display(), e)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+impl Config {
+    /// Reads, substitutes and validates `file`, reporting every problem found.
+    pub fn load(file: &Path) -> Result<Config, LoadError> {
+        let text = std::fs::read_to_string(file).map_err(|e| LoadError {
+            file: file.to_path_buf(),
+            errors: vec![ConfigError::field("", format!("cannot read file: {e}"))],
+        })?;
+        Config::from_str(&text, file, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses configuration text; `file` names it in messages and anchors relative paths.
+    pub fn from_str(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, LoadError> {
+        let fail = |errors| LoadError { file: file.to_path_buf(), errors };
+        let mut tree: toml::Value =
+            toml::from_str(text).map_err(|e| fail(vec![ConfigError::field("", format!("invalid TOML: {e}"))]))?;
+        let mut errors = Vec::new();
+        subst::substitute(&mut tree, &mut Vec::new(), env, &mut errors);
+        let base_dir = file.parent().unwrap_or(Path::new("."));
+        subst::load_secret_files(&mut tree, &mut Vec::new(), base_dir, &mut errors);
+        if !errors.is_empty() {
+            return Err(fail(errors));
+        }
+        let raw: raw::RawConfig = serde_path_to_error::deserialize(tree).map_err(|e| {
+            let field = e.path().to_string();
+            let field = if field == "." { String::new() } else { field };
+            fail(vec![ConfigError::field(field, e.into_inner().to_string())])
+        })?;
+        validate::validate(raw, file, base_dir).map_err(fail)
+    }
+}
+
+fn join_path(path: &[String]) -> String {
+    let mut out = String::new();
+    for part in path {
+        if !out.is_empty() && !part.starts_with('[') {
+            out.push('.');
+        }
+        out.push_str(part);
+    }
+    out
+}

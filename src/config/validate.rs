@@ -1,0 +1,280 @@
+//! Raw file structs → typed runtime config. Every check records its error and goes on, so
+//! `tollgate check` can list all problems at once.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::uri::{Authority, Scheme};
+use http::Uri;
+
+use super::raw::*;
+use super::units::{parse_duration, parse_size, IpRange};
+use super::*;
+use crate::router::{normalize_path, HostPattern};
+
+struct Check {
+    errors: Vec<ConfigError>,
+}
+
+impl Check {
+    fn err(&mut self, field: impl Into<String>, reason: impl Into<String>) {
+        self.errors.push(ConfigError::field(field, reason));
+    }
+
+    fn duration(&mut self, field: &str, raw: Option<&str>, default: Duration) -> Duration {
+        match raw.map(parse_duration) {
+            None => default,
+            Some(Ok(d)) => d,
+            Some(Err(e)) => {
+                self.err(field, e);
+                default
+            }
+        }
+    }
+
+    fn addr(&mut self, field: &str, raw: Option<&str>, default: &str) -> SocketAddr {
+        let s = raw.unwrap_or(default);
+        s.parse().unwrap_or_else(|_| {
+            self.err(field, format!("invalid listen address {s:?}: expected IP:PORT like \"0.0.0.0:8080\""));
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        })
+    }
+
+    fn path(&self, base_dir: &Path, raw: &str) -> PathBuf {
+        base_dir.join(raw)
+    }
+}
+
+pub(super) fn validate(raw: RawConfig, file: &Path, base_dir: &Path) -> Result<Config, Vec<ConfigError>> {
+    let mut c = Check { errors: Vec::new() };
+    let server = server(&mut c, raw.server, base_dir);
+    let admin = Admin { listen: c.addr("admin.listen", raw.admin.listen.as_deref(), "127.0.0.1:9090") };
+    if admin.listen == server.listen && server.listen.port() != 0 {
+        c.err("admin.listen", "must differ from server.listen");
+    }
+    let log = log(&mut c, raw.log);
+    let upstream = upstream_client(&mut c, raw.upstream, base_dir);
+    let routes = routes(&mut c, raw.routes, &upstream);
+    if c.errors.is_empty() {
+        Ok(Config { file: file.to_path_buf(), server, admin, log, upstream, routes })
+    } else {
+        Err(c.errors)
+    }
+}
+
+fn server(c: &mut Check, raw: RawServer, base_dir: &Path) -> Server {
+    let workers = match raw.workers {
+        Some(0) => {
+            c.err("server.workers", "must be at least 1");
+            1
+        }
+        Some(n) => n,
+        None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+    };
+    let max_header_bytes = match raw.max_header_bytes.as_deref().map(parse_size) {
+        None => 16 * 1024,
+        Some(Ok(n)) if (8192..=1 << 20).contains(&n) => n as usize,
+        Some(Ok(_)) => {
+            c.err("server.max_header_bytes", "must be between 8KiB and 1MiB");
+            16 * 1024
+        }
+        Some(Err(e)) => {
+            c.err("server.max_header_bytes", e);
+            16 * 1024
+        }
+    };
+    let tls = raw.tls.map(|t| TlsFiles {
+        cert_file: c.path(base_dir, &t.cert_file),
+        key_file: c.path(base_dir, &t.key_file),
+        reload_interval: c.duration(
+            "server.tls.reload_interval",
+            t.reload_interval.as_deref(),
+            Duration::from_secs(10),
+        ),
+    });
+    if let Some(t) = &tls {
+        for (field, p) in [("server.tls.cert_file", &t.cert_file), ("server.tls.key_file", &t.key_file)] {
+            if let Err(e) = std::fs::metadata(p) {
+                c.err(field, format!("cannot read {}: {e}", p.display()));
+            }
+        }
+        if t.reload_interval.is_zero() {
+            c.err("server.tls.reload_interval", "must be more than 0");
+        }
+    }
+    let mut trusted_proxies = Vec::new();
+    for (i, r) in raw.trusted_proxies.iter().enumerate() {
+        match IpRange::parse(r) {
+            Ok(range) => trusted_proxies.push(range),
+            Err(e) => c.err(format!("server.trusted_proxies[{i}]"), e),
+        }
+    }
+    let max_connections = raw.max_connections.unwrap_or(10_000);
+    if max_connections == 0 {
+        c.err("server.max_connections", "must be at least 1");
+    }
+    Server {
+        listen: c.addr("server.listen", raw.listen.as_deref(), "127.0.0.1:8080"),
+        workers,
+        tls,
+        header_read_timeout: c.duration(
+            "server.header_read_timeout",
+            raw.header_read_timeout.as_deref(),
+            Duration::from_secs(10),
+        ),
+        idle_timeout: c.duration("server.idle_timeout", raw.idle_timeout.as_deref(), Duration::from_secs(60)),
+        max_header_bytes,
+        max_connections: max_connections.max(1),
+        drain_timeout: c.duration("server.drain_timeout", raw.drain_timeout.as_deref(), Duration::from_secs(30)),
+        trusted_proxies,
+    }
+}
+
+fn log(c: &mut Check, raw: RawLog) -> Log {
+    let format = match raw.format.as_deref() {
+        None | Some("pretty") => LogFormat::Pretty,
+        Some("json") => LogFormat::Json,
+        Some(other) => {
+            c.err("log.format", format!("unknown format {other:?}: use \"pretty\" or \"json\""));
+            LogFormat::Pretty
+        }
+    };
+    let level = raw.level.unwrap_or_else(|| "info".into());
+    if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&level) {
+        c.err("log.level", format!("invalid filter {level:?}: {e}"));
+    }
+    Log { format, level, access_log: raw.access_log.unwrap_or(true) }
+}
+
+fn upstream_client(c: &mut Check, raw: RawUpstreamClient, base_dir: &Path) -> UpstreamClient {
+    let client_cert = match (raw.client_cert_file, raw.client_key_file) {
+        (Some(cert), Some(key)) => Some((c.path(base_dir, &cert), c.path(base_dir, &key))),
+        (None, None) => None,
+        (Some(_), None) => {
+            c.err("upstream.client_key_file", "required when upstream.client_cert_file is set");
+            None
+        }
+        (None, Some(_)) => {
+            c.err("upstream.client_cert_file", "required when upstream.client_key_file is set");
+            None
+        }
+    };
+    UpstreamClient {
+        connect_timeout: c.duration("upstream.connect_timeout", raw.connect_timeout.as_deref(), Duration::from_secs(5)),
+        timeout: c.duration("upstream.timeout", raw.timeout.as_deref(), Duration::from_secs(60)),
+        pool_idle_timeout: c.duration(
+            "upstream.pool_idle_timeout",
+            raw.pool_idle_timeout.as_deref(),
+            Duration::from_secs(90),
+        ),
+        pool_max_idle_per_host: raw.pool_max_idle_per_host.unwrap_or(256),
+        ca_file: raw.ca_file.map(|p| c.path(base_dir, &p)),
+        client_cert,
+    }
+}
+
+fn routes(c: &mut Check, raw: Vec<RawRoute>, client: &UpstreamClient) -> Vec<Route> {
+    if raw.is_empty() {
+        c.err("route", "no routes: add at least one [[route]] with a path and an upstream");
+    }
+    let mut names = HashSet::new();
+    let mut keys = HashSet::new();
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, r) in raw.into_iter().enumerate() {
+        let at = |f: &str| format!("route[{i}].{f}");
+        let path = r.path.unwrap_or_else(|| "/".into());
+        match normalize_path(&path) {
+            Ok(n) if n == path => {}
+            Ok(n) => c.err(at("path"), format!("{path:?} is not in normal form; write {n:?}")),
+            Err(e) => c.err(at("path"), format!("{path:?}: {e}")),
+        }
+        let host = r.host.as_deref().map(HostPattern::parse).transpose().unwrap_or_else(|e| {
+            c.err(at("host"), e);
+            None
+        });
+        let name = r.name.unwrap_or_else(|| path.clone());
+        if !names.insert(name.clone()) {
+            c.err(at("name"), format!("duplicate route name {name:?}"));
+        }
+        if !keys.insert((r.host.clone(), path.clone())) {
+            c.err(at("path"), format!("another route already has host {:?} and path {path:?}", r.host));
+        }
+        let upstream = parse_upstream(&r.upstream).unwrap_or_else(|e| {
+            c.err(at("upstream"), e);
+            Upstream {
+                scheme: Scheme::HTTP,
+                authority: Authority::from_static("invalid"),
+                base_path: String::new(),
+                host_header: http::HeaderValue::from_static("invalid"),
+            }
+        });
+        let max_body = match r.max_body.as_deref() {
+            None => Some(10 << 20),
+            Some("unlimited") => None,
+            Some(s) => parse_size(s).map(Some).unwrap_or_else(|e| {
+                c.err(at("max_body"), format!("{e} (or \"unlimited\")"));
+                None
+            }),
+        };
+        let timeout = c.duration(&at("timeout"), r.timeout.as_deref(), client.timeout);
+        out.push(Route {
+            id: i,
+            name,
+            host,
+            path,
+            upstream,
+            strip_prefix: r.strip_prefix,
+            preserve_host: r.preserve_host,
+            max_body,
+            timeout,
+        });
+    }
+    out
+}
+
+/// Parses an upstream URL: http or https, a host, an optional base path, nothing else.
+fn parse_upstream(s: &str) -> Result<Upstream, String> {
+    let uri: Uri = s.parse().map_err(|e| format!("invalid URL {s:?}: {e}"))?;
+    let scheme = match uri.scheme_str() {
+        Some("http") => Scheme::HTTP,
+        Some("https") => Scheme::HTTPS,
+        _ => return Err(format!("invalid URL {s:?}: the scheme must be http or https")),
+    };
+    let authority = uri.authority().cloned().ok_or_else(|| format!("invalid URL {s:?}: no host"))?;
+    if authority.as_str().contains('@') {
+        return Err(format!("invalid URL {s:?}: credentials in the URL are not allowed"));
+    }
+    if authority.host().is_empty() {
+        return Err(format!("invalid URL {s:?}: no host"));
+    }
+    if uri.query().is_some() {
+        return Err(format!("invalid URL {s:?}: a query string is not allowed"));
+    }
+    let base_path = uri.path().trim_end_matches('/').to_string();
+    // Like the authority, minus a port that is the scheme's default.
+    let default_port = if scheme == Scheme::HTTPS { 443 } else { 80 };
+    let host = match authority.port_u16() {
+        Some(p) if p != default_port => authority.as_str(),
+        _ => authority.host(),
+    };
+    let host_header = http::HeaderValue::from_str(host).map_err(|_| format!("invalid URL {s:?}: bad host"))?;
+    Ok(Upstream { scheme, authority, base_path, host_header })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_urls() {
+        let u = parse_upstream("http://127.0.0.1:3000/base/").unwrap();
+        assert_eq!(u.authority.as_str(), "127.0.0.1:3000");
+        assert_eq!(u.base_path, "/base");
+        assert_eq!(parse_upstream("https://api.example.com").unwrap().base_path, "");
+        for bad in ["ftp://x", "not a url", "http://user:pw@x/", "http://x/?q=1", "/relative"] {
+            assert!(parse_upstream(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,373 @@
+//! The request pipeline, top to bottom:
+//!
+//! 1. route     = router.find(host, normalised path)          → 400 bad path, 404 no route
+//! 2. caller    = authenticate(route, request)                 (bearer / login: later issues)
+//! 3. permitted = authorize(route, caller)
+//! 4. upstream request: hop-by-hop and client-sent gateway headers dropped, forwarding headers set
+//! 5. forward over the worker's pooled client, bodies streamed, upgrades tunnelled
+//!
+//! Errors from any step become responses in one place, [`GatewayError::into_response`].
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, UPGRADE};
+use http::uri::PathAndQuery;
+use http::{Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+
+use crate::body::{Body, LimitedBody};
+use crate::config::{Config, IpRange, Route};
+use crate::error::GatewayError;
+use crate::metrics::Metrics;
+use crate::router::{normalize_path, Router};
+use crate::upstream::headers::{clean_response, Protected};
+use crate::upstream::proxy::{self, Proxy};
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// What the gateway knows about one client connection, computed once per connection.
+#[derive(Debug)]
+pub struct Conn {
+    pub peer: SocketAddr,
+    pub tls: bool,
+    /// The peer is a configured trusted proxy: its `X-Forwarded-*` headers are believed.
+    pub trusted: bool,
+    /// The peer address as a header value, ready for `X-Forwarded-For`.
+    peer_header: HeaderValue,
+}
+
+impl Conn {
+    pub fn new(peer: SocketAddr, tls: bool, trusted_proxies: &[IpRange]) -> Conn {
+        let ip = peer.ip();
+        let trusted = trusted_proxies.iter().any(|r| r.contains(ip));
+        let peer_header = HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("unknown"));
+        Conn { peer, tls, trusted, peer_header }
+    }
+}
+
+/// Proof that a request passed authorization for a route; only [`authorize`] builds it, and
+/// forwarding requires it, so an unchecked request cannot reach an upstream.
+pub struct Permitted<'r> {
+    route: &'r Route,
+}
+
+/// Step 3. Routes without authentication (the only kind so far) admit every caller.
+fn authorize(route: &Route) -> Result<Permitted<'_>, GatewayError> {
+    Ok(Permitted { route })
+}
+
+/// One worker's gateway: the shared route table and this worker's upstream pool.
+pub struct Gateway {
+    router: std::sync::Arc<Router>,
+    proxy: Proxy,
+    protected: Protected,
+    metrics: Metrics,
+    access_log: bool,
+    ids: RequestIds,
+}
+
+impl Gateway {
+    pub fn new(config: &Config, router: std::sync::Arc<Router>, proxy: Proxy, metrics: Metrics) -> Gateway {
+        Gateway {
+            router,
+            proxy,
+            protected: Protected::default(),
+            metrics,
+            access_log: config.log.access_log,
+            ids: RequestIds::new(),
+        }
+    }
+
+    /// Handles one request end to end; never fails, every error is a response.
+    pub async fn handle(&self, req: Request<Incoming>, conn: &Conn) -> Response<Body> {
+        let started = Instant::now();
+        self.metrics.in_flight.inc();
+        let request_id = self.ids.accept_or_generate(req.headers());
+        let method = self.access_log.then(|| req.method().clone());
+        let (route, result) = self.pipeline(req, conn, &request_id).await;
+        let route_name = route.map_or("-", |r| r.name.as_str());
+        let mut resp = match result {
+            Ok(resp) => resp,
+            Err(e) => {
+                if matches!(e.status(), StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT) {
+                    self.metrics.upstream_errors.with_label_values(&[route_name, e.kind()]).inc();
+                    tracing::warn!(route = route_name, request_id = ?request_id, error = %e, cause = ?std::error::Error::source(&e), "upstream failure");
+                }
+                e.into_response(route.map(|r| r.name.as_str()))
+            }
+        };
+        resp.headers_mut().insert(X_REQUEST_ID.clone(), request_id.clone());
+        let elapsed = started.elapsed();
+        self.metrics.in_flight.dec();
+        self.metrics.requests.with_label_values(&[route_name, resp.status().as_str()]).inc();
+        self.metrics.duration.with_label_values(&[route_name]).observe(elapsed.as_secs_f64());
+        if let Some(method) = method {
+            tracing::info!(
+                target: "tollgate::access",
+                route = route_name,
+                method = %method,
+                status = resp.status().as_u16(),
+                latency_ms = elapsed.as_secs_f64() * 1e3,
+                peer = %conn.peer,
+                request_id = request_id.to_str().unwrap_or("-"),
+                "request"
+            );
+        }
+        resp
+    }
+
+    async fn pipeline(
+        &self,
+        req: Request<Incoming>,
+        conn: &Conn,
+        request_id: &HeaderValue,
+    ) -> (Option<&Route>, Result<Response<Body>, GatewayError>) {
+        let route = match self.route(&req) {
+            Ok(route) => route,
+            Err(e) => return (None, Err(e)),
+        };
+        let permitted = match authorize(route.0) {
+            Ok(p) => p,
+            Err(e) => return (Some(route.0), Err(e)),
+        };
+        let result = self.forward(req, permitted, &route.1, conn, request_id).await;
+        (Some(route.0), result)
+    }
+
+    /// Step 1: the route for this host and normalised path, and that path.
+    fn route(&self, req: &Request<Incoming>) -> Result<(&Route, String), GatewayError> {
+        let path = normalize_path(req.uri().path())?;
+        let host = request_host(req).ok_or(GatewayError::BadRequest("missing or invalid Host header"))?;
+        let route = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            self.router.find(&host.to_ascii_lowercase(), &path)
+        } else {
+            self.router.find(host, &path)
+        };
+        Ok((route.ok_or(GatewayError::NoRoute)?, path))
+    }
+
+    /// Steps 4 and 5.
+    async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+        permitted: Permitted<'_>,
+        path: &str,
+        conn: &Conn,
+        request_id: &HeaderValue,
+    ) -> Result<Response<Body>, GatewayError> {
+        let route = permitted.route;
+        if let (Some(limit), Some(len)) = (route.max_body, content_length(req.headers())) {
+            if len > limit {
+                return Err(GatewayError::PayloadTooLarge);
+            }
+        }
+        let original_host = request_host(&req).and_then(|h| HeaderValue::from_str(h).ok());
+        let upgrade = self.protected.clean_request(req.headers_mut(), conn.trusted);
+        let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+        let (mut parts, body) = req.into_parts();
+        parts.uri = upstream_uri(route, path, parts.uri.query())?;
+        parts.version = Version::HTTP_11;
+        let headers = &mut parts.headers;
+        set_forwarding(headers, conn, original_host.clone());
+        headers.insert(X_REQUEST_ID.clone(), request_id.clone());
+        let host = match (route.preserve_host, original_host) {
+            (true, Some(h)) => h,
+            _ => route.upstream.host_header.clone(),
+        };
+        headers.insert(HOST, host);
+        if let Some(protocol) = upgrade {
+            headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+            headers.insert(UPGRADE, protocol);
+        }
+        let upstream_req = Request::from_parts(parts, LimitedBody::new(body, route.max_body));
+        let mut resp = self.proxy.send(upstream_req, route.timeout).await?;
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            let Some(client_upgrade) = client_upgrade else {
+                return Err(GatewayError::BadRequest("upstream switched protocols unasked"));
+            };
+            let protocol = resp.headers().get(UPGRADE).cloned();
+            proxy::tunnel(client_upgrade, hyper::upgrade::on(&mut resp), route.name.clone());
+            clean_response(resp.headers_mut());
+            if let Some(p) = protocol {
+                resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("upgrade"));
+                resp.headers_mut().insert(UPGRADE, p);
+            }
+        } else {
+            clean_response(resp.headers_mut());
+        }
+        Ok(resp.map(Body::Stream))
+    }
+}
+
+/// The host the client asked for: the URI authority (HTTP/2, absolute form) or `Host`, without port.
+fn request_host<B>(req: &Request<B>) -> Option<&str> {
+    if let Some(host) = req.uri().host() {
+        return Some(host);
+    }
+    let value = req.headers().get(HOST)?.to_str().ok()?;
+    let host = match value.rfind(':') {
+        Some(i) if !value.ends_with(']') => &value[..i],
+        _ => value,
+    };
+    (!host.is_empty()).then_some(host)
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+/// The upstream URI: upstream scheme and authority, base path, the normalised path (its route
+/// prefix stripped when configured) and the original query.
+fn upstream_uri(route: &Route, path: &str, query: Option<&str>) -> Result<Uri, GatewayError> {
+    let rest = if route.strip_prefix {
+        let prefix = route.path.trim_end_matches('/');
+        match &path[prefix.len().min(path.len())..] {
+            "" => "/",
+            rest => rest,
+        }
+    } else {
+        path
+    };
+    let base = &route.upstream.base_path;
+    let mut pq = String::with_capacity(base.len() + rest.len() + query.map_or(0, |q| q.len() + 1));
+    pq.push_str(base);
+    pq.push_str(rest);
+    if let Some(q) = query {
+        pq.push('?');
+        pq.push_str(q);
+    }
+    let pq = PathAndQuery::from_maybe_shared(bytes::Bytes::from(pq))
+        .map_err(|_| GatewayError::BadRequest("invalid query string"))?;
+    Uri::builder()
+        .scheme(route.upstream.scheme.clone())
+        .authority(route.upstream.authority.clone())
+        .path_and_query(pq)
+        .build()
+        .map_err(|_| GatewayError::BadRequest("cannot build upstream URI"))
+}
+
+/// `X-Forwarded-For/Proto/Host`: appended to (For) or kept (Proto, Host) when the peer is a
+/// trusted proxy, otherwise set from this connection.
+fn set_forwarding(headers: &mut HeaderMap, conn: &Conn, host: Option<HeaderValue>) {
+    let xff = match headers.get(&X_FORWARDED_FOR).filter(|_| conn.trusted).and_then(|v| v.to_str().ok()) {
+        Some(prior) => {
+            HeaderValue::from_str(&format!("{prior}, {}", conn.peer.ip())).unwrap_or_else(|_| conn.peer_header.clone())
+        }
+        None => conn.peer_header.clone(),
+    };
+    headers.insert(X_FORWARDED_FOR.clone(), xff);
+    if !(conn.trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+        let proto = if conn.tls { "https" } else { "http" };
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+    }
+    if !(conn.trusted && headers.contains_key(&X_FORWARDED_HOST)) {
+        if let Some(h) = host {
+            headers.insert(X_FORWARDED_HOST.clone(), h);
+        }
+    }
+}
+
+/// Request ids: a client's `X-Request-Id` is kept when it is short and plain; otherwise one is
+/// made from a random per-worker prefix and a counter (unique, cheap, no syscall per request).
+struct RequestIds {
+    prefix: u64,
+    counter: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> RequestIds {
+        let mut seed = [0u8; 8];
+        // A failed RNG only makes ids less unique across restarts; fall back to the clock.
+        if aws_lc_rs::rand::fill(&mut seed).is_err() {
+            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+            seed = (nanos as u64).to_le_bytes();
+        }
+        RequestIds { prefix: u64::from_le_bytes(seed), counter: AtomicU64::new(0) }
+    }
+
+    fn accept_or_generate(&self, headers: &HeaderMap) -> HeaderValue {
+        if let Some(v) = headers.get(&X_REQUEST_ID) {
+            let b = v.as_bytes();
+            if !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c)) {
+                return v.clone();
+            }
+        }
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let mut buf = [0u8; 32];
+        hex_into(&mut buf[..16], self.prefix);
+        hex_into(&mut buf[16..], n);
+        HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static("invalid"))
+    }
+}
+
+fn hex_into(out: &mut [u8], mut v: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for slot in out.iter_mut().rev() {
+        *slot = HEX[(v & 15) as usize];
+        v >>= 4;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Upstream;
+    use http::uri::{Authority, Scheme};
+
+    fn route(path: &str, strip: bool, base: &str) -> Route {
+        Route {
+            id: 0,
+            name: "r".into(),
+            host: None,
+            path: path.into(),
+            upstream: Upstream {
+                scheme: Scheme::HTTP,
+                authority: Authority::from_static("127.0.0.1:9"),
+                base_path: base.into(),
+                host_header: HeaderValue::from_static("127.0.0.1:9"),
+            },
+            strip_prefix: strip,
+            preserve_host: false,
+            max_body: None,
+            timeout: std::time::Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn upstream_uris() {
+        let uri = |r: &Route, p: &str, q: Option<&str>| upstream_uri(r, p, q).unwrap().to_string();
+        assert_eq!(uri(&route("/api/", false, ""), "/api/x", Some("a=1")), "http://127.0.0.1:9/api/x?a=1");
+        assert_eq!(uri(&route("/api/", true, ""), "/api/x", None), "http://127.0.0.1:9/x");
+        assert_eq!(uri(&route("/api", true, ""), "/api", None), "http://127.0.0.1:9/");
+        assert_eq!(uri(&route("/api", true, "/base"), "/api/x/y", None), "http://127.0.0.1:9/base/x/y");
+        assert_eq!(uri(&route("/", true, "/base"), "/x", None), "http://127.0.0.1:9/base/x");
+    }
+
+    #[test]
+    fn request_ids() {
+        let ids = RequestIds::new();
+        let a = ids.accept_or_generate(&HeaderMap::new());
+        let b = ids.accept_or_generate(&HeaderMap::new());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 32);
+        let mut h = HeaderMap::new();
+        h.insert("x-request-id", HeaderValue::from_static("abc-123"));
+        assert_eq!(ids.accept_or_generate(&h), "abc-123");
+        h.insert("x-request-id", HeaderValue::from_static("bad id with spaces"));
+        assert_ne!(ids.accept_or_generate(&h), "bad id with spaces");
+    }
+
+    #[test]
+    fn hosts() {
+        let req = |h: &str| Request::builder().uri("/x").header(HOST, h).body(()).unwrap();
+        assert_eq!(request_host(&req("Example.com:8080")), Some("Example.com"));
+        assert_eq!(request_host(&req("[::1]")), Some("[::1]"));
+        assert_eq!(request_host(&req("[::1]:80")), Some("[::1]"));
+        assert_eq!(request_host(&Request::builder().uri("/x").body(()).unwrap()), None);
+    }
+}

@@ -1,0 +1,17 @@
+//! tollgate: a reverse-proxy gateway that enforces OAuth 2.0 / OpenID Connect tokens.
+//!
+//! The request pipeline lives in [`gateway`]; see README.md for the picture.
+
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod body;
+pub mod config;
+pub mod error;
+pub mod gateway;
+pub mod logging;
+pub mod metrics;
+pub mod router;
+pub mod server;
+pub mod tls;
+pub mod upstream;

@@ -1,0 +1,79 @@
+//! Prometheus metrics, registered on an explicit registry (never the global one) so tests and
+//! several gateways in one process do not share state.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    /// Requests by route and status code (route `-` when none matched).
+    pub requests: IntCounterVec,
+    /// Time to response headers, by route.
+    pub duration: HistogramVec,
+    pub in_flight: IntGauge,
+    /// Upstream failures by route and kind (connect, timeout, error).
+    pub upstream_errors: IntCounterVec,
+    pub connections: IntGauge,
+    /// Connections closed for sending headers too slowly.
+    pub header_timeouts: IntCounter,
+    /// TLS certificate reloads by outcome.
+    pub tls_reloads: IntCounterVec,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("tollgate_requests_total", "Requests by route and status code"),
+            &["route", "code"],
+        )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new("tollgate_request_duration_seconds", "Time from request to response headers")
+                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            &["route"],
+        )?;
+        let in_flight = IntGauge::new("tollgate_requests_in_flight", "Requests being handled")?;
+        let upstream_errors = IntCounterVec::new(
+            Opts::new("tollgate_upstream_errors_total", "Upstream failures by route and kind"),
+            &["route", "kind"],
+        )?;
+        let connections = IntGauge::new("tollgate_connections", "Open client connections")?;
+        let header_timeouts = IntCounter::new(
+            "tollgate_header_timeouts_total",
+            "Connections closed because request headers arrived too slowly",
+        )?;
+        let tls_reloads = IntCounterVec::new(
+            Opts::new("tollgate_tls_reloads_total", "TLS certificate reloads by outcome"),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(in_flight.clone()))?;
+        registry.register(Box::new(upstream_errors.clone()))?;
+        registry.register(Box::new(connections.clone()))?;
+        registry.register(Box::new(header_timeouts.clone()))?;
+        registry.register(Box::new(tls_reloads.clone()))?;
+        Ok(Metrics {
+            registry,
+            requests,
+            duration,
+            in_flight,
+            upstream_errors,
+            connections,
+            header_timeouts,
+            tls_reloads,
+        })
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(8 * 1024);
+        // Encoding into a Vec cannot fail for well-formed metric families.
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::warn!(error = %e, "encoding metrics");
+        }
+        buf
+    }
+}

@@ -1,0 +1,361 @@
+//! Listeners and the serving threads. One current-thread runtime per worker, each with its own
+//! `SO_REUSEPORT` listener and its own upstream pool, so a request never takes a lock shared
+//! across cores. A background thread runs the admin listener and periodic work.
+
+mod conn;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use crate::admin;
+use crate::config::{Config, Server as ServerConfig};
+use crate::gateway::{Conn, Gateway};
+use crate::metrics::Metrics;
+use crate::router::Router;
+use crate::tls::{self, ReloadingCert, TlsError};
+use crate::upstream::proxy::Proxy;
+use conn::{Activity, Tracked, Verdict};
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listening socket could not be bound.
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        addr: SocketAddr,
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// TLS files or settings are unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// A runtime or thread could not be created.
+    #[error("starting {what}: {source}")]
+    Runtime {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Metrics could not be registered.
+    #[error("registering metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// State every worker reads.
+struct Shared {
+    config: Config,
+    router: Arc<Router>,
+    metrics: Metrics,
+    client_tls: rustls::ClientConfig,
+    acceptor: Option<TlsAcceptor>,
+    connections: Arc<Semaphore>,
+}
+
+/// A started gateway. Dropping it does not stop it; call [`Running::shutdown`].
+pub struct Running {
+    pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub metrics: Metrics,
+    shutdown: watch::Sender<bool>,
+    workers: Vec<JoinHandle<()>>,
+    background: Option<(JoinHandle<()>, tokio::sync::oneshot::Sender<()>)>,
+}
+
+/// Binds every socket, then starts the workers and the admin listener. Errors come before any
+/// thread starts serving.
+pub fn start(config: Config) -> Result<Running, StartError> {
+    let metrics = Metrics::new()?;
+    let client_tls = tls::client_config(&config.upstream)?;
+    let cert = config.server.tls.as_ref().map(ReloadingCert::load).transpose()?;
+    let acceptor = match &cert {
+        Some(c) => Some(TlsAcceptor::from(Arc::new(tls::server_config(c.clone())?))),
+        None => None,
+    };
+    let first = bind_reuseport(config.server.listen)?;
+    let addr =
+        first.local_addr().map_err(|source| StartError::Bind { addr: config.server.listen, what: "server", source })?;
+    let mut listeners = vec![first];
+    for _ in 1..config.server.workers {
+        listeners.push(bind_reuseport(addr)?);
+    }
+    let admin_listener = std::net::TcpListener::bind(config.admin.listen)
+        .and_then(|l| l.set_nonblocking(true).map(|_| l))
+        .map_err(|source| StartError::Bind { addr: config.admin.listen, what: "admin", source })?;
+    let admin_addr = admin_listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.admin.listen,
+        what: "admin",
+        source,
+    })?;
+
+    let ready = Arc::new(AtomicBool::new(false));
+    let (shutdown, _) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        router: Arc::new(Router::new(config.routes.clone())),
+        metrics: metrics.clone(),
+        client_tls,
+        acceptor,
+        connections: Arc::new(Semaphore::new(config.server.max_connections)),
+        config,
+    });
+    let background = spawn_background(admin_listener, metrics.clone(), ready.clone(), cert)?;
+    let mut workers = Vec::with_capacity(listeners.len());
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let shared = shared.clone();
+        let rx = shutdown.subscribe();
+        let handle = std::thread::Builder::new()
+            .name(format!("tollgate-worker-{i}"))
+            .spawn(move || worker(listener, shared, rx))
+            .map_err(|source| StartError::Runtime { what: "worker thread", source })?;
+        workers.push(handle);
+    }
+    ready.store(true, Ordering::Release);
+    Ok(Running { addr, admin_addr, metrics, shutdown, workers, background: Some(background) })
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish within the drain timeout, then returns.
+    pub fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+        if let Some((handle, stop)) = self.background.take() {
+            let _ = stop.send(());
+            let _ = handle.join();
+        }
+    }
+
+    /// Serves until SIGTERM or SIGINT, then shuts down gracefully.
+    pub fn run_until_signal(self) -> std::io::Result<()> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        rt.block_on(wait_for_signal())?;
+        tracing::info!("shutting down: draining in-flight requests");
+        self.shutdown();
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+async fn wait_for_signal() -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+    Ok(())
+}
+
+fn bind_reuseport(addr: SocketAddr) -> Result<std::net::TcpListener, StartError> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let err = |source| StartError::Bind { addr, what: "server", source };
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
+    socket.set_reuse_address(true).map_err(err)?;
+    socket.set_reuse_port(true).map_err(err)?;
+    socket.set_nonblocking(true).map_err(err)?;
+    socket.bind(&addr.into()).map_err(err)?;
+    socket.listen(1024).map_err(err)?;
+    Ok(socket.into())
+}
+
+fn spawn_background(
+    admin_listener: std::net::TcpListener,
+    metrics: Metrics,
+    ready: Arc<AtomicBool>,
+    cert: Option<Arc<ReloadingCert>>,
+) -> Result<(JoinHandle<()>, tokio::sync::oneshot::Sender<()>), StartError> {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| StartError::Runtime { what: "background runtime", source })?;
+    let handle = std::thread::Builder::new()
+        .name("tollgate-background".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                if let Some(cert) = cert {
+                    tokio::spawn(cert.watch(metrics.clone()));
+                }
+                match TcpListener::from_std(admin_listener) {
+                    Ok(l) => {
+                        tokio::spawn(admin::serve(l, metrics, ready));
+                    }
+                    Err(e) => tracing::error!(error = %e, "admin listener"),
+                }
+                let _ = stop_rx.await;
+            })
+        })
+        .map_err(|source| StartError::Runtime { what: "background thread", source })?;
+    Ok((handle, stop_tx))
+}
+
+/// One worker thread: accept, serve, and on shutdown drain within the drain timeout.
+fn worker(listener: std::net::TcpListener, shared: Arc<Shared>, shutdown: watch::Receiver<bool>) {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start worker runtime");
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let listener = match TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => return tracing::error!(error = %e, "worker listener"),
+        };
+        let proxy = Proxy::new(&shared.config.upstream, shared.client_tls.clone());
+        let gateway = Arc::new(Gateway::new(&shared.config, shared.router.clone(), proxy, shared.metrics.clone()));
+        let builder = Arc::new(http_builder(&shared.config.server));
+        let mut tasks = JoinSet::new();
+        accept_loop(&listener, &shared, &gateway, &builder, &mut tasks, shutdown.clone()).await;
+        drop(listener);
+        let drain = shared.config.server.drain_timeout;
+        if tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} }).await.is_err() {
+            tracing::warn!(remaining = tasks.len(), "drain timeout reached; closing remaining connections");
+            tasks.shutdown().await;
+        }
+    });
+}
+
+async fn accept_loop(
+    listener: &TcpListener,
+    shared: &Arc<Shared>,
+    gateway: &Arc<Gateway>,
+    builder: &Arc<auto::Builder<TokioExecutor>>,
+    tasks: &mut JoinSet<()>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => return,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+            accepted = accept(listener, &shared.connections) => accepted,
+        };
+        let (stream, peer, permit) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let (shared, gateway, builder, shutdown) = (shared.clone(), gateway.clone(), builder.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            shared.metrics.connections.inc();
+            let cfg = &shared.config.server;
+            match &shared.acceptor {
+                None => {
+                    let conn = Conn::new(peer, false, &cfg.trusted_proxies);
+                    serve(stream, false, conn, &shared, gateway, &builder, shutdown).await;
+                }
+                Some(acceptor) => match tokio::time::timeout(cfg.header_read_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => {
+                        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                        let conn = Conn::new(peer, true, &cfg.trusted_proxies);
+                        serve(tls, h2, conn, &shared, gateway, &builder, shutdown).await;
+                    }
+                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                },
+            }
+            shared.metrics.connections.dec();
+            drop(permit);
+        });
+    }
+}
+
+async fn accept(
+    listener: &TcpListener,
+    connections: &Arc<Semaphore>,
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr, tokio::sync::OwnedSemaphorePermit)> {
+    // Waiting for a permit before accepting leaves excess connections in the kernel backlog.
+    let permit = connections.clone().acquire_owned().await.map_err(std::io::Error::other)?;
+    let (stream, peer) = listener.accept().await?;
+    Ok((stream, peer, permit))
+}
+
+fn http_builder(cfg: &ServerConfig) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .keep_alive(true)
+        .max_buf_size(cfg.max_header_bytes)
+        // Our own timers (server/conn.rs) replace hyper's, which would also close idle connections.
+        .header_read_timeout(None);
+    builder.http2().timer(TokioTimer::new()).max_header_list_size(cfg.max_header_bytes as u32);
+    builder
+}
+
+/// Serves one connection until it closes, the shutdown signal drains it, or a timer ends it.
+async fn serve<I>(
+    io: I,
+    h2: bool,
+    conn: Conn,
+    shared: &Shared,
+    gateway: Arc<Gateway>,
+    builder: &auto::Builder<TokioExecutor>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let activity = Arc::new(Activity::new(h2));
+    let ctx = Arc::new((conn, activity.clone(), gateway));
+    let service = service_fn(move |req| {
+        let ctx = ctx.clone();
+        async move {
+            let _in_flight = ctx.1.request();
+            Ok::<_, Infallible>(ctx.2.handle(req, &ctx.0).await)
+        }
+    });
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(Tracked::new(io, activity.clone())), service);
+    tokio::pin!(connection);
+    let cfg = &shared.config.server;
+    let period =
+        (cfg.header_read_timeout.min(cfg.idle_timeout) / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    let mut tick = tokio::time::interval(period);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = shutdown.wait_for(|stop| *stop), if !closing => {
+                connection.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            _ = tick.tick() => match activity.check(cfg.header_read_timeout, cfg.idle_timeout) {
+                Verdict::Open => {}
+                Verdict::HeaderTimeout => {
+                    shared.metrics.header_timeouts.inc();
+                    tracing::debug!("request head not received in time; closing");
+                    return;
+                }
+                Verdict::Idle if !closing => {
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                Verdict::Idle => {}
+            },
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! TLS with rustls and the aws-lc-rs provider: server certificates that reload when their files
+//! change (without touching open connections), and the client configuration for HTTPS upstreams.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use rustls::crypto::CryptoProvider;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::config::{TlsFiles, UpstreamClient};
+use crate::metrics::Metrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A PEM file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A PEM file holds no usable certificate or key.
+    #[error("{path}: {what}")]
+    Pem { path: PathBuf, what: String },
+    /// rustls refused the key or configuration.
+    #[error("{context}: {source}")]
+    Rustls {
+        context: String,
+        #[source]
+        source: rustls::Error,
+    },
+}
+
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// The serving certificate, swapped atomically on reload; handshakes read it without locks.
+#[derive(Debug)]
+pub struct ReloadingCert {
+    current: ArcSwap<CertifiedKey>,
+    files: TlsFiles,
+    /// The file contents last loaded, to notice changes whatever the file system's mtime says.
+    loaded: std::sync::Mutex<(Vec<u8>, Vec<u8>)>,
+}
+
+impl ResolvesServerCert for ReloadingCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+impl ReloadingCert {
+    pub fn load(files: &TlsFiles) -> Result<Arc<ReloadingCert>, TlsError> {
+        let (cert_pem, key_pem) = read_pair(&files.cert_file, &files.key_file)?;
+        let key = certified_key(&cert_pem, &key_pem, files)?;
+        Ok(Arc::new(ReloadingCert {
+            current: ArcSwap::from_pointee(key),
+            files: files.clone(),
+            loaded: std::sync::Mutex::new((cert_pem, key_pem)),
+        }))
+    }
+
+    /// Reads the files again; swaps in the new pair when they changed and parse. Returns
+    /// `Ok(true)` on a swap. A bad new pair keeps the old certificate serving.
+    pub fn reload(&self) -> Result<bool, TlsError> {
+        let (cert_pem, key_pem) = read_pair(&self.files.cert_file, &self.files.key_file)?;
+        let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        if loaded.0 == cert_pem && loaded.1 == key_pem {
+            return Ok(false);
+        }
+        let key = certified_key(&cert_pem, &key_pem, &self.files)?;
+        self.current.store(Arc::new(key));
+        *loaded = (cert_pem, key_pem);
+        Ok(true)
+    }
+
+    /// Polls the files every `reload_interval` until the runtime stops.
+    pub async fn watch(self: Arc<Self>, metrics: Metrics) {
+        let mut tick = tokio::time::interval(self.files.reload_interval.max(Duration::from_millis(10)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match self.reload() {
+                Ok(false) => {}
+                Ok(true) => {
+                    metrics.tls_reloads.with_label_values(&["ok"]).inc();
+                    tracing::info!(cert = %self.files.cert_file.display(), "TLS certificate reloaded");
+                }
+                Err(e) => {
+                    metrics.tls_reloads.with_label_values(&["error"]).inc();
+                    tracing::warn!(error = %e, "TLS certificate reload failed; still serving the previous certificate");
+                }
+            }
+        }
+    }
+}
+
+/// A server config offering HTTP/2 and HTTP/1.1 by ALPN.
+pub fn server_config(resolver: Arc<ReloadingCert>) -> Result<rustls::ServerConfig, TlsError> {
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|source| TlsError::Rustls { context: "TLS server protocol versions".into(), source })?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
+/// The client config for HTTPS upstreams: webpki roots plus an optional CA file, and an
+/// optional client certificate.
+pub fn client_config(cfg: &UpstreamClient) -> Result<rustls::ClientConfig, TlsError> {
+    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    if let Some(ca) = &cfg.ca_file {
+        let pem = read(ca)?;
+        let certs = certs(&pem, ca)?;
+        for cert in certs {
+            roots.add(cert).map_err(|source| TlsError::Rustls {
+                context: format!("CA certificate in {}", ca.display()),
+                source,
+            })?;
+        }
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|source| TlsError::Rustls { context: "TLS client protocol versions".into(), source })?
+        .with_root_certificates(roots);
+    match &cfg.client_cert {
+        None => Ok(builder.with_no_client_auth()),
+        Some((cert_file, key_file)) => {
+            let (cert_pem, key_pem) = read_pair(cert_file, key_file)?;
+            let chain = certs(&cert_pem, cert_file)?;
+            let key = private_key(&key_pem, key_file)?;
+            builder.with_client_auth_cert(chain, key).map_err(|source| TlsError::Rustls {
+                context: format!("client certificate {}", cert_file.display()),
+                source,
+            })
+        }
+    }
+}
+
+fn certified_key(cert_pem: &[u8], key_pem: &[u8], files: &TlsFiles) -> Result<CertifiedKey, TlsError> {
+    let chain = certs(cert_pem, &files.cert_file)?;
+    let key = private_key(key_pem, &files.key_file)?;
+    let signer = provider()
+        .key_provider
+        .load_private_key(key)
+        .map_err(|source| TlsError::Rustls { context: format!("private key {}", files.key_file.display()), source })?;
+    let certified = CertifiedKey::new(chain, signer);
+    certified.keys_match().map_err(|source| TlsError::Rustls {
+        context: format!("{} and {}", files.cert_file.display(), files.key_file.display()),
+        source,
+    })?;
+    Ok(certified)
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read { path: path.to_path_buf(), source })
+}
+
+fn read_pair(cert: &Path, key: &Path) -> Result<(Vec<u8>, Vec<u8>), TlsError> {
+    Ok((read(cert)?, read(key)?))
+}
+
+fn certs(pem: &[u8], path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError::Pem { path: path.to_path_buf(), what: format!("invalid PEM: {e}") })?;
+    if certs.is_empty() {
+        return Err(TlsError::Pem { path: path.to_path_buf(), what: "no CERTIFICATE block found".into() });
+    }
+    Ok(certs)
+}
+
+fn private_key(pem: &[u8], path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_slice(pem)
+        .map_err(|e| TlsError::Pem { path: path.to_path_buf(), what: format!("no usable private key: {e}") })
+}

@@ -1,0 +1,212 @@
+//! Header hygiene between client and upstream: hop-by-hop headers (including names listed in
+//! `Connection`) never cross the gateway, and no client can send a header the gateway itself
+//! sets, in any spelling (`X_Forwarded_User` reaches some frameworks as `X-Forwarded-User`).
+
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, UPGRADE};
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1 and the usual non-standard ones).
+pub const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Identity headers the gateway sets; any client-sent copy is always removed.
+pub const IDENTITY: &[&str] = &[
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-forwarded-preferred-username",
+    "x-forwarded-groups",
+    "x-forwarded-access-token",
+    "x-auth-request-user",
+    "x-auth-request-email",
+    "x-auth-request-preferred-username",
+    "x-auth-request-groups",
+    "x-auth-request-access-token",
+];
+
+/// Forwarding headers: kept (and appended to) only when the peer is a trusted proxy.
+pub const FORWARDING: &[&str] = &["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "x-real-ip"];
+
+/// Names the gateway protects: the fixed lists plus configured claim headers.
+#[derive(Debug, Clone)]
+pub struct Protected {
+    identity: Vec<HeaderName>,
+}
+
+impl Default for Protected {
+    fn default() -> Self {
+        Protected::new(std::iter::empty())
+    }
+}
+
+impl Protected {
+    /// `extra`: configured identity header names (claim mappings) to protect as well.
+    pub fn new(extra: impl Iterator<Item = HeaderName>) -> Protected {
+        let mut identity: Vec<HeaderName> = IDENTITY.iter().map(|n| HeaderName::from_static(n)).collect();
+        for name in extra {
+            if !identity.contains(&name) {
+                identity.push(name);
+            }
+        }
+        Protected { identity }
+    }
+
+    fn is_protected(&self, lower_dashed: &str, trusted: bool) -> bool {
+        HOP_BY_HOP.contains(&lower_dashed)
+            || self.identity.iter().any(|n| n.as_str() == lower_dashed)
+            || (!trusted && FORWARDING.contains(&lower_dashed))
+    }
+
+    /// Cleans a client request's headers before they go upstream. Returns the `Upgrade` value
+    /// when the client asked for a protocol upgrade (`Connection: upgrade`), which the caller
+    /// forwards deliberately.
+    pub fn clean_request(&self, headers: &mut HeaderMap, trusted_peer: bool) -> Option<HeaderValue> {
+        let upgrade = if connection_has(headers, "upgrade") { headers.get(UPGRADE).cloned() } else { None };
+        remove_connection_listed(headers);
+        for name in HOP_BY_HOP {
+            headers.remove(*name);
+        }
+        for name in &self.identity {
+            headers.remove(name);
+        }
+        if !trusted_peer {
+            for name in FORWARDING {
+                headers.remove(*name);
+            }
+        }
+        self.remove_underscore_spellings(headers, trusted_peer);
+        upgrade
+    }
+
+    /// `x_forwarded_user` and friends: underscores and dashes are the same to CGI-style readers.
+    fn remove_underscore_spellings(&self, headers: &mut HeaderMap, trusted_peer: bool) {
+        if !headers.keys().any(|k| k.as_str().contains('_')) {
+            return;
+        }
+        let doomed: Vec<HeaderName> = headers
+            .keys()
+            .filter(|k| k.as_str().contains('_'))
+            .filter(|k| self.is_protected(&k.as_str().replace('_', "-"), trusted_peer))
+            .cloned()
+            .collect();
+        for name in doomed {
+            headers.remove(name);
+        }
+    }
+}
+
+/// Cleans an upstream response's headers before they go to the client.
+pub fn clean_response(headers: &mut HeaderMap) {
+    remove_connection_listed(headers);
+    for name in HOP_BY_HOP {
+        headers.remove(*name);
+    }
+}
+
+fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+    headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+fn remove_connection_listed(headers: &mut HeaderMap) {
+    if !headers.contains_key(CONNECTION) {
+        return;
+    }
+    let listed: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn removes_hop_by_hop_and_connection_listed() {
+        let mut h = map(&[
+            ("connection", "keep-alive, X-Secret"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("te", "trailers"),
+            ("proxy-authorization", "Basic x"),
+            ("accept", "*/*"),
+        ]);
+        assert!(Protected::default().clean_request(&mut h, false).is_none());
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("accept"));
+    }
+
+    #[test]
+    fn removes_identity_headers_in_every_spelling() {
+        let mut h = map(&[
+            ("X-Forwarded-User", "admin"),
+            ("x_forwarded_user", "admin"),
+            ("X_Forwarded_Email", "a@b"),
+            ("x-auth-request-groups", "admins"),
+            ("x_custom_ok", "kept"),
+            ("x-user-role", "admin"),
+        ]);
+        let p = Protected::new([HeaderName::from_static("x-user-role")].into_iter());
+        p.clean_request(&mut h, true);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, vec!["x_custom_ok"]);
+    }
+
+    #[test]
+    fn forwarding_headers_only_from_trusted_peers() {
+        let pairs = [("x-forwarded-for", "1.2.3.4"), ("x_forwarded_proto", "https"), ("forwarded", "for=1.2.3.4")];
+        let mut untrusted = map(&pairs);
+        Protected::default().clean_request(&mut untrusted, false);
+        assert!(untrusted.is_empty(), "{untrusted:?}");
+        let mut trusted = map(&pairs);
+        Protected::default().clean_request(&mut trusted, true);
+        assert_eq!(trusted.len(), 3);
+    }
+
+    #[test]
+    fn upgrade_is_reported_and_stripped() {
+        let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket"), ("sec-websocket-key", "k")]);
+        let up = Protected::default().clean_request(&mut h, false);
+        assert_eq!(up.unwrap(), "websocket");
+        assert!(!h.contains_key("upgrade") && !h.contains_key("connection"));
+        assert!(h.contains_key("sec-websocket-key"));
+    }
+
+    #[test]
+    fn response_hop_by_hop_removed() {
+        let mut h = map(&[
+            ("connection", "close, x-internal"),
+            ("x-internal", "1"),
+            ("transfer-encoding", "chunked"),
+            ("content-type", "text/plain"),
+        ]);
+        clean_response(&mut h);
+        assert_eq!(h.len(), 1);
+    }
+}

@@ -1,0 +1,4 @@
+//! The upstream side: header hygiene and forwarding.
+
+pub mod headers;
+pub mod proxy;
