@@ -12,7 +12,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
-use crate::body::{BodyTooLarge, LimitedBody};
+use crate::body::{LimitedBody, RequestBodyError};
 use crate::config;
 use crate::error::GatewayError;
 
@@ -62,7 +62,7 @@ impl Proxy {
 fn caused_by_body_limit(e: &hyper_util::client::legacy::Error) -> bool {
     let mut cause = e.source();
     while let Some(c) = cause {
-        if c.is::<BodyTooLarge>() {
+        if matches!(c.downcast_ref::<RequestBodyError>(), Some(RequestBodyError::TooLarge(_))) {
             return true;
         }
         cause = c.source();
