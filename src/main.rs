@@ -35,7 +35,8 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Check { config } => match Config::load(&config) {
             Ok(cfg) => {
-                println!("{}: OK ({} routes)", config.display(), cfg.routes.len());
+                let n = cfg.routes.len();
+                println!("{}: OK ({n} route{})", config.display(), if n == 1 { "" } else { "s" });
                 ExitCode::SUCCESS
             }
             Err(e) => {

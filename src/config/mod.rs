@@ -176,15 +176,29 @@ impl Config {
         subst::substitute(&mut tree, &mut Vec::new(), env, &mut errors);
         let base_dir = file.parent().unwrap_or(Path::new("."));
         subst::load_secret_files(&mut tree, &mut Vec::new(), base_dir, &mut errors);
-        if !errors.is_empty() {
-            return Err(fail(errors));
+        // Keep going after substitution errors so one run lists every problem; a field whose
+        // variable was missing is not reported a second time by validation.
+        let raw: raw::RawConfig = match serde_path_to_error::deserialize(tree) {
+            Ok(raw) => raw,
+            Err(e) => {
+                let field = e.path().to_string();
+                let field = if field == "." { String::new() } else { field };
+                // toml appends "in `table`" on a second line; the path already says where.
+                let reason = e.into_inner().to_string();
+                let reason = reason.lines().next().unwrap_or_default().to_string();
+                errors.push(ConfigError::field(field, reason));
+                return Err(fail(errors));
+            }
+        };
+        match validate::validate(raw, file, base_dir) {
+            Ok(config) if errors.is_empty() => Ok(config),
+            Ok(_) => Err(fail(errors)),
+            Err(more) => {
+                let reported: Vec<String> = errors.iter().map(|e| e.field.clone()).collect();
+                errors.extend(more.into_iter().filter(|e| !reported.contains(&e.field)));
+                Err(fail(errors))
+            }
         }
-        let raw: raw::RawConfig = serde_path_to_error::deserialize(tree).map_err(|e| {
-            let field = e.path().to_string();
-            let field = if field == "." { String::new() } else { field };
-            fail(vec![ConfigError::field(field, e.into_inner().to_string())])
-        })?;
-        validate::validate(raw, file, base_dir).map_err(fail)
     }
 }
 

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: installs what the tests need, then runs them.
+#   bash tests/run.sh            # everything
+#   bash tests/run.sh proxy      # extra arguments go to `cargo test`
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'tests/run.sh: %s\n' "$*" >&2; exit 1; }
+
+# Debian packages the tests drive for real. Installed only when missing.
+DEBIAN_PACKAGES=(nodejs npm)
+
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local sudo=()
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || die "missing Debian packages ${missing[*]}: install them (apt-get install ${missing[*]}) or run as root"
+    sudo=(sudo)
+  fi
+  say "installing Debian packages: ${missing[*]}"
+  "${sudo[@]}" apt-get update -qq || die "apt-get update failed; install by hand: apt-get install ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" \
+    || die "could not install ${missing[*]}; install them by hand"
+}
+
+command -v cargo >/dev/null || die "cargo is required (https://rustup.rs)"
+# node and npm may come from elsewhere than Debian (nodesource, nvm): only install when absent.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  apt_install "${DEBIAN_PACKAGES[@]}"
+fi
+
+# The real OpenID Provider (panva's oidc-provider, pinned in tests/idp/package-lock.json).
+if [ ! -d tests/idp/node_modules ] || [ tests/idp/package-lock.json -nt tests/idp/node_modules/.package-lock.json ]; then
+  say "installing the test OpenID Provider (npm ci in tests/idp)"
+  (cd tests/idp && npm ci --no-audit --no-fund --loglevel=error) || die "npm ci in tests/idp failed"
+fi
+
+say "cargo test"
+exec cargo test --locked "$@"
