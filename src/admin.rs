@@ -3,7 +3,6 @@
 //! by a route.
 
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use http::header::{HeaderValue, CONTENT_TYPE};
@@ -17,7 +16,10 @@ use crate::body::Body;
 use crate::error::plain;
 use crate::metrics::Metrics;
 
-pub async fn serve(listener: TcpListener, metrics: Metrics, ready: Arc<AtomicBool>) {
+/// Whether the gateway is ready for traffic: listeners bound, every issuer's keys loaded.
+pub type Readiness = Arc<dyn Fn() -> bool + Send + Sync>;
+
+pub async fn serve(listener: TcpListener, metrics: Metrics, ready: Readiness) {
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(s) => s,
@@ -41,13 +43,13 @@ pub async fn serve(listener: TcpListener, metrics: Metrics, ready: Arc<AtomicBoo
     }
 }
 
-fn respond(req: &Request<Incoming>, metrics: &Metrics, ready: &AtomicBool) -> Response<Body> {
+fn respond(req: &Request<Incoming>, metrics: &Metrics, ready: &Readiness) -> Response<Body> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return plain(StatusCode::METHOD_NOT_ALLOWED, "use GET\n".into());
     }
     match req.uri().path() {
         "/healthz" => plain(StatusCode::OK, "ok\n".into()),
-        "/readyz" if ready.load(Ordering::Acquire) => plain(StatusCode::OK, "ready\n".into()),
+        "/readyz" if ready() => plain(StatusCode::OK, "ready\n".into()),
         "/readyz" => plain(StatusCode::SERVICE_UNAVAILABLE, "not ready\n".into()),
         "/metrics" => {
             let mut resp = Response::new(Body::text(metrics.render()));

@@ -1,10 +1,12 @@
 //! Every failure that becomes a response is mapped here, in one place: status, headers and a
 //! short body that names what failed (the route) and never internals.
 
-use http::header::{HeaderValue, CONTENT_TYPE};
+use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 
+use crate::auth::AuthError;
 use crate::body::Body;
+use crate::config::{Route, RouteAuth};
 use crate::router::PathError;
 
 /// Why the gateway answered instead of the upstream.
@@ -31,6 +33,9 @@ pub enum GatewayError {
     /// The upstream connection failed after connecting (reset, protocol error).
     #[error("upstream failed")]
     Upstream(#[source] hyper_util::client::legacy::Error),
+    /// The caller is not authenticated or not allowed.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
 }
 
 impl GatewayError {
@@ -41,6 +46,10 @@ impl GatewayError {
             GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::UpstreamConnect(_) | GatewayError::Upstream(_) => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::Auth(AuthError::MissingToken | AuthError::InvalidToken(_)) => StatusCode::UNAUTHORIZED,
+            GatewayError::Auth(AuthError::InvalidRequest(_)) => StatusCode::BAD_REQUEST,
+            GatewayError::Auth(AuthError::InsufficientScope { .. } | AuthError::Forbidden(_)) => StatusCode::FORBIDDEN,
+            GatewayError::Auth(AuthError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -54,12 +63,17 @@ impl GatewayError {
             GatewayError::UpstreamConnect(_) => "upstream_connect",
             GatewayError::UpstreamTimeout => "upstream_timeout",
             GatewayError::Upstream(_) => "upstream_error",
+            GatewayError::Auth(_) => "auth",
         }
     }
 
-    /// The response for this error on `route` (a route name, when one matched).
-    pub fn into_response(self, route: Option<&str>) -> Response<Body> {
+    /// The response for this error on `route` (when one matched).
+    pub fn into_response(self, route: Option<&Route>) -> Response<Body> {
         let status = self.status();
+        if let GatewayError::Auth(e) = self {
+            return auth_response(status, e, route);
+        }
+        let route = route.map(|r| r.name.as_str());
         let body = match (&self, route) {
             (GatewayError::BadPath(e), _) => format!("bad request: {e}\n"),
             (GatewayError::BadRequest(e), _) => format!("bad request: {e}\n"),
@@ -72,10 +86,56 @@ impl GatewayError {
             (GatewayError::UpstreamTimeout, Some(r)) => {
                 format!("gateway timeout: upstream of route {r} did not answer in time\n")
             }
-            (e, None) => format!("{e}\n"),
+            (e, _) => format!("{e}\n"),
         };
         plain(status, body)
     }
+}
+
+/// RFC 6750 §3: the challenge in `WWW-Authenticate` and a small JSON body. The token is never
+/// echoed; descriptions come from a fixed set.
+fn auth_response(status: StatusCode, e: AuthError, route: Option<&Route>) -> Response<Body> {
+    let realm = match route.map(|r| &r.auth) {
+        Some(RouteAuth::Bearer(b)) => b.realm.as_str(),
+        _ => "tollgate",
+    };
+    let (code, description, scope) = match &e {
+        AuthError::MissingToken => (None, "an access token is required".to_string(), None),
+        AuthError::InvalidRequest(why) => (Some("invalid_request"), why.to_string(), None),
+        AuthError::InvalidToken(why) => (Some("invalid_token"), why.description(), None),
+        AuthError::InsufficientScope { scope } => {
+            (Some("insufficient_scope"), "the access token lacks a required scope".to_string(), Some(scope.as_str()))
+        }
+        AuthError::Forbidden(why) => (None, why.to_string(), None),
+        AuthError::Unavailable(why) => (None, why.to_string(), None),
+    };
+    let mut challenge = format!("Bearer realm=\"{realm}\"");
+    if let Some(code) = code {
+        challenge.push_str(&format!(", error=\"{code}\", error_description=\"{description}\""));
+    }
+    if let Some(scope) = scope {
+        challenge.push_str(&format!(", scope=\"{scope}\""));
+    }
+    let body_code = match &e {
+        AuthError::MissingToken => "unauthorized",
+        AuthError::Forbidden(_) => "access_denied",
+        AuthError::Unavailable(_) => "temporarily_unavailable",
+        _ => code.unwrap_or("unauthorized"),
+    };
+    let body = serde_json::json!({ "error": body_code, "error_description": description }).to_string();
+    let mut resp = Response::new(Body::text(body));
+    *resp.status_mut() = status;
+    let headers = resp.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if !matches!(e, AuthError::Forbidden(_) | AuthError::Unavailable(_)) {
+        if let Ok(v) = HeaderValue::from_str(&challenge) {
+            headers.insert(WWW_AUTHENTICATE, v);
+        }
+    }
+    if matches!(e, AuthError::Unavailable(_)) {
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("5"));
+    }
+    resp
 }
 
 /// A short plain-text response.

@@ -1,8 +1,8 @@
 //! The request pipeline, top to bottom:
 //!
 //! 1. route     = router.find(host, normalised path)          → 400 bad path, 404 no route
-//! 2. caller    = authenticate(route, request)                 (bearer / login: later issues)
-//! 3. permitted = authorize(route, caller)
+//! 2. caller    = authenticate(route, request)                 → 401 (RFC 6750), 400, 503
+//! 3. permitted = authorize(route, caller)                     → 403
 //! 4. upstream request: hop-by-hop and client-sent gateway headers dropped, forwarding headers set
 //! 5. forward over the worker's pooled client, bodies streamed, upgrades tunnelled
 //!
@@ -10,6 +10,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, UPGRADE};
@@ -17,8 +18,9 @@ use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 
+use crate::auth::{rules, token, AuthError, Authenticator, Principal};
 use crate::body::{Body, LimitedBody};
-use crate::config::{Config, IpRange, Route};
+use crate::config::{Config, IpRange, Route, RouteAuth};
 use crate::error::GatewayError;
 use crate::metrics::Metrics;
 use crate::router::{normalize_path, Router};
@@ -50,20 +52,32 @@ impl Conn {
     }
 }
 
+/// Who called, as far as the route cares: nobody in particular (public routes) or a principal
+/// with the credential it presented.
+pub enum Caller {
+    Anonymous,
+    Bearer { principal: Arc<Principal>, token: String },
+}
+
 /// Proof that a request passed authorization for a route; only [`authorize`] builds it, and
 /// forwarding requires it, so an unchecked request cannot reach an upstream.
 pub struct Permitted<'r> {
     route: &'r Route,
+    caller: Caller,
 }
 
-/// Step 3. Routes without authentication (the only kind so far) admit every caller.
-fn authorize(route: &Route) -> Result<Permitted<'_>, GatewayError> {
-    Ok(Permitted { route })
+/// Step 3: the route's rules over the caller. Public routes have no rules (config refuses them).
+fn authorize(route: &Route, caller: Caller) -> Result<Permitted<'_>, GatewayError> {
+    if let Caller::Bearer { principal, .. } = &caller {
+        rules::check(&route.rules, principal)?;
+    }
+    Ok(Permitted { route, caller })
 }
 
 /// One worker's gateway: the shared route table and this worker's upstream pool.
 pub struct Gateway {
-    router: std::sync::Arc<Router>,
+    router: Arc<Router>,
+    auth: Arc<Authenticator>,
     proxy: Proxy,
     protected: Protected,
     metrics: Metrics,
@@ -72,11 +86,19 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(config: &Config, router: std::sync::Arc<Router>, proxy: Proxy, metrics: Metrics) -> Gateway {
+    pub fn new(
+        config: &Config,
+        router: Arc<Router>,
+        auth: Arc<Authenticator>,
+        proxy: Proxy,
+        metrics: Metrics,
+    ) -> Gateway {
+        let claim_headers = config.routes.iter().flat_map(|r| r.claim_headers.iter().map(|(h, _)| h.clone()));
         Gateway {
             router,
+            auth,
             proxy,
-            protected: Protected::default(),
+            protected: Protected::new(claim_headers.collect::<Vec<_>>().into_iter()),
             metrics,
             access_log: config.log.access_log,
             ids: RequestIds::new(),
@@ -98,7 +120,7 @@ impl Gateway {
                     self.metrics.upstream_errors.with_label_values(&[route_name, e.kind()]).inc();
                     tracing::warn!(route = route_name, request_id = ?request_id, error = %e, cause = ?std::error::Error::source(&e), "upstream failure");
                 }
-                e.into_response(route.map(|r| r.name.as_str()))
+                e.into_response(route)
             }
         };
         resp.headers_mut().insert(X_REQUEST_ID.clone(), request_id.clone());
@@ -131,7 +153,11 @@ impl Gateway {
             Ok(route) => route,
             Err(e) => return (None, Err(e)),
         };
-        let permitted = match authorize(route.0) {
+        let caller = match self.authenticate(route.0, &req).await {
+            Ok(c) => c,
+            Err(e) => return (Some(route.0), Err(e)),
+        };
+        let permitted = match authorize(route.0, caller) {
             Ok(p) => p,
             Err(e) => return (Some(route.0), Err(e)),
         };
@@ -151,6 +177,19 @@ impl Gateway {
         Ok((route.ok_or(GatewayError::NoRoute)?, path))
     }
 
+    /// Step 2: the caller's identity, from the credential the route accepts.
+    async fn authenticate(&self, route: &Route, req: &Request<Incoming>) -> Result<Caller, GatewayError> {
+        match &route.auth {
+            RouteAuth::None => Ok(Caller::Anonymous),
+            RouteAuth::Bearer(bearer) => {
+                let token =
+                    token::extract(req.headers(), req.uri(), &bearer.sources)?.ok_or(AuthError::MissingToken)?;
+                let principal = self.auth.authenticate(bearer, &token).await?;
+                Ok(Caller::Bearer { principal, token })
+            }
+        }
+    }
+
     /// Steps 4 and 5.
     async fn forward(
         &self,
@@ -160,7 +199,7 @@ impl Gateway {
         conn: &Conn,
         request_id: &HeaderValue,
     ) -> Result<Response<Body>, GatewayError> {
-        let route = permitted.route;
+        let Permitted { route, caller } = permitted;
         if let (Some(limit), Some(len)) = (route.max_body, content_length(req.headers())) {
             if len > limit {
                 return Err(GatewayError::PayloadTooLarge);
@@ -175,6 +214,7 @@ impl Gateway {
         let headers = &mut parts.headers;
         set_forwarding(headers, conn, original_host.clone());
         headers.insert(X_REQUEST_ID.clone(), request_id.clone());
+        set_identity(headers, route, &caller);
         let host = match (route.preserve_host, original_host) {
             (true, Some(h)) => h,
             _ => route.upstream.host_header.clone(),
@@ -201,6 +241,53 @@ impl Gateway {
             clean_response(resp.headers_mut());
         }
         Ok(resp.map(Body::Stream))
+    }
+}
+
+/// Identity headers for the upstream (client-sent copies were removed by `clean_request`).
+fn set_identity(headers: &mut HeaderMap, route: &Route, caller: &Caller) {
+    let Caller::Bearer { principal: p, token } = caller else { return };
+    if let RouteAuth::Bearer(b) = &route.auth {
+        if !b.forward_authorization {
+            headers.remove(http::header::AUTHORIZATION);
+        }
+    }
+    let mut set = |name: &'static str, value: &str| {
+        match HeaderValue::from_bytes(value.as_bytes()) {
+            Ok(v) => {
+                headers.insert(HeaderName::from_static(name), v);
+            }
+            // A claim with control characters cannot be a header; leaving it out is safe.
+            Err(_) => tracing::debug!(header = name, "identity value not valid in a header; omitted"),
+        }
+    };
+    set("x-forwarded-user", &p.subject);
+    if let Some(email) = &p.email {
+        set("x-forwarded-email", email);
+    }
+    if let Some(username) = &p.username {
+        set("x-forwarded-preferred-username", username);
+    }
+    if !p.groups.is_empty() {
+        set("x-forwarded-groups", &p.groups.join(","));
+    }
+    if route.pass_access_token {
+        set("x-forwarded-access-token", token);
+    }
+    for (name, path) in &route.claim_headers {
+        let value = match p.claim(path) {
+            None | Some(serde_json::Value::Null) => continue,
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(serde_json::Value::Array(items)) => items
+                .iter()
+                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+                .collect::<Vec<_>>()
+                .join(","),
+            Some(other) => other.to_string(),
+        };
+        if let Ok(v) = HeaderValue::from_bytes(value.as_bytes()) {
+            headers.insert(name.clone(), v);
+        }
     }
 }
 
@@ -335,6 +422,10 @@ mod tests {
             preserve_host: false,
             max_body: None,
             timeout: std::time::Duration::from_secs(1),
+            auth: crate::config::RouteAuth::None,
+            rules: Default::default(),
+            pass_access_token: false,
+            claim_headers: Vec::new(),
         }
     }
 

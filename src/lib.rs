@@ -5,13 +5,16 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod auth;
 pub mod body;
 pub mod config;
 pub mod error;
 pub mod gateway;
 pub mod logging;
 pub mod metrics;
+pub mod oidc;
 pub mod router;
+pub mod secret;
 pub mod server;
 pub mod tls;
 pub mod upstream;

@@ -276,6 +276,10 @@ mod tests {
             preserve_host: false,
             max_body: None,
             timeout: std::time::Duration::from_secs(1),
+            auth: crate::config::RouteAuth::None,
+            rules: Default::default(),
+            pass_access_token: false,
+            claim_headers: Vec::new(),
         }
     }
 

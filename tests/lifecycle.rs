@@ -15,16 +15,19 @@ fn write(dir: &TempDir, text: &str) -> std::path::PathBuf {
     f
 }
 
-const ROUTE: &str = "\n[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:3000\"\n";
+const ROUTE: &str = "\n[[route]]\nauth = \"none\"\npath = \"/\"\nupstream = \"http://127.0.0.1:3000\"\n";
 
 #[test]
 fn config_errors_name_file_and_field() {
     let dir = TempDir::new("cfg");
     let cases: &[(&str, &[&str])] = &[
         ("[server]\nbogus = 1\n", &["server.bogus", "unknown field"]),
-        ("[[route]]\nupstream = \"ftp://example.com\"\n", &["route[0].upstream", "http or https"]),
-        ("[[route]]\nupstream = \"not a url\"\n", &["route[0].upstream", "invalid URL"]),
-        ("[[route]]\nupstream = \"${TOLLGATE_TEST_UNSET_VAR}\"\n", &["route[0].upstream", "TOLLGATE_TEST_UNSET_VAR"]),
+        ("[[route]]\nauth = \"none\"\nupstream = \"ftp://example.com\"\n", &["route[0].upstream", "http or https"]),
+        ("[[route]]\nauth = \"none\"\nupstream = \"not a url\"\n", &["route[0].upstream", "invalid URL"]),
+        (
+            "[[route]]\nauth = \"none\"\nupstream = \"${TOLLGATE_TEST_UNSET_VAR}\"\n",
+            &["route[0].upstream", "TOLLGATE_TEST_UNSET_VAR"],
+        ),
         ("[server]\nidle_timeout = \"5 minutes\"\n", &["server.idle_timeout", "invalid duration"]),
         ("[server]\nlisten = \"localhost\"\n", &["server.listen", "IP:PORT"]),
         ("[log]\nformat = \"xml\"\n", &["log.format"]),
@@ -48,7 +51,7 @@ fn check_lists_every_error_at_once() {
     let dir = TempDir::new("cfg-all");
     let file = write(
         &dir,
-        "[server]\nidle_timeout = \"soon\"\n[[route]]\nupstream = \"${TOLLGATE_TEST_UNSET_VAR}\"\n[[route]]\npath = \"/b\"\nupstream = \"ftp://x\"\n",
+        "[server]\nidle_timeout = \"soon\"\n[[route]]\nauth = \"none\"\nupstream = \"${TOLLGATE_TEST_UNSET_VAR}\"\n[[route]]\nauth = \"none\"\npath = \"/b\"\nupstream = \"ftp://x\"\n",
     );
     let (code, out) = check(&file, &[]);
     assert_eq!(code, 1);
@@ -111,7 +114,8 @@ async fn sigterm_lets_a_slow_request_finish_then_exits_zero() {
         })
     }))
     .await;
-    let mut gw = Gateway::start(&format!("{BASE}\n[[route]]\npath = \"/\"\nupstream = \"http://{up}\"\n"));
+    let mut gw =
+        Gateway::start(&format!("{BASE}\n[[route]]\nauth = \"none\"\npath = \"/\"\nupstream = \"http://{up}\"\n"));
     let addr = gw.addr;
     let client = std::thread::spawn(move || get(addr, "/slow", &[]));
     arrived_rx.recv_timeout(Duration::from_secs(10)).expect("request never reached the upstream");
@@ -133,7 +137,7 @@ async fn drain_timeout_bounds_shutdown() {
         })
     }))
     .await;
-    let cfg = format!("{BASE}\n[[route]]\npath = \"/\"\nupstream = \"http://{up}\"\n")
+    let cfg = format!("{BASE}\n[[route]]\nauth = \"none\"\npath = \"/\"\nupstream = \"http://{up}\"\n")
         .replace("workers = 2", "workers = 2\ndrain_timeout = \"500ms\"");
     let mut gw = Gateway::start(&cfg);
     let addr = gw.addr;

@@ -13,7 +13,7 @@ use hyper::{Request, Response};
 
 fn config(upstream: std::net::SocketAddr, extra_routes: &str) -> String {
     format!(
-        "{BASE}\n[[route]]\nname = \"app\"\npath = \"/\"\nupstream = \"http://{upstream}\"\nmax_body = \"1KiB\"\n{extra_routes}"
+        "{BASE}\n[[route]]\nauth = \"none\"\nname = \"app\"\npath = \"/\"\nupstream = \"http://{upstream}\"\nmax_body = \"1KiB\"\n{extra_routes}"
     )
 }
 
@@ -115,8 +115,8 @@ async fn request_ids_are_accepted_or_generated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paths_are_normalised_or_refused() {
     let up = echo_upstream().await;
-    let routes =
-        "[[route]]\nname = \"b\"\npath = \"/b\"\nupstream = \"http://UP/from-b\"\n".replace("UP", &up.to_string());
+    let routes = "[[route]]\nauth = \"none\"\nname = \"b\"\npath = \"/b\"\nupstream = \"http://UP/from-b\"\n"
+        .replace("UP", &up.to_string());
     let gw = Gateway::start(&config(up, &routes));
     for (path, want_uri) in
         [("/a/../b", "/from-b/b"), ("//b", "/from-b/b"), ("/a/./c//d", "/a/c/d"), ("/%62", "/from-b/b")]
@@ -138,8 +138,8 @@ async fn paths_are_normalised_or_refused() {
 async fn no_route_is_404_and_prefixes_can_be_stripped() {
     let up = echo_upstream().await;
     let cfg = format!(
-        "{BASE}\n[[route]]\npath = \"/api/\"\nupstream = \"http://{up}/v1\"\nstrip_prefix = true\n\
-         [[route]]\nhost = \"*.example.com\"\npath = \"/\"\nupstream = \"http://{up}/wild\"\n"
+        "{BASE}\n[[route]]\nauth = \"none\"\npath = \"/api/\"\nupstream = \"http://{up}/v1\"\nstrip_prefix = true\n\
+         [[route]]\nauth = \"none\"\nhost = \"*.example.com\"\npath = \"/\"\nupstream = \"http://{up}/wild\"\n"
     );
     let gw = Gateway::start(&cfg);
     let r = get(gw.addr, "/api/users?id=7", &[]);
@@ -186,8 +186,8 @@ async fn dead_upstream_is_502_and_slow_upstream_504() {
     .await;
     let dead = dead_port();
     let cfg = format!(
-        "{BASE}\n[[route]]\nname = \"dead\"\npath = \"/dead\"\nupstream = \"http://{dead}\"\n\
-         [[route]]\nname = \"slow\"\npath = \"/slow\"\nupstream = \"http://{slow}\"\ntimeout = \"300ms\"\n"
+        "{BASE}\n[[route]]\nauth = \"none\"\nname = \"dead\"\npath = \"/dead\"\nupstream = \"http://{dead}\"\n\
+         [[route]]\nauth = \"none\"\nname = \"slow\"\npath = \"/slow\"\nupstream = \"http://{slow}\"\ntimeout = \"300ms\"\n"
     );
     let gw = Gateway::start(&cfg);
     let r = get(gw.addr, "/dead", &[]);

@@ -1,6 +1,7 @@
 //! Configuration: one TOML file, `${VAR}` substitution, `*_file` secrets, unknown keys refused,
 //! then validated into the typed [`Config`] the rest of the gateway uses.
 
+mod auth;
 mod raw;
 mod subst;
 pub mod units;
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use http::uri::{Authority, Scheme};
 
+pub use auth::{endpoint_url, is_loopback, parse_asymmetric_algorithm};
 pub use units::IpRange;
 
 use crate::router::HostPattern;
@@ -26,6 +28,7 @@ pub struct Config {
     pub admin: Admin,
     pub log: Log,
     pub upstream: UpstreamClient,
+    pub issuers: Vec<Issuer>,
     pub routes: Vec<Route>,
 }
 
@@ -97,6 +100,112 @@ pub struct Route {
     /// Largest request body accepted; `None` for no limit.
     pub max_body: Option<u64>,
     pub timeout: Duration,
+    pub auth: RouteAuth,
+    pub rules: Rules,
+    /// Send the caller's access token upstream in `X-Forwarded-Access-Token`.
+    pub pass_access_token: bool,
+    /// Extra identity headers: header name → claim path.
+    pub claim_headers: Vec<(http::HeaderName, Vec<String>)>,
+}
+
+/// A token issuer (an OpenID Provider or any OAuth 2.0 authorization server).
+#[derive(Debug, Clone)]
+pub struct Issuer {
+    pub name: String,
+    /// The issuer identifier, compared exactly with `iss` and the discovery document's `issuer`.
+    pub url: String,
+    /// Explicit key set location; without it, discovery finds one.
+    pub jwks_uri: Option<http::Uri>,
+    /// Fetch `/.well-known/openid-configuration` at start.
+    pub discovery: bool,
+    /// Accepted `aud` values for access tokens: a token must name at least one.
+    pub audiences: Vec<String>,
+    /// Algorithms a key without its own `alg` may verify (a key's `alg` always pins it).
+    pub algorithms: Vec<jsonwebtoken::Algorithm>,
+    /// Clock skew allowed on `exp`, `nbf` and `iat`.
+    pub leeway: Duration,
+    /// Required JOSE `typ`, such as `at+jwt` (RFC 9068).
+    pub token_type: Option<String>,
+    pub max_token_bytes: usize,
+    pub jwks_min_ttl: Duration,
+    pub jwks_max_ttl: Duration,
+    /// Least time between two key-set fetches caused by an unknown `kid`.
+    pub jwks_refetch_interval: Duration,
+    /// Plain-HTTP endpoints on a non-loopback host were allowed explicitly.
+    pub insecure_http: bool,
+    pub introspection: Option<Introspection>,
+}
+
+/// RFC 7662 token introspection, used for tokens that are not JWTs.
+#[derive(Debug, Clone)]
+pub struct Introspection {
+    /// Explicit endpoint; without it, the discovery document's `introspection_endpoint`.
+    pub endpoint: Option<http::Uri>,
+    pub client_id: String,
+    pub client_secret: crate::secret::Secret,
+    pub auth_method: ClientAuthMethod,
+    /// How long an inactive answer is remembered.
+    pub cache_inactive: Duration,
+    /// Upper bound on how long an active answer is remembered (never past the token's `exp`).
+    pub cache_max: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuthMethod {
+    ClientSecretBasic,
+    ClientSecretPost,
+}
+
+/// How a route authenticates callers.
+#[derive(Debug, Clone)]
+pub enum RouteAuth {
+    /// Public: anyone passes (identity headers from clients are still removed).
+    None,
+    Bearer(Bearer),
+}
+
+#[derive(Debug, Clone)]
+pub struct Bearer {
+    /// Indexes into `Config::issuers` of the issuers whose tokens this route accepts.
+    pub issuers: Vec<usize>,
+    pub sources: Vec<TokenSource>,
+    /// Pass the client's `Authorization` header upstream.
+    pub forward_authorization: bool,
+    pub realm: String,
+}
+
+/// Where a bearer token may come from. Only the header unless a route opts in to others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    Header,
+    Query(String),
+    Cookie(String),
+}
+
+/// Authorization rules; all listed kinds must hold (within a list: all scopes, any group,
+/// any email, any domain, every claim rule).
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    pub scopes: Vec<String>,
+    pub groups: Vec<String>,
+    pub emails: Vec<String>,
+    pub email_domains: Vec<String>,
+    pub claims: Vec<ClaimRule>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClaimRule {
+    /// Dotted path split into keys: `realm_access.roles` → [realm_access, roles].
+    pub path: Vec<String>,
+    pub test: ClaimTest,
+}
+
+#[derive(Debug, Clone)]
+pub enum ClaimTest {
+    Equals(serde_json::Value),
+    /// The claim is an array holding the value, or a string holding it as a space-separated word.
+    Contains(serde_json::Value),
+    OneOf(Vec<serde_json::Value>),
 }
 
 /// Where a route forwards to: scheme, authority and a base path prepended to the request path.

@@ -14,8 +14,66 @@ pub struct RawConfig {
     pub log: RawLog,
     #[serde(default)]
     pub upstream: RawUpstreamClient,
+    #[serde(default, rename = "issuer")]
+    pub issuers: Vec<RawIssuer>,
     #[serde(default, rename = "route")]
     pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIssuer {
+    pub name: Option<String>,
+    pub url: String,
+    pub jwks_uri: Option<String>,
+    pub discovery: Option<bool>,
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    pub algorithms: Option<Vec<String>>,
+    pub leeway: Option<String>,
+    pub token_type: Option<String>,
+    pub max_token_bytes: Option<String>,
+    pub jwks_min_ttl: Option<String>,
+    pub jwks_max_ttl: Option<String>,
+    pub jwks_refetch_interval: Option<String>,
+    #[serde(default)]
+    pub insecure_http: bool,
+    pub introspection: Option<RawIntrospection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIntrospection {
+    pub endpoint: Option<String>,
+    pub client_id: String,
+    pub client_secret: Option<String>,
+    pub auth_method: Option<String>,
+    pub cache_inactive: Option<String>,
+    pub cache_max: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRules {
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub emails: Vec<String>,
+    #[serde(default)]
+    pub email_domains: Vec<String>,
+    #[serde(default)]
+    pub claims: Vec<RawClaimRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClaimRule {
+    pub claim: String,
+    pub equals: Option<toml::Value>,
+    pub contains: Option<toml::Value>,
+    pub one_of: Option<Vec<toml::Value>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -80,4 +138,15 @@ pub struct RawRoute {
     pub preserve_host: bool,
     pub max_body: Option<String>,
     pub timeout: Option<String>,
+    /// `none` or `bearer` (required: no route is public by accident).
+    pub auth: Option<String>,
+    pub issuers: Option<Vec<String>>,
+    pub token_sources: Option<Vec<String>>,
+    pub forward_authorization: Option<bool>,
+    #[serde(default)]
+    pub pass_access_token: bool,
+    pub realm: Option<String>,
+    pub rules: Option<RawRules>,
+    #[serde(default)]
+    pub claim_headers: std::collections::BTreeMap<String, String>,
 }

@@ -14,16 +14,16 @@ use super::units::{parse_duration, parse_size, IpRange};
 use super::*;
 use crate::router::{normalize_path, HostPattern};
 
-struct Check {
-    errors: Vec<ConfigError>,
+pub(super) struct Check {
+    pub(super) errors: Vec<ConfigError>,
 }
 
 impl Check {
-    fn err(&mut self, field: impl Into<String>, reason: impl Into<String>) {
+    pub(super) fn err(&mut self, field: impl Into<String>, reason: impl Into<String>) {
         self.errors.push(ConfigError::field(field, reason));
     }
 
-    fn duration(&mut self, field: &str, raw: Option<&str>, default: Duration) -> Duration {
+    pub(super) fn duration(&mut self, field: &str, raw: Option<&str>, default: Duration) -> Duration {
         match raw.map(parse_duration) {
             None => default,
             Some(Ok(d)) => d,
@@ -56,9 +56,10 @@ pub(super) fn validate(raw: RawConfig, file: &Path, base_dir: &Path) -> Result<C
     }
     let log = log(&mut c, raw.log);
     let upstream = upstream_client(&mut c, raw.upstream, base_dir);
-    let routes = routes(&mut c, raw.routes, &upstream);
+    let issuers = super::auth::issuers(&mut c, raw.issuers);
+    let routes = routes(&mut c, raw.routes, &upstream, &issuers);
     if c.errors.is_empty() {
-        Ok(Config { file: file.to_path_buf(), server, admin, log, upstream, routes })
+        Ok(Config { file: file.to_path_buf(), server, admin, log, upstream, issuers, routes })
     } else {
         Err(c.errors)
     }
@@ -175,15 +176,16 @@ fn upstream_client(c: &mut Check, raw: RawUpstreamClient, base_dir: &Path) -> Up
     }
 }
 
-fn routes(c: &mut Check, raw: Vec<RawRoute>, client: &UpstreamClient) -> Vec<Route> {
+fn routes(c: &mut Check, raw: Vec<RawRoute>, client: &UpstreamClient, issuers: &[Issuer]) -> Vec<Route> {
     if raw.is_empty() {
         c.err("route", "no routes: add at least one [[route]] with a path and an upstream");
     }
     let mut names = HashSet::new();
     let mut keys = HashSet::new();
     let mut out = Vec::with_capacity(raw.len());
-    for (i, r) in raw.into_iter().enumerate() {
+    for (i, mut r) in raw.into_iter().enumerate() {
         let at = |f: &str| format!("route[{i}].{f}");
+        let parts = super::auth::route_auth(c, i, &mut r, issuers);
         let path = r.path.unwrap_or_else(|| "/".into());
         match normalize_path(&path) {
             Ok(n) if n == path => {}
@@ -229,6 +231,10 @@ fn routes(c: &mut Check, raw: Vec<RawRoute>, client: &UpstreamClient) -> Vec<Rou
             preserve_host: r.preserve_host,
             max_body,
             timeout,
+            auth: parts.auth,
+            rules: parts.rules,
+            pass_access_token: parts.pass_access_token,
+            claim_headers: parts.claim_headers,
         });
     }
     out

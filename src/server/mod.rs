@@ -20,10 +20,12 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
-use crate::admin;
+use crate::admin::{self, Readiness};
+use crate::auth::{AuthMetrics, Authenticator};
 use crate::config::{Config, Server as ServerConfig};
 use crate::gateway::{Conn, Gateway};
 use crate::metrics::Metrics;
+use crate::oidc::http::IdpClient;
 use crate::router::Router;
 use crate::tls::{self, ReloadingCert, TlsError};
 use crate::upstream::proxy::Proxy;
@@ -59,6 +61,7 @@ pub enum StartError {
 struct Shared {
     config: Config,
     router: Arc<Router>,
+    auth: Arc<Authenticator>,
     metrics: Metrics,
     client_tls: rustls::ClientConfig,
     acceptor: Option<TlsAcceptor>,
@@ -101,17 +104,24 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         source,
     })?;
 
-    let ready = Arc::new(AtomicBool::new(false));
+    let idp = IdpClient::new(client_tls.clone(), Duration::from_secs(10));
+    let auth = Authenticator::new(&config, idp, AuthMetrics::new(&metrics.registry)?);
+    let listening = Arc::new(AtomicBool::new(false));
+    let ready: Readiness = {
+        let (listening, auth) = (listening.clone(), auth.clone());
+        Arc::new(move || listening.load(Ordering::Acquire) && auth.is_ready())
+    };
     let (shutdown, _) = watch::channel(false);
     let shared = Arc::new(Shared {
         router: Arc::new(Router::new(config.routes.clone())),
+        auth: auth.clone(),
         metrics: metrics.clone(),
         client_tls,
         acceptor,
         connections: Arc::new(Semaphore::new(config.server.max_connections)),
         config,
     });
-    let background = spawn_background(admin_listener, metrics.clone(), ready.clone(), cert)?;
+    let background = spawn_background(admin_listener, metrics.clone(), ready, cert, auth)?;
     let mut workers = Vec::with_capacity(listeners.len());
     for (i, listener) in listeners.into_iter().enumerate() {
         let shared = shared.clone();
@@ -122,7 +132,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
             .map_err(|source| StartError::Runtime { what: "worker thread", source })?;
         workers.push(handle);
     }
-    ready.store(true, Ordering::Release);
+    listening.store(true, Ordering::Release);
     Ok(Running { addr, admin_addr, metrics, shutdown, workers, background: Some(background) })
 }
 
@@ -176,8 +186,9 @@ fn bind_reuseport(addr: SocketAddr) -> Result<std::net::TcpListener, StartError>
 fn spawn_background(
     admin_listener: std::net::TcpListener,
     metrics: Metrics,
-    ready: Arc<AtomicBool>,
+    ready: Readiness,
     cert: Option<Arc<ReloadingCert>>,
+    auth: Arc<Authenticator>,
 ) -> Result<(JoinHandle<()>, tokio::sync::oneshot::Sender<()>), StartError> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -191,6 +202,7 @@ fn spawn_background(
                 if let Some(cert) = cert {
                     tokio::spawn(cert.watch(metrics.clone()));
                 }
+                auth.spawn_maintenance();
                 match TcpListener::from_std(admin_listener) {
                     Ok(l) => {
                         tokio::spawn(admin::serve(l, metrics, ready));
@@ -219,7 +231,13 @@ fn worker(listener: std::net::TcpListener, shared: Arc<Shared>, shutdown: watch:
             Err(e) => return tracing::error!(error = %e, "worker listener"),
         };
         let proxy = Proxy::new(&shared.config.upstream, shared.client_tls.clone());
-        let gateway = Arc::new(Gateway::new(&shared.config, shared.router.clone(), proxy, shared.metrics.clone()));
+        let gateway = Arc::new(Gateway::new(
+            &shared.config,
+            shared.router.clone(),
+            shared.auth.clone(),
+            proxy,
+            shared.metrics.clone(),
+        ));
         let builder = Arc::new(http_builder(&shared.config.server));
         let mut tasks = JoinSet::new();
         accept_loop(&listener, &shared, &gateway, &builder, &mut tasks, shutdown.clone()).await;

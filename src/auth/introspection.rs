@@ -1,0 +1,119 @@
+//! RFC 7662 token introspection for tokens that are not JWTs.
+
+use std::time::Duration;
+
+use http::Uri;
+use serde_json::Value;
+
+use super::principal::Principal;
+use crate::config::{ClientAuthMethod, Issuer};
+use crate::oidc::http::{FormAuth, HttpError, IdpClient};
+
+/// What the issuer said about a token.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    Active(std::sync::Arc<Principal>),
+    Inactive,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IntrospectionError {
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    /// The endpoint refused our client authentication or failed.
+    #[error("introspection endpoint answered {0}")]
+    Status(http::StatusCode),
+    /// The answer is not an RFC 7662 response.
+    #[error("invalid introspection response: {0}")]
+    Invalid(&'static str),
+}
+
+/// Asks `endpoint` about `token`. An active answer for another issuer or audience counts as
+/// inactive: it is not a token for us.
+pub async fn introspect(
+    client: &IdpClient,
+    endpoint: &Uri,
+    issuer_index: usize,
+    issuer: &Issuer,
+    token: &str,
+    now: u64,
+) -> Result<Answer, IntrospectionError> {
+    let Some(cfg) = &issuer.introspection else { return Err(IntrospectionError::Invalid("not configured")) };
+    let id = cfg.client_id.as_str();
+    let secret = cfg.client_secret.expose();
+    let fetched = match cfg.auth_method {
+        ClientAuthMethod::ClientSecretBasic => {
+            client
+                .post_form(
+                    endpoint,
+                    &[("token", token), ("token_type_hint", "access_token")],
+                    FormAuth::Basic { id, secret },
+                )
+                .await?
+        }
+        ClientAuthMethod::ClientSecretPost => {
+            let form =
+                [("token", token), ("token_type_hint", "access_token"), ("client_id", id), ("client_secret", secret)];
+            client.post_form(endpoint, &form, FormAuth::None).await?
+        }
+    };
+    if !fetched.status.is_success() {
+        return Err(IntrospectionError::Status(fetched.status));
+    }
+    let doc: Value = serde_json::from_slice(&fetched.body).map_err(|_| IntrospectionError::Invalid("not JSON"))?;
+    Ok(interpret(doc, issuer_index, issuer, now))
+}
+
+fn interpret(doc: Value, issuer_index: usize, issuer: &Issuer, now: u64) -> Answer {
+    if doc.get("active") != Some(&Value::Bool(true)) {
+        return Answer::Inactive;
+    }
+    if doc.get("iss").is_some_and(|iss| iss.as_str() != Some(issuer.url.as_str())) {
+        return Answer::Inactive;
+    }
+    let aud_ok = match doc.get("aud") {
+        None => true,
+        Some(Value::String(a)) => issuer.audiences.contains(a),
+        Some(Value::Array(items)) => {
+            items.iter().any(|a| a.as_str().is_some_and(|a| issuer.audiences.iter().any(|w| w == a)))
+        }
+        Some(_) => false,
+    };
+    if !aud_ok {
+        return Answer::Inactive;
+    }
+    let max = issuer.introspection.as_ref().map_or(Duration::from_secs(60), |c| c.cache_max).as_secs();
+    let exp = doc.get("exp").and_then(Value::as_u64).unwrap_or(now + max);
+    if exp <= now {
+        return Answer::Inactive;
+    }
+    match Principal::from_claims(issuer_index, doc, exp) {
+        Some(p) => Answer::Active(std::sync::Arc::new(p)),
+        None => Answer::Inactive,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn issuer() -> Issuer {
+        let text = "[[issuer]]\nurl = \"http://127.0.0.1:1\"\naudiences = [\"api\"]\n[issuer.introspection]\nclient_id = \"c\"\nclient_secret = \"s\"\n[[route]]\nauth = \"none\"\nupstream = \"http://127.0.0.1:2\"\n";
+        crate::config::Config::from_str(text, std::path::Path::new("t.toml"), &|_| None).unwrap().issuers.remove(0)
+    }
+
+    #[test]
+    fn interprets_answers() {
+        let iss = issuer();
+        let active = |doc: Value| matches!(interpret(doc, 0, &iss, 100), Answer::Active(_));
+        assert!(active(json!({"active": true, "sub": "u", "exp": 200, "scope": "a b"})));
+        assert!(active(json!({"active": true, "client_id": "svc", "aud": ["api", "x"]})));
+        assert!(!active(json!({"active": false, "sub": "u"})));
+        assert!(!active(json!({"active": "true", "sub": "u"})));
+        assert!(!active(json!({"active": true, "sub": "u", "exp": 50})));
+        assert!(!active(json!({"active": true, "sub": "u", "aud": "other"})));
+        assert!(!active(json!({"active": true, "sub": "u", "iss": "https://evil"})));
+        assert!(!active(json!({"active": true})));
+    }
+}

@@ -1,0 +1,209 @@
+//! One issuer's live state: metadata from discovery and its key set, refreshed in the
+//! background before they expire, refetched on an unknown `kid` at most once per interval,
+//! and kept when the issuer is unreachable.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use http::header::{HeaderName, IF_NONE_MATCH};
+use http::{StatusCode, Uri};
+use tokio::sync::Notify;
+
+use super::jwks::{self, KeySet};
+use super::AuthMetrics;
+use crate::config::Issuer;
+use crate::oidc::discovery::{self, Metadata};
+use crate::oidc::http::IdpClient;
+
+pub struct IssuerState {
+    pub config: Issuer,
+    metadata: ArcSwapOption<Metadata>,
+    keys: ArcSwap<KeySet>,
+    ready: AtomicBool,
+    started: Instant,
+    /// Milliseconds since `started` of the last fetch caused by an unknown `kid`.
+    last_refetch_ms: AtomicU64,
+    fetching: AtomicBool,
+    fetched: Notify,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum FetchError {
+    #[error("no jwks_uri (configure one, or enable discovery)")]
+    NoUri,
+    #[error(transparent)]
+    Http(#[from] crate::oidc::http::HttpError),
+    #[error("the JWKS endpoint answered {0}")]
+    Status(StatusCode),
+    #[error(transparent)]
+    Parse(#[from] jwks::JwksError),
+}
+
+impl IssuerState {
+    pub fn new(config: Issuer, metrics: &AuthMetrics) -> IssuerState {
+        metrics.issuer_ready.with_label_values(&[&config.name]).set(0);
+        IssuerState {
+            config,
+            metadata: ArcSwapOption::empty(),
+            keys: ArcSwap::from_pointee(KeySet::default()),
+            ready: AtomicBool::new(false),
+            started: Instant::now(),
+            last_refetch_ms: AtomicU64::new(u64::MAX),
+            fetching: AtomicBool::new(false),
+            fetched: Notify::new(),
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// The current key set (a snapshot; no lock).
+    pub fn keys(&self) -> arc_swap::Guard<Arc<KeySet>> {
+        self.keys.load()
+    }
+
+    pub fn metadata(&self) -> Option<Arc<Metadata>> {
+        self.metadata.load_full()
+    }
+
+    fn jwks_uri(&self) -> Option<Uri> {
+        self.config.jwks_uri.clone().or_else(|| self.metadata.load().as_ref().and_then(|m| m.jwks_uri.clone()))
+    }
+
+    pub fn introspection_endpoint(&self) -> Option<Uri> {
+        let explicit = self.config.introspection.as_ref().and_then(|i| i.endpoint.clone());
+        explicit.or_else(|| self.metadata.load().as_ref().and_then(|m| m.introspection_endpoint.clone()))
+    }
+
+    /// Background work: discovery (retried with backoff), then the key set, then refreshes
+    /// before each expiry. Runs until the runtime stops.
+    pub async fn maintain(self: Arc<Self>, client: IdpClient, metrics: AuthMetrics) {
+        let name = self.config.name.clone();
+        let mut backoff = Backoff::new();
+        while self.config.discovery && self.metadata.load().is_none() {
+            match discovery::discover(&client, &self.config).await {
+                Ok(m) => {
+                    tracing::info!(issuer = %name, "discovered issuer metadata");
+                    self.metadata.store(Some(Arc::new(m)));
+                }
+                Err(e) => {
+                    metrics.discovery_failures.with_label_values(&[&name]).inc();
+                    let wait = backoff.next();
+                    tracing::warn!(issuer = %name, error = %e, retry_in = ?wait, "discovery failed");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+        if self.jwks_uri().is_none() {
+            // An issuer used only for introspection has no keys to load.
+            if self.introspection_endpoint().is_some() {
+                self.mark_ready(&metrics);
+            } else {
+                tracing::error!(issuer = %name, "no jwks_uri and no introspection endpoint: tokens from this issuer cannot be checked");
+            }
+            return;
+        }
+        let mut backoff = Backoff::new();
+        loop {
+            let wait = match self.fetch_keys(&client, &metrics).await {
+                Ok(ttl) => {
+                    self.mark_ready(&metrics);
+                    backoff = Backoff::new();
+                    // Refresh before expiry so readers never see an expired set.
+                    ttl.mul_f64(0.8).max(Duration::from_secs(1))
+                }
+                Err(e) => {
+                    let wait = backoff.next();
+                    tracing::warn!(issuer = %name, error = %e, retry_in = ?wait, "key set fetch failed; keeping the last good keys");
+                    wait
+                }
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    fn mark_ready(&self, metrics: &AuthMetrics) {
+        if !self.ready.swap(true, Ordering::AcqRel) {
+            metrics.issuer_ready.with_label_values(&[&self.config.name]).set(1);
+            tracing::info!(issuer = %self.config.name, keys = self.keys().len(), "issuer ready");
+        }
+    }
+
+    /// Fetches the key set (conditionally, with the last ETag) and returns how long it is fresh.
+    async fn fetch_keys(&self, client: &IdpClient, metrics: &AuthMetrics) -> Result<Duration, FetchError> {
+        let result = self.fetch_keys_inner(client).await;
+        let outcome = match &result {
+            Ok((_, true)) => "not_modified",
+            Ok((_, false)) => "ok",
+            Err(_) => "error",
+        };
+        metrics.jwks_fetches.with_label_values(&[&self.config.name, outcome]).inc();
+        result.map(|(ttl, _)| ttl)
+    }
+
+    async fn fetch_keys_inner(&self, client: &IdpClient) -> Result<(Duration, bool), FetchError> {
+        let uri = self.jwks_uri().ok_or(FetchError::NoUri)?;
+        let current = self.keys.load_full();
+        let extra: Vec<(HeaderName, _)> = current.etag.iter().map(|e| (IF_NONE_MATCH, e.clone())).collect();
+        let fetched = client.get(&uri, &extra).await?;
+        let ttl = jwks::ttl(&fetched.headers, self.config.jwks_min_ttl, self.config.jwks_max_ttl);
+        if fetched.status == StatusCode::NOT_MODIFIED && current.loaded {
+            return Ok((ttl, true));
+        }
+        if !fetched.status.is_success() {
+            return Err(FetchError::Status(fetched.status));
+        }
+        let mut set = KeySet::parse(&fetched.body, &self.config.algorithms)?;
+        set.etag = jwks::etag(&fetched.headers);
+        if set.is_empty() {
+            tracing::warn!(issuer = %self.config.name, "the key set holds no usable signing key");
+        }
+        self.keys.store(Arc::new(set));
+        Ok((ttl, false))
+    }
+
+    /// On an unknown `kid`: fetch the key set again unless one was fetched within the
+    /// refetch interval. Concurrent callers share one fetch and wait for it.
+    pub async fn refetch_for_unknown_kid(&self, client: &IdpClient, metrics: &AuthMetrics) {
+        let fetched = self.fetched.notified();
+        tokio::pin!(fetched);
+        fetched.as_mut().enable();
+        if self.fetching.load(Ordering::Acquire) {
+            let _ = tokio::time::timeout(Duration::from_secs(10), fetched).await;
+            return;
+        }
+        let now = self.started.elapsed().as_millis() as u64;
+        let last = self.last_refetch_ms.load(Ordering::Acquire);
+        if last != u64::MAX && now.saturating_sub(last) < self.config.jwks_refetch_interval.as_millis() as u64 {
+            return;
+        }
+        if self.fetching.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), fetched).await;
+            return;
+        }
+        self.last_refetch_ms.store(now, Ordering::Release);
+        if let Err(e) = self.fetch_keys(client, metrics).await {
+            tracing::warn!(issuer = %self.config.name, error = %e, "key set refetch failed; keeping the last good keys");
+        }
+        self.fetching.store(false, Ordering::Release);
+        self.fetched.notify_waiters();
+    }
+}
+
+/// Exponential backoff from 1 s to 30 s, with jitter.
+struct Backoff(Duration);
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff(Duration::from_millis(500))
+    }
+    fn next(&mut self) -> Duration {
+        self.0 = (self.0 * 2).min(Duration::from_secs(30));
+        let mut b = [0u8; 1];
+        let _ = aws_lc_rs::rand::fill(&mut b);
+        self.0.mul_f64(0.75 + f64::from(b[0]) / 1020.0)
+    }
+}

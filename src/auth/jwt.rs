@@ -1,0 +1,153 @@
+//! JWS compact tokens: strict parsing, signature verification with a pinned key, and claim
+//! checks done here rather than left to jsonwebtoken's defaults (which accept an array `iss`,
+//! a missing `aud`/`iss`, a future `nbf` and any `crit`, and read tokens of any size).
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::Algorithm;
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::jwks::VerifyKey;
+use super::Invalid;
+use crate::config::Issuer;
+
+/// A parsed, not yet verified token.
+#[derive(Debug)]
+pub struct Token<'a> {
+    pub alg: Algorithm,
+    pub kid: Option<String>,
+    pub typ: Option<String>,
+    pub claims: Value,
+    /// `header.payload`, the signed bytes.
+    message: &'a str,
+    signature: &'a str,
+}
+
+#[derive(Deserialize)]
+struct RawHeader {
+    alg: String,
+    kid: Option<String>,
+    typ: Option<String>,
+    crit: Option<IgnoredAny>,
+    jku: Option<IgnoredAny>,
+    x5u: Option<IgnoredAny>,
+    jwk: Option<IgnoredAny>,
+}
+
+/// True when `token` has the shape of a JWS (three dot-separated parts).
+pub fn looks_like_jws(token: &str) -> bool {
+    token.bytes().filter(|&b| b == b'.').count() == 2
+}
+
+pub fn parse(token: &str) -> Result<Token<'_>, Invalid> {
+    let mut parts = token.splitn(4, '.');
+    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(if token.split('.').count() == 5 {
+            Invalid::Encrypted
+        } else {
+            Invalid::Malformed("not a JWS compact token")
+        });
+    };
+    if h.is_empty() || p.is_empty() || s.is_empty() {
+        return Err(Invalid::Malformed("empty token part"));
+    }
+    let header: RawHeader =
+        serde_json::from_slice(&b64(h)?).map_err(|_| Invalid::Malformed("header is not the expected JSON"))?;
+    if header.crit.is_some() {
+        // We implement no JWS extensions, so any critical one must be refused (RFC 7515 §4.1.11).
+        return Err(Invalid::Crit);
+    }
+    if header.jku.is_some() || header.x5u.is_some() || header.jwk.is_some() {
+        // Keys named or embedded by the token are never fetched nor trusted.
+        return Err(Invalid::ForbiddenHeader);
+    }
+    let alg = crate::config::parse_asymmetric_algorithm(&header.alg).map_err(|_| Invalid::UnsupportedAlg)?;
+    let claims: Value = serde_json::from_slice(&b64(p)?).map_err(|_| Invalid::Malformed("payload is not JSON"))?;
+    if !claims.is_object() {
+        return Err(Invalid::Malformed("payload is not a JSON object"));
+    }
+    let message = &token[..h.len() + 1 + p.len()];
+    Ok(Token { alg, kid: header.kid, typ: header.typ, claims, message, signature: s })
+}
+
+fn b64(part: &str) -> Result<Vec<u8>, Invalid> {
+    URL_SAFE_NO_PAD.decode(part).map_err(|_| Invalid::Malformed("invalid base64url"))
+}
+
+impl Token<'_> {
+    /// The unverified `iss`, used only to choose whose keys verify the token.
+    pub fn issuer(&self) -> Result<&str, Invalid> {
+        match self.claims.get("iss") {
+            Some(Value::String(s)) => Ok(s),
+            Some(_) => Err(Invalid::Malformed("iss must be a string")),
+            None => Err(Invalid::MissingClaim("iss")),
+        }
+    }
+
+    pub fn verify_signature(&self, key: &VerifyKey) -> Result<(), Invalid> {
+        if !key.algorithms.contains(&self.alg) {
+            return Err(Invalid::AlgorithmMismatch);
+        }
+        match jsonwebtoken::crypto::verify(self.signature, self.message.as_bytes(), &key.key, self.alg) {
+            Ok(true) => Ok(()),
+            Ok(false) | Err(_) => Err(Invalid::BadSignature),
+        }
+    }
+
+    /// Checks `typ`, `iss`, `aud`, `exp`, `nbf` and `iat` for `issuer` at `now` (Unix seconds).
+    /// Returns `exp`.
+    pub fn check_claims(&self, issuer: &Issuer, now: u64) -> Result<u64, Invalid> {
+        if let Some(want) = &issuer.token_type {
+            let typ = self.typ.as_deref().unwrap_or("");
+            let typ = typ.strip_prefix("application/").unwrap_or(typ);
+            if !typ.eq_ignore_ascii_case(want) {
+                return Err(Invalid::WrongType);
+            }
+        }
+        if self.issuer()? != issuer.url {
+            return Err(Invalid::UnknownIssuer);
+        }
+        let audience_ok = match self.claims.get("aud") {
+            Some(Value::String(a)) => issuer.audiences.contains(a),
+            Some(Value::Array(items)) => {
+                items.iter().any(|a| a.as_str().is_some_and(|a| issuer.audiences.iter().any(|w| w == a)))
+            }
+            None => return Err(Invalid::MissingClaim("aud")),
+            Some(_) => return Err(Invalid::Malformed("aud must be a string or an array")),
+        };
+        if !audience_ok {
+            return Err(Invalid::WrongAudience);
+        }
+        let leeway = issuer.leeway.as_secs();
+        let exp = numeric(&self.claims, "exp")?.ok_or(Invalid::MissingClaim("exp"))?;
+        if now >= exp.saturating_add(leeway) {
+            return Err(Invalid::Expired);
+        }
+        if let Some(nbf) = numeric(&self.claims, "nbf")? {
+            if nbf > now.saturating_add(leeway) {
+                return Err(Invalid::NotYetValid);
+            }
+        }
+        if let Some(iat) = numeric(&self.claims, "iat")? {
+            if iat > now.saturating_add(leeway) {
+                return Err(Invalid::IssuedInFuture);
+            }
+        }
+        Ok(exp)
+    }
+}
+
+/// A NumericDate claim: a non-negative number (fractions are truncated).
+fn numeric(claims: &Value, name: &'static str) -> Result<Option<u64>, Invalid> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => match (n.as_u64(), n.as_f64()) {
+            (Some(v), _) => Ok(Some(v)),
+            (None, Some(f)) if f >= 0.0 && f.is_finite() => Ok(Some(f as u64)),
+            _ => Err(Invalid::Malformed("a time claim is negative or too large")),
+        },
+        Some(_) => Err(Invalid::Malformed("a time claim is not a number")),
+    }
+}

@@ -1,0 +1,372 @@
+//! Authentication: who is calling. Bearer tokens (JWT verified against the issuer's keys, or
+//! opaque tokens introspected) become a [`Principal`]; rules decide what it may do.
+
+pub mod introspection;
+pub mod issuer;
+pub mod jwks;
+pub mod jwt;
+pub mod principal;
+pub mod rules;
+pub mod token;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
+
+use crate::config::{Bearer, Config};
+use crate::oidc::http::IdpClient;
+use introspection::Answer;
+use issuer::IssuerState;
+use jwks::Lookup;
+pub use principal::Principal;
+
+/// Why a token was not accepted; each has a metrics label and a description for
+/// `error_description` (which never echoes the token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invalid {
+    Malformed(&'static str),
+    TooLarge,
+    /// A JWE (five parts): tollgate does not decrypt tokens.
+    Encrypted,
+    UnsupportedAlg,
+    Crit,
+    /// `jku`, `x5u` or an embedded `jwk`.
+    ForbiddenHeader,
+    UnknownIssuer,
+    UnknownKid,
+    AlgorithmMismatch,
+    BadSignature,
+    MissingClaim(&'static str),
+    WrongAudience,
+    WrongType,
+    Expired,
+    NotYetValid,
+    IssuedInFuture,
+    /// Introspection said the token is not active (or not for us).
+    Inactive,
+}
+
+impl Invalid {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Invalid::Malformed(_) => "malformed",
+            Invalid::TooLarge => "too_large",
+            Invalid::Encrypted => "encrypted",
+            Invalid::UnsupportedAlg => "unsupported_alg",
+            Invalid::Crit => "crit",
+            Invalid::ForbiddenHeader => "forbidden_header",
+            Invalid::UnknownIssuer => "unknown_issuer",
+            Invalid::UnknownKid => "unknown_kid",
+            Invalid::AlgorithmMismatch => "alg_mismatch",
+            Invalid::BadSignature => "bad_signature",
+            Invalid::MissingClaim(_) => "missing_claim",
+            Invalid::WrongAudience => "wrong_audience",
+            Invalid::WrongType => "wrong_type",
+            Invalid::Expired => "expired",
+            Invalid::NotYetValid => "not_yet_valid",
+            Invalid::IssuedInFuture => "issued_in_future",
+            Invalid::Inactive => "inactive",
+        }
+    }
+
+    pub fn description(&self) -> String {
+        match self {
+            Invalid::Malformed(why) => format!("malformed token: {why}"),
+            Invalid::TooLarge => "token too large".into(),
+            Invalid::Encrypted => "encrypted tokens are not supported".into(),
+            Invalid::UnsupportedAlg => "unsupported signing algorithm".into(),
+            Invalid::Crit => "unsupported critical header".into(),
+            Invalid::ForbiddenHeader => "token headers jku, x5u and jwk are not accepted".into(),
+            Invalid::UnknownIssuer => "token issuer not accepted here".into(),
+            Invalid::UnknownKid => "unknown signing key".into(),
+            Invalid::AlgorithmMismatch => "signing algorithm not allowed for this key".into(),
+            Invalid::BadSignature => "invalid signature".into(),
+            Invalid::MissingClaim(c) => format!("missing claim {c}"),
+            Invalid::WrongAudience => "token audience not accepted here".into(),
+            Invalid::WrongType => "wrong token type".into(),
+            Invalid::Expired => "token expired".into(),
+            Invalid::NotYetValid => "token not yet valid".into(),
+            Invalid::IssuedInFuture => "token issued in the future".into(),
+            Invalid::Inactive => "token is not active".into(),
+        }
+    }
+}
+
+/// Authentication and authorization failures; `error.rs` turns them into RFC 6750 responses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No credentials at all: 401 with a bare challenge.
+    #[error("no access token")]
+    MissingToken,
+    /// A malformed request (bad `Authorization`, token in several places): 400.
+    #[error("invalid request: {0}")]
+    InvalidRequest(&'static str),
+    /// 401 `invalid_token`.
+    #[error("invalid token: {}", .0.label())]
+    InvalidToken(Invalid),
+    /// 403 `insufficient_scope`, with the scopes needed.
+    #[error("insufficient scope")]
+    InsufficientScope { scope: String },
+    /// 403: a rule other than scope failed.
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    /// 503: the token cannot be checked right now (keys not loaded, introspection failing).
+    #[error("cannot check the token now: {0}")]
+    Unavailable(&'static str),
+}
+
+/// Metrics of authentication, on the gateway's registry.
+#[derive(Clone)]
+pub struct AuthMetrics {
+    pub validations: IntCounterVec,
+    valid: IntCounter,
+    cache_hits: IntCounter,
+    cache_misses: IntCounter,
+    pub jwks_fetches: IntCounterVec,
+    pub discovery_failures: IntCounterVec,
+    pub introspections: IntCounterVec,
+    pub issuer_ready: IntGaugeVec,
+}
+
+impl AuthMetrics {
+    pub fn new(registry: &Registry) -> Result<AuthMetrics, prometheus::Error> {
+        let validations = IntCounterVec::new(
+            Opts::new("tollgate_token_validations_total", "Token checks by outcome and reason"),
+            &["outcome", "reason"],
+        )?;
+        let cache = IntCounterVec::new(
+            Opts::new("tollgate_verified_cache_total", "Verified-token cache lookups by result"),
+            &["result"],
+        )?;
+        let jwks_fetches = IntCounterVec::new(
+            Opts::new("tollgate_jwks_fetches_total", "Key set fetches by issuer and outcome"),
+            &["issuer", "outcome"],
+        )?;
+        let discovery_failures = IntCounterVec::new(
+            Opts::new("tollgate_discovery_failures_total", "Failed discovery attempts by issuer"),
+            &["issuer"],
+        )?;
+        let introspections = IntCounterVec::new(
+            Opts::new("tollgate_introspections_total", "Introspection calls by issuer and outcome"),
+            &["issuer", "outcome"],
+        )?;
+        let issuer_ready = IntGaugeVec::new(
+            Opts::new("tollgate_issuer_ready", "1 when the issuer's metadata and keys are loaded"),
+            &["issuer"],
+        )?;
+        for c in [&validations, &cache, &jwks_fetches, &discovery_failures, &introspections] {
+            registry.register(Box::new(c.clone()))?;
+        }
+        registry.register(Box::new(issuer_ready.clone()))?;
+        Ok(AuthMetrics {
+            valid: validations.with_label_values(&["valid", ""]),
+            cache_hits: cache.with_label_values(&["hit"]),
+            cache_misses: cache.with_label_values(&["miss"]),
+            validations,
+            jwks_fetches,
+            discovery_failures,
+            introspections,
+            issuer_ready,
+        })
+    }
+}
+
+type TokenHash = [u8; 32];
+
+/// Shared by every worker: issuers' keys, the verified-token cache and introspection answers.
+pub struct Authenticator {
+    issuers: Vec<Arc<IssuerState>>,
+    verified: moka::sync::Cache<TokenHash, Arc<Principal>>,
+    introspected: moka::future::Cache<TokenHash, Answer>,
+    client: IdpClient,
+    metrics: AuthMetrics,
+}
+
+/// Verified tokens live until their `exp`, and never longer than this.
+const VERIFIED_MAX_TTL: Duration = Duration::from_secs(3600);
+
+struct UntilExp;
+
+impl moka::Expiry<TokenHash, Arc<Principal>> for UntilExp {
+    fn expire_after_create(&self, _: &TokenHash, p: &Arc<Principal>, _: std::time::Instant) -> Option<Duration> {
+        Some(Duration::from_secs(p.expires_at.saturating_sub(unix_now())).min(VERIFIED_MAX_TTL))
+    }
+}
+
+struct AnswerExpiry {
+    inactive: Vec<Duration>,
+}
+
+impl moka::Expiry<TokenHash, Answer> for AnswerExpiry {
+    fn expire_after_create(&self, _: &TokenHash, a: &Answer, _: std::time::Instant) -> Option<Duration> {
+        Some(match a {
+            Answer::Active(p) => Duration::from_secs(p.expires_at.saturating_sub(unix_now())),
+            Answer::Inactive => self.inactive.iter().copied().min().unwrap_or(Duration::from_secs(10)),
+        })
+    }
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn hash(token: &str) -> TokenHash {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+impl Authenticator {
+    pub fn new(config: &Config, client: IdpClient, metrics: AuthMetrics) -> Arc<Authenticator> {
+        let issuers = config.issuers.iter().map(|i| Arc::new(IssuerState::new(i.clone(), &metrics))).collect();
+        let inactive =
+            config.issuers.iter().filter_map(|i| i.introspection.as_ref()).map(|c| c.cache_inactive).collect();
+        Arc::new(Authenticator {
+            issuers,
+            verified: moka::sync::Cache::builder().max_capacity(100_000).expire_after(UntilExp).build(),
+            introspected: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .expire_after(AnswerExpiry { inactive })
+                .build(),
+            client,
+            metrics,
+        })
+    }
+
+    /// True when every issuer has what it needs to check tokens.
+    pub fn is_ready(&self) -> bool {
+        self.issuers.iter().all(|i| i.is_ready())
+    }
+
+    pub fn issuer(&self, index: usize) -> &IssuerState {
+        &self.issuers[index]
+    }
+
+    /// Starts discovery and key refresh for every issuer on the current runtime.
+    pub fn spawn_maintenance(self: &Arc<Self>) {
+        for issuer in &self.issuers {
+            tokio::spawn(issuer.clone().maintain(self.client.clone(), self.metrics.clone()));
+        }
+    }
+
+    /// Authenticates `token` for a route. Repeated tokens are answered from the cache.
+    pub async fn authenticate(&self, route: &Bearer, token: &str) -> Result<Arc<Principal>, AuthError> {
+        let result = self.authenticate_inner(route, token).await;
+        match &result {
+            Ok(_) => self.metrics.valid.inc(),
+            Err(AuthError::InvalidToken(why)) => {
+                self.metrics.validations.with_label_values(&["invalid", why.label()]).inc()
+            }
+            Err(AuthError::Unavailable(_)) => self.metrics.validations.with_label_values(&["unavailable", ""]).inc(),
+            Err(_) => {}
+        }
+        result
+    }
+
+    async fn authenticate_inner(&self, route: &Bearer, token: &str) -> Result<Arc<Principal>, AuthError> {
+        let limit = route.issuers.iter().map(|&i| self.issuers[i].config.max_token_bytes).max().unwrap_or(0);
+        if token.len() > limit {
+            return Err(AuthError::InvalidToken(Invalid::TooLarge));
+        }
+        let key = hash(token);
+        if let Some(p) = self.verified.get(&key) {
+            self.metrics.cache_hits.inc();
+            return self.accept_cached(route, p);
+        }
+        self.metrics.cache_misses.inc();
+        if jwt::looks_like_jws(token) {
+            let principal = self.verify_jwt(route, token).await?;
+            self.verified.insert(key, principal.clone());
+            Ok(principal)
+        } else if token.split('.').count() == 5 {
+            Err(AuthError::InvalidToken(Invalid::Encrypted))
+        } else {
+            self.introspect(route, token, key).await
+        }
+    }
+
+    fn accept_cached(&self, route: &Bearer, p: Arc<Principal>) -> Result<Arc<Principal>, AuthError> {
+        if !route.issuers.contains(&p.issuer) {
+            return Err(AuthError::InvalidToken(Invalid::UnknownIssuer));
+        }
+        let leeway = self.issuers[p.issuer].config.leeway.as_secs();
+        if unix_now() >= p.expires_at.saturating_add(leeway) {
+            return Err(AuthError::InvalidToken(Invalid::Expired));
+        }
+        Ok(p)
+    }
+
+    async fn verify_jwt(&self, route: &Bearer, token: &str) -> Result<Arc<Principal>, AuthError> {
+        let invalid = AuthError::InvalidToken;
+        let parsed = jwt::parse(token).map_err(invalid)?;
+        let iss = parsed.issuer().map_err(invalid)?;
+        let index = *route
+            .issuers
+            .iter()
+            .find(|&&i| self.issuers[i].config.url == iss)
+            .ok_or(AuthError::InvalidToken(Invalid::UnknownIssuer))?;
+        let issuer = &self.issuers[index];
+        if token.len() > issuer.config.max_token_bytes {
+            return Err(invalid(Invalid::TooLarge));
+        }
+        let key = match issuer.keys().find(parsed.kid.as_deref(), parsed.alg) {
+            Lookup::Found(k) => k,
+            Lookup::AlgorithmMismatch => return Err(invalid(Invalid::AlgorithmMismatch)),
+            Lookup::UnknownKid if !issuer.keys().loaded => {
+                return Err(AuthError::Unavailable("the issuer's keys are not loaded yet"))
+            }
+            Lookup::UnknownKid => {
+                // Perhaps a key rotation: refetch, at most once per interval per issuer.
+                issuer.refetch_for_unknown_kid(&self.client, &self.metrics).await;
+                match issuer.keys().find(parsed.kid.as_deref(), parsed.alg) {
+                    Lookup::Found(k) => k,
+                    Lookup::AlgorithmMismatch => return Err(invalid(Invalid::AlgorithmMismatch)),
+                    Lookup::UnknownKid => return Err(invalid(Invalid::UnknownKid)),
+                }
+            }
+        };
+        parsed.verify_signature(&key).map_err(invalid)?;
+        let exp = parsed.check_claims(&issuer.config, unix_now()).map_err(invalid)?;
+        let principal =
+            Principal::from_claims(index, parsed.claims, exp).ok_or(invalid(Invalid::MissingClaim("sub")))?;
+        Ok(Arc::new(principal))
+    }
+
+    /// Opaque tokens: the first of the route's issuers that introspects. Concurrent requests
+    /// with the same token share one call.
+    async fn introspect(&self, route: &Bearer, token: &str, key: TokenHash) -> Result<Arc<Principal>, AuthError> {
+        let Some(&index) = route.issuers.iter().find(|&&i| self.issuers[i].config.introspection.is_some()) else {
+            return Err(AuthError::InvalidToken(Invalid::Malformed(
+                "not a JWT, and no issuer here introspects tokens",
+            )));
+        };
+        let issuer = &self.issuers[index];
+        let name = issuer.config.name.as_str();
+        let endpoint =
+            issuer.introspection_endpoint().ok_or(AuthError::Unavailable("the issuer's metadata is not loaded yet"))?;
+        let answer = self
+            .introspected
+            .try_get_with(key, async {
+                let result =
+                    introspection::introspect(&self.client, &endpoint, index, &issuer.config, token, unix_now()).await;
+                let outcome = match &result {
+                    Ok(Answer::Active(_)) => "active",
+                    Ok(Answer::Inactive) => "inactive",
+                    Err(_) => "error",
+                };
+                self.metrics.introspections.with_label_values(&[name, outcome]).inc();
+                result
+            })
+            .await
+            .map_err(|e| {
+                tracing::warn!(issuer = name, error = %e, "introspection failed");
+                AuthError::Unavailable("the token could not be introspected")
+            })?;
+        match answer {
+            Answer::Active(p) => self.accept_cached(route, p),
+            Answer::Inactive => Err(AuthError::InvalidToken(Invalid::Inactive)),
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! The one identity every authentication source produces, whatever it came from.
+
+use serde_json::Value;
+
+/// Who the caller is. Authorization and header injection read only this.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Principal {
+    /// Index of the issuer (in the configuration) that vouched for it.
+    pub issuer: usize,
+    pub subject: String,
+    pub email: Option<String>,
+    pub email_verified: Option<bool>,
+    pub username: Option<String>,
+    pub groups: Vec<String>,
+    pub scopes: Vec<String>,
+    /// Unix seconds after which the credential is no longer valid.
+    pub expires_at: u64,
+    pub claims: Value,
+}
+
+impl Principal {
+    /// Builds a principal from verified claims. `sub` is required; a client-credentials token
+    /// without one is identified by `client_id`.
+    pub fn from_claims(issuer: usize, claims: Value, expires_at: u64) -> Option<Principal> {
+        let subject = str_claim(&claims, "sub").or_else(|| str_claim(&claims, "client_id"))?.to_string();
+        Some(Principal {
+            issuer,
+            email: str_claim(&claims, "email").map(str::to_string),
+            email_verified: claims.get("email_verified").and_then(Value::as_bool),
+            username: str_claim(&claims, "preferred_username")
+                .or_else(|| str_claim(&claims, "username"))
+                .map(str::to_string),
+            groups: strings(claims.get("groups")),
+            scopes: scopes(&claims),
+            subject,
+            expires_at,
+            claims,
+        })
+    }
+
+    /// The claim at a dotted path (`realm_access.roles`).
+    pub fn claim(&self, path: &[String]) -> Option<&Value> {
+        let mut v = &self.claims;
+        for key in path {
+            v = v.get(key)?;
+        }
+        Some(v)
+    }
+
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+}
+
+fn str_claim<'a>(claims: &'a Value, name: &str) -> Option<&'a str> {
+    claims.get(name).and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+/// `scope` (space-separated string, RFC 9068) or `scp` (array or string, common elsewhere).
+fn scopes(claims: &Value) -> Vec<String> {
+    match claims.get("scope") {
+        Some(Value::String(s)) => s.split_whitespace().map(str::to_string).collect(),
+        _ => match claims.get("scp") {
+            Some(Value::String(s)) => s.split_whitespace().map(str::to_string).collect(),
+            other => strings(other),
+        },
+    }
+}
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+        Some(Value::String(s)) => vec![s.clone()],
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reads_standard_claims() {
+        let p = Principal::from_claims(
+            0,
+            json!({"sub": "u1", "email": "a@b.c", "preferred_username": "ann", "groups": ["g1", 2, "g2"], "scope": "a b  c", "realm_access": {"roles": ["admin"]}}),
+            10,
+        )
+        .unwrap();
+        assert_eq!(p.subject, "u1");
+        assert_eq!(p.groups, vec!["g1", "g2"]);
+        assert_eq!(p.scopes, vec!["a", "b", "c"]);
+        assert_eq!(p.claim(&["realm_access".into(), "roles".into()]), Some(&json!(["admin"])));
+        let scp = Principal::from_claims(0, json!({"client_id": "svc", "scp": ["x", "y"]}), 10).unwrap();
+        assert_eq!(scp.subject, "svc");
+        assert_eq!(scp.scopes, vec!["x", "y"]);
+        assert!(Principal::from_claims(0, json!({"scope": "a"}), 10).is_none());
+    }
+}

@@ -1,0 +1,139 @@
+//! Finding the bearer token in a request (RFC 6750 §2): the `Authorization` header, and the
+//! query or a cookie only where a route opts in. A token in more than one place is refused.
+
+use http::header::{HeaderMap, AUTHORIZATION, COOKIE};
+use http::Uri;
+
+use super::AuthError;
+use crate::config::TokenSource;
+
+/// The token, if the request carries one.
+pub fn extract(headers: &HeaderMap, uri: &Uri, sources: &[TokenSource]) -> Result<Option<String>, AuthError> {
+    let mut found: Option<String> = None;
+    for source in sources {
+        let token = match source {
+            TokenSource::Header => from_header(headers)?,
+            TokenSource::Query(name) => uri.query().and_then(|q| query_param(q, name)),
+            TokenSource::Cookie(name) => cookie(headers, name),
+        };
+        if let Some(t) = token {
+            if found.is_some() {
+                return Err(AuthError::InvalidRequest("the access token was sent in more than one way"));
+            }
+            found = Some(t);
+        }
+    }
+    Ok(found)
+}
+
+fn from_header(headers: &HeaderMap) -> Result<Option<String>, AuthError> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let Some(value) = values.next() else { return Ok(None) };
+    if values.next().is_some() {
+        return Err(AuthError::InvalidRequest("more than one Authorization header"));
+    }
+    let value = value.to_str().map_err(|_| AuthError::InvalidRequest("malformed Authorization header"))?;
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        // Another scheme (Basic, …) is not a bearer token: treated as no token.
+        return Ok(None);
+    }
+    let token = rest.trim_start_matches(' ');
+    if token.is_empty() || !is_token68(token) {
+        return Err(AuthError::InvalidRequest("malformed Bearer credentials"));
+    }
+    Ok(Some(token.to_string()))
+}
+
+/// RFC 6750 `b64token`: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+fn is_token68(s: &str) -> bool {
+    let body = s.trim_end_matches('=');
+    !body.is_empty() && body.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+}
+
+fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == name).then(|| percent_decode(v)).flatten().filter(|t| !t.is_empty())
+    })
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix(name)?.strip_prefix('=').map(str::to_string))
+        .filter(|t| !t.is_empty())
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = s.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn header_tokens() {
+        let uri: Uri = "/x".parse().unwrap();
+        let src = [TokenSource::Header];
+        assert_eq!(
+            extract(&headers(&[("authorization", "Bearer abc.def-_~+/==")]), &uri, &src),
+            Ok(Some("abc.def-_~+/==".into()))
+        );
+        assert_eq!(extract(&headers(&[("authorization", "bearer  abc")]), &uri, &src), Ok(Some("abc".into())));
+        assert_eq!(extract(&headers(&[("authorization", "Basic Zm9v")]), &uri, &src), Ok(None));
+        assert_eq!(extract(&HeaderMap::new(), &uri, &src), Ok(None));
+        for bad in ["Bearer", "Bearer ", "Bearer a b", "Bearer a\"b", "Bearer ==="] {
+            assert!(
+                matches!(extract(&headers(&[("authorization", bad)]), &uri, &src), Err(AuthError::InvalidRequest(_))),
+                "{bad}"
+            );
+        }
+        let two = headers(&[("authorization", "Bearer a"), ("authorization", "Bearer b")]);
+        assert!(matches!(extract(&two, &uri, &src), Err(AuthError::InvalidRequest(_))));
+    }
+
+    #[test]
+    fn other_sources_only_when_opted_in() {
+        let uri: Uri = "/x?a=1&access_token=q%2Et".parse().unwrap();
+        let h = headers(&[("cookie", "a=1; at=cookie-token")]);
+        assert_eq!(extract(&h, &uri, &[TokenSource::Header]), Ok(None));
+        assert_eq!(extract(&h, &uri, &[TokenSource::Query("access_token".into())]), Ok(Some("q.t".into())));
+        assert_eq!(extract(&h, &uri, &[TokenSource::Cookie("at".into())]), Ok(Some("cookie-token".into())));
+        let both = [TokenSource::Query("access_token".into()), TokenSource::Cookie("at".into())];
+        assert!(matches!(extract(&h, &uri, &both), Err(AuthError::InvalidRequest(_))));
+    }
+}

@@ -1,0 +1,4 @@
+//! Talking to identity providers.
+
+pub mod discovery;
+pub mod http;
