@@ -33,6 +33,10 @@ fn config_errors_name_file_and_field() {
         ("[log]\nformat = \"xml\"\n", &["log.format"]),
         ("[server]\ntrusted_proxies = [\"10.0.0.0/99\"]\n", &["server.trusted_proxies[0]"]),
         ("[server\n", &["invalid TOML"]),
+        ("[[route]]\nupstream = \"http://127.0.0.1:3000\"\n", &["route[0].auth", "required"]),
+        ("[[route]]\nauth = \"bearer\"\nupstream = \"http://127.0.0.1:3000\"\n", &["route[0].auth", "issuer"]),
+        ("[[issuer]]\nurl = \"https://idp.test\"\n", &["issuer[0].audiences"]),
+        ("[[issuer]]\nurl = \"https://idp.test\"\naudiences = [\"a\"]\nalgorithms = [\"HS256\"]\n", &["issuer[0].algorithms"]),
     ];
     for (body, wants) in cases {
         let text = if body.contains("[[route]]") { body.to_string() } else { format!("{body}{ROUTE}") };
@@ -77,6 +81,8 @@ fn shipped_examples_pass_check_with_their_variables() {
         ("TOLLGATE_LISTEN", "127.0.0.1:8080"),
         ("TOLLGATE_ADMIN_LISTEN", "127.0.0.1:9090"),
         ("UPSTREAM_URL", "http://127.0.0.1:3000"),
+        ("ISSUER_URL", "https://idp.example.com"),
+        ("AUDIENCE", "https://api.example.com"),
     ];
     for name in ["api.toml", "web.toml", "sidecar.toml"] {
         let (code, out) = check(&root.join("config").join(name), &env);
@@ -91,6 +97,13 @@ fn shipped_examples_pass_check_with_their_variables() {
     let out = String::from_utf8_lossy(&cmd.stderr);
     assert_eq!(cmd.status.code(), Some(1));
     assert!(out.contains("config/api.toml") && out.contains("UPSTREAM_URL"), "{out}");
+    // an issuer on plain HTTP off loopback is refused, naming the field
+    let (code, out) = check(
+        &root.join("config/api.toml"),
+        &[("UPSTREAM_URL", "http://127.0.0.1:3000"), ("ISSUER_URL", "http://idp.example.com"), ("AUDIENCE", "api")],
+    );
+    assert_eq!(code, 1);
+    assert!(out.contains("issuer[0].url") && out.contains("https"), "{out}");
 }
 
 #[test]
