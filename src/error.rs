@@ -6,7 +6,7 @@ use http::{Response, StatusCode};
 
 use crate::auth::AuthError;
 use crate::body::Body;
-use crate::config::{Route, RouteAuth};
+use crate::config::Route;
 use crate::router::PathError;
 
 /// Why the gateway answered instead of the upstream.
@@ -36,6 +36,9 @@ pub enum GatewayError {
     /// The caller is not authenticated or not allowed.
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// A ready response: a redirect to sign in, or a page for a browser.
+    #[error("answered by the gateway ({})", .0.status())]
+    Respond(Box<Response<Body>>),
 }
 
 impl GatewayError {
@@ -50,6 +53,7 @@ impl GatewayError {
             GatewayError::Auth(AuthError::InvalidRequest(_)) => StatusCode::BAD_REQUEST,
             GatewayError::Auth(AuthError::InsufficientScope { .. } | AuthError::Forbidden(_)) => StatusCode::FORBIDDEN,
             GatewayError::Auth(AuthError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::Respond(r) => r.status(),
         }
     }
 
@@ -64,17 +68,20 @@ impl GatewayError {
             GatewayError::UpstreamTimeout => "upstream_timeout",
             GatewayError::Upstream(_) => "upstream_error",
             GatewayError::Auth(_) => "auth",
+            GatewayError::Respond(_) => "respond",
         }
     }
 
     /// The response for this error on `route` (when one matched).
     pub fn into_response(self, route: Option<&Route>) -> Response<Body> {
         let status = self.status();
-        if let GatewayError::Auth(e) = self {
-            return auth_response(status, e, route);
-        }
+        let this = match self {
+            GatewayError::Auth(e) => return auth_response(status, e, route),
+            GatewayError::Respond(r) => return *r,
+            other => other,
+        };
         let route = route.map(|r| r.name.as_str());
-        let body = match (&self, route) {
+        let body = match (&this, route) {
             (GatewayError::BadPath(e), _) => format!("bad request: {e}\n"),
             (GatewayError::BadRequest(e), _) => format!("bad request: {e}\n"),
             (GatewayError::NoRoute, _) => "not found: no route for this host and path\n".to_string(),
@@ -95,10 +102,7 @@ impl GatewayError {
 /// RFC 6750 §3: the challenge in `WWW-Authenticate` and a small JSON body. The token is never
 /// echoed; descriptions come from a fixed set.
 fn auth_response(status: StatusCode, e: AuthError, route: Option<&Route>) -> Response<Body> {
-    let realm = match route.map(|r| &r.auth) {
-        Some(RouteAuth::Bearer(b)) => b.realm.as_str(),
-        _ => "tollgate",
-    };
+    let realm = route.and_then(|r| r.auth.bearer()).map_or("tollgate", |b| b.realm.as_str());
     let (code, description, scope) = match &e {
         AuthError::MissingToken => (None, "an access token is required".to_string(), None),
         AuthError::InvalidRequest(why) => (Some("invalid_request"), why.to_string(), None),

@@ -18,9 +18,10 @@ use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 
+use crate::auth::login::{is_browser, page, LoginService};
 use crate::auth::{rules, token, AuthError, Authenticator, Principal};
 use crate::body::{Body, LimitedBody};
-use crate::config::{Config, IpRange, Route, RouteAuth};
+use crate::config::{Bearer, Config, IpRange, Route, RouteAuth};
 use crate::error::GatewayError;
 use crate::metrics::Metrics;
 use crate::router::{normalize_path, Router};
@@ -56,7 +57,24 @@ impl Conn {
 /// with the credential it presented.
 pub enum Caller {
     Anonymous,
-    Bearer { principal: Arc<Principal>, token: String },
+    Bearer {
+        principal: Arc<Principal>,
+        token: String,
+    },
+    /// A browser session; its access token may be passed upstream when the route asks.
+    Session {
+        principal: Arc<Principal>,
+        access_token: String,
+    },
+}
+
+impl Caller {
+    fn principal(&self) -> Option<&Arc<Principal>> {
+        match self {
+            Caller::Anonymous => None,
+            Caller::Bearer { principal, .. } | Caller::Session { principal, .. } => Some(principal),
+        }
+    }
 }
 
 /// Proof that a request passed authorization for a route; only [`authorize`] builds it, and
@@ -67,9 +85,17 @@ pub struct Permitted<'r> {
 }
 
 /// Step 3: the route's rules over the caller. Public routes have no rules (config refuses them).
-fn authorize(route: &Route, caller: Caller) -> Result<Permitted<'_>, GatewayError> {
-    if let Caller::Bearer { principal, .. } = &caller {
-        rules::check(&route.rules, principal)?;
+/// A signed-in browser that fails them gets a page, never a redirect back to sign-in (a loop).
+fn authorize<'r>(route: &'r Route, caller: Caller, browser: bool) -> Result<Permitted<'r>, GatewayError> {
+    if let Some(principal) = caller.principal() {
+        if let Err(e) = rules::check(&route.rules, principal) {
+            if browser && matches!(caller, Caller::Session { .. }) {
+                let who = principal.email.as_deref().unwrap_or(&principal.subject);
+                let msg = format!("You are signed in as {who}, but this page needs more: {e}.");
+                return Err(GatewayError::Respond(Box::new(page(StatusCode::FORBIDDEN, "Access denied", &msg))));
+            }
+            return Err(e.into());
+        }
     }
     Ok(Permitted { route, caller })
 }
@@ -78,6 +104,7 @@ fn authorize(route: &Route, caller: Caller) -> Result<Permitted<'_>, GatewayErro
 pub struct Gateway {
     router: Arc<Router>,
     auth: Arc<Authenticator>,
+    login: Option<Arc<LoginService>>,
     proxy: Proxy,
     protected: Protected,
     metrics: Metrics,
@@ -90,6 +117,7 @@ impl Gateway {
         config: &Config,
         router: Arc<Router>,
         auth: Arc<Authenticator>,
+        login: Option<Arc<LoginService>>,
         proxy: Proxy,
         metrics: Metrics,
     ) -> Gateway {
@@ -97,6 +125,7 @@ impl Gateway {
         Gateway {
             router,
             auth,
+            login,
             proxy,
             protected: Protected::new(claim_headers.collect::<Vec<_>>().into_iter()),
             metrics,
@@ -149,20 +178,39 @@ impl Gateway {
         conn: &Conn,
         request_id: &HeaderValue,
     ) -> (Option<&Route>, Result<Response<Body>, GatewayError>) {
-        let route = match self.route(&req) {
-            Ok(route) => route,
+        // Built-in endpoints under /oauth2/ come before any route.
+        let req = match &self.login {
+            Some(login) if req.uri().path().starts_with("/oauth2/") => match login.endpoint(req).await {
+                Ok(resp) => return (None, Ok(resp)),
+                Err(req) => req,
+            },
+            _ => req,
+        };
+        let (route, path) = match self.route(&req) {
+            Ok(found) => found,
             Err(e) => return (None, Err(e)),
         };
-        let caller = match self.authenticate(route.0, &req).await {
-            Ok(c) => c,
-            Err(e) => return (Some(route.0), Err(e)),
+        let mut set_cookie = HeaderMap::new();
+        let result = async {
+            let caller = self.authenticate(route, &req, &mut set_cookie).await?;
+            let permitted = authorize(route, caller, is_browser(req.headers()))?;
+            self.forward(req, permitted, &path, conn, request_id).await
+        }
+        .await;
+        // Cookies from a refresh must reach the browser whatever happened next.
+        let result = match result {
+            Ok(mut resp) => {
+                resp.headers_mut().extend(set_cookie);
+                Ok(resp)
+            }
+            Err(e) if !set_cookie.is_empty() => {
+                let mut resp = e.into_response(Some(route));
+                resp.headers_mut().extend(set_cookie);
+                Ok(resp)
+            }
+            Err(e) => Err(e),
         };
-        let permitted = match authorize(route.0, caller) {
-            Ok(p) => p,
-            Err(e) => return (Some(route.0), Err(e)),
-        };
-        let result = self.forward(req, permitted, &route.1, conn, request_id).await;
-        (Some(route.0), result)
+        (Some(route), result)
     }
 
     /// Step 1: the route for this host and normalised path, and that path.
@@ -178,16 +226,39 @@ impl Gateway {
     }
 
     /// Step 2: the caller's identity, from the credential the route accepts.
-    async fn authenticate(&self, route: &Route, req: &Request<Incoming>) -> Result<Caller, GatewayError> {
+    async fn authenticate(
+        &self,
+        route: &Route,
+        req: &Request<Incoming>,
+        set_cookie: &mut HeaderMap,
+    ) -> Result<Caller, GatewayError> {
         match &route.auth {
             RouteAuth::None => Ok(Caller::Anonymous),
-            RouteAuth::Bearer(bearer) => {
-                let token =
-                    token::extract(req.headers(), req.uri(), &bearer.sources)?.ok_or(AuthError::MissingToken)?;
-                let principal = self.auth.authenticate(bearer, &token).await?;
-                Ok(Caller::Bearer { principal, token })
+            RouteAuth::Bearer(b) => self.bearer(b, req).await,
+            RouteAuth::Login | RouteAuth::LoginOrBearer(_) => {
+                let login = self.login.as_ref().ok_or(AuthError::Unavailable("login is not configured"))?;
+                if let Some(s) = login.session(req.headers()).await? {
+                    set_cookie.extend(s.set_cookie);
+                    return Ok(Caller::Session { principal: s.principal, access_token: s.session.access_token });
+                }
+                if let RouteAuth::LoginOrBearer(b) = &route.auth {
+                    if token::extract(req.headers(), req.uri(), &b.sources)?.is_some() {
+                        return self.bearer(b, req).await;
+                    }
+                }
+                if is_browser(req.headers()) {
+                    let rd = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+                    return Err(GatewayError::Respond(Box::new(login.begin_login(rd))));
+                }
+                Err(AuthError::MissingToken.into())
             }
         }
+    }
+
+    async fn bearer(&self, bearer: &Bearer, req: &Request<Incoming>) -> Result<Caller, GatewayError> {
+        let token = token::extract(req.headers(), req.uri(), &bearer.sources)?.ok_or(AuthError::MissingToken)?;
+        let principal = self.auth.authenticate(bearer, &token).await?;
+        Ok(Caller::Bearer { principal, token })
     }
 
     /// Steps 4 and 5.
@@ -207,6 +278,9 @@ impl Gateway {
         }
         let original_host = request_host(&req).and_then(|h| HeaderValue::from_str(h).ok());
         let upgrade = self.protected.clean_request(req.headers_mut(), conn.trusted);
+        if let Some(login) = &self.login {
+            login.strip_cookies(req.headers_mut());
+        }
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         parts.uri = upstream_uri(route, path, parts.uri.query())?;
@@ -246,12 +320,16 @@ impl Gateway {
 
 /// Identity headers for the upstream (client-sent copies were removed by `clean_request`).
 fn set_identity(headers: &mut HeaderMap, route: &Route, caller: &Caller) {
-    let Caller::Bearer { principal: p, token } = caller else { return };
-    if let RouteAuth::Bearer(b) = &route.auth {
-        if !b.forward_authorization {
-            headers.remove(http::header::AUTHORIZATION);
+    let (p, token) = match caller {
+        Caller::Anonymous => return,
+        Caller::Bearer { principal, token } => {
+            if route.auth.bearer().is_some_and(|b| !b.forward_authorization) {
+                headers.remove(http::header::AUTHORIZATION);
+            }
+            (principal, token)
         }
-    }
+        Caller::Session { principal, access_token } => (principal, access_token),
+    };
     let mut set = |name: &'static str, value: &str| {
         match HeaderValue::from_bytes(value.as_bytes()) {
             Ok(v) => {

@@ -1,12 +1,18 @@
 //! Authentication: who is calling. Bearer tokens (JWT verified against the issuer's keys, or
 //! opaque tokens introspected) become a [`Principal`]; rules decide what it may do.
 
+pub mod cookie;
+pub mod id_token;
 pub mod introspection;
 pub mod issuer;
 pub mod jwks;
 pub mod jwt;
+pub mod login;
 pub mod principal;
+pub mod redirect;
+pub mod redis;
 pub mod rules;
+pub mod session;
 pub mod token;
 
 use std::sync::Arc;
@@ -311,27 +317,43 @@ impl Authenticator {
         if token.len() > issuer.config.max_token_bytes {
             return Err(invalid(Invalid::TooLarge));
         }
-        let key = match issuer.keys().find(parsed.kid.as_deref(), parsed.alg) {
-            Lookup::Found(k) => k,
-            Lookup::AlgorithmMismatch => return Err(invalid(Invalid::AlgorithmMismatch)),
-            Lookup::UnknownKid if !issuer.keys().loaded => {
-                return Err(AuthError::Unavailable("the issuer's keys are not loaded yet"))
-            }
-            Lookup::UnknownKid => {
-                // Perhaps a key rotation: refetch, at most once per interval per issuer.
-                issuer.refetch_for_unknown_kid(&self.client, &self.metrics).await;
-                match issuer.keys().find(parsed.kid.as_deref(), parsed.alg) {
-                    Lookup::Found(k) => k,
-                    Lookup::AlgorithmMismatch => return Err(invalid(Invalid::AlgorithmMismatch)),
-                    Lookup::UnknownKid => return Err(invalid(Invalid::UnknownKid)),
-                }
-            }
-        };
+        let key = self.verification_key(index, &parsed).await?;
         parsed.verify_signature(&key).map_err(invalid)?;
         let exp = parsed.check_claims(&issuer.config, unix_now()).map_err(invalid)?;
         let principal =
             Principal::from_claims(index, parsed.claims, exp).ok_or(invalid(Invalid::MissingClaim("sub")))?;
         Ok(Arc::new(principal))
+    }
+
+    /// The issuer's key for a parsed token: by `kid` (refetching the key set on an unknown one,
+    /// rate limited) and pinned to the token's `alg`.
+    pub async fn verification_key(
+        &self,
+        index: usize,
+        parsed: &jwt::Token<'_>,
+    ) -> Result<Arc<jwks::VerifyKey>, AuthError> {
+        let invalid = AuthError::InvalidToken;
+        let issuer = &self.issuers[index];
+        match issuer.keys().find(parsed.kid.as_deref(), parsed.alg) {
+            Lookup::Found(k) => Ok(k),
+            Lookup::AlgorithmMismatch => Err(invalid(Invalid::AlgorithmMismatch)),
+            Lookup::UnknownKid if !issuer.keys().loaded => {
+                Err(AuthError::Unavailable("the issuer's keys are not loaded yet"))
+            }
+            Lookup::UnknownKid => {
+                // Perhaps a key rotation: refetch, at most once per interval per issuer.
+                issuer.refetch_for_unknown_kid(&self.client, &self.metrics).await;
+                match issuer.keys().find(parsed.kid.as_deref(), parsed.alg) {
+                    Lookup::Found(k) => Ok(k),
+                    Lookup::AlgorithmMismatch => Err(invalid(Invalid::AlgorithmMismatch)),
+                    Lookup::UnknownKid => Err(invalid(Invalid::UnknownKid)),
+                }
+            }
+        }
+    }
+
+    pub fn client(&self) -> &IdpClient {
+        &self.client
     }
 
     /// Opaque tokens: the first of the route's issuers that introspects. Concurrent requests

@@ -149,11 +149,11 @@ pub(super) struct RouteAuthParts {
     pub claim_headers: Vec<(HeaderName, Vec<String>)>,
 }
 
-pub(super) fn route_auth(c: &mut Check, i: usize, r: &mut RawRoute, issuers: &[Issuer]) -> RouteAuthParts {
+pub(super) fn route_auth(c: &mut Check, i: usize, r: &mut RawRoute, issuers: &[Issuer], login: bool) -> RouteAuthParts {
     let at = |f: &str| format!("route[{i}].{f}");
     let auth = match r.auth.as_deref() {
         None => {
-            c.err(at("auth"), "required: \"bearer\" to require an access token, or \"none\" for a public route");
+            c.err(at("auth"), "required: \"bearer\" (access token), \"login\" (browser session), \"login_or_bearer\", or \"none\" (public)");
             RouteAuth::None
         }
         Some("none") => {
@@ -169,8 +169,21 @@ pub(super) fn route_auth(c: &mut Check, i: usize, r: &mut RawRoute, issuers: &[I
             RouteAuth::None
         }
         Some("bearer") => RouteAuth::Bearer(bearer(c, i, r, issuers)),
+        Some(mode @ ("login" | "login_or_bearer")) => {
+            if !login {
+                c.err(at("auth"), format!("auth = {mode:?} needs a [login] section"));
+            }
+            if mode == "login" {
+                RouteAuth::Login
+            } else {
+                RouteAuth::LoginOrBearer(bearer(c, i, r, issuers))
+            }
+        }
         Some(other) => {
-            c.err(at("auth"), format!("unknown value {other:?}: use \"bearer\" or \"none\""));
+            c.err(
+                at("auth"),
+                format!("unknown value {other:?}: use \"bearer\", \"login\", \"login_or_bearer\" or \"none\""),
+            );
             RouteAuth::None
         }
     };
@@ -188,7 +201,7 @@ pub(super) fn route_auth(c: &mut Check, i: usize, r: &mut RawRoute, issuers: &[I
 fn bearer(c: &mut Check, i: usize, r: &RawRoute, issuers: &[Issuer]) -> Bearer {
     let at = |f: &str| format!("route[{i}].{f}");
     if issuers.is_empty() {
-        c.err(at("auth"), "auth = \"bearer\" needs at least one [[issuer]]");
+        c.err(at("auth"), "bearer tokens need at least one [[issuer]]");
     }
     let accepted = match &r.issuers {
         None => (0..issuers.len()).collect(),

@@ -2,6 +2,7 @@
 //! then validated into the typed [`Config`] the rest of the gateway uses.
 
 mod auth;
+mod login;
 mod raw;
 mod subst;
 pub mod units;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use http::uri::{Authority, Scheme};
 
 pub use auth::{endpoint_url, is_loopback, parse_asymmetric_algorithm};
+pub use login::{ClientAuth, Login, PrivateKey, SessionStore};
 pub use units::IpRange;
 
 use crate::router::HostPattern;
@@ -29,6 +31,7 @@ pub struct Config {
     pub log: Log,
     pub upstream: UpstreamClient,
     pub issuers: Vec<Issuer>,
+    pub login: Option<Login>,
     pub routes: Vec<Route>,
 }
 
@@ -162,6 +165,20 @@ pub enum RouteAuth {
     /// Public: anyone passes (identity headers from clients are still removed).
     None,
     Bearer(Bearer),
+    /// A browser session from `[login]`; browsers without one are sent to sign in.
+    Login,
+    /// A session, or else a bearer token.
+    LoginOrBearer(Bearer),
+}
+
+impl RouteAuth {
+    /// The bearer settings, when the route accepts bearer tokens.
+    pub fn bearer(&self) -> Option<&Bearer> {
+        match self {
+            RouteAuth::Bearer(b) | RouteAuth::LoginOrBearer(b) => Some(b),
+            RouteAuth::None | RouteAuth::Login => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

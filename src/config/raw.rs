@@ -16,8 +16,37 @@ pub struct RawConfig {
     pub upstream: RawUpstreamClient,
     #[serde(default, rename = "issuer")]
     pub issuers: Vec<RawIssuer>,
+    pub login: Option<RawLogin>,
     #[serde(default, rename = "route")]
     pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogin {
+    pub issuer: Option<String>,
+    pub client_id: String,
+    pub client_secret: Option<String>,
+    pub auth_method: Option<String>,
+    pub private_key_file: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    #[serde(default)]
+    pub extra_params: std::collections::BTreeMap<String, String>,
+    pub public_url: String,
+    pub cookie_secret: Option<String>,
+    pub cookie_name: Option<String>,
+    pub session_store: Option<String>,
+    pub redis_url: Option<String>,
+    pub session_idle_timeout: Option<String>,
+    pub session_lifetime: Option<String>,
+    pub refresh_before: Option<String>,
+    #[serde(default)]
+    pub userinfo: bool,
+    #[serde(default)]
+    pub allowed_redirect_hosts: Vec<String>,
+    pub post_logout_redirect: Option<String>,
+    #[serde(default)]
+    pub auth_request_access_token: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -57,9 +57,10 @@ pub(super) fn validate(raw: RawConfig, file: &Path, base_dir: &Path) -> Result<C
     let log = log(&mut c, raw.log);
     let upstream = upstream_client(&mut c, raw.upstream, base_dir);
     let issuers = super::auth::issuers(&mut c, raw.issuers);
-    let routes = routes(&mut c, raw.routes, &upstream, &issuers);
+    let login = super::login::login(&mut c, raw.login, &issuers, base_dir);
+    let routes = routes(&mut c, raw.routes, &upstream, &issuers, login.is_some());
     if c.errors.is_empty() {
-        Ok(Config { file: file.to_path_buf(), server, admin, log, upstream, issuers, routes })
+        Ok(Config { file: file.to_path_buf(), server, admin, log, upstream, issuers, login, routes })
     } else {
         Err(c.errors)
     }
@@ -176,7 +177,7 @@ fn upstream_client(c: &mut Check, raw: RawUpstreamClient, base_dir: &Path) -> Up
     }
 }
 
-fn routes(c: &mut Check, raw: Vec<RawRoute>, client: &UpstreamClient, issuers: &[Issuer]) -> Vec<Route> {
+fn routes(c: &mut Check, raw: Vec<RawRoute>, client: &UpstreamClient, issuers: &[Issuer], login: bool) -> Vec<Route> {
     if raw.is_empty() {
         c.err("route", "no routes: add at least one [[route]] with a path and an upstream");
     }
@@ -185,7 +186,7 @@ fn routes(c: &mut Check, raw: Vec<RawRoute>, client: &UpstreamClient, issuers: &
     let mut out = Vec::with_capacity(raw.len());
     for (i, mut r) in raw.into_iter().enumerate() {
         let at = |f: &str| format!("route[{i}].{f}");
-        let parts = super::auth::route_auth(c, i, &mut r, issuers);
+        let parts = super::auth::route_auth(c, i, &mut r, issuers, login);
         let path = r.path.unwrap_or_else(|| "/".into());
         match normalize_path(&path) {
             Ok(n) if n == path => {}

@@ -2,3 +2,4 @@
 
 pub mod discovery;
 pub mod http;
+pub mod token_client;

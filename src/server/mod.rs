@@ -21,6 +21,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::admin::{self, Readiness};
+use crate::auth::login::LoginService;
 use crate::auth::{AuthMetrics, Authenticator};
 use crate::config::{Config, Server as ServerConfig};
 use crate::gateway::{Conn, Gateway};
@@ -52,6 +53,9 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// The login settings cannot be used (such as a bad Redis URL).
+    #[error("login: {0}")]
+    Login(String),
     /// Metrics could not be registered.
     #[error("registering metrics: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -62,6 +66,7 @@ struct Shared {
     config: Config,
     router: Arc<Router>,
     auth: Arc<Authenticator>,
+    login: Option<Arc<LoginService>>,
     metrics: Metrics,
     client_tls: rustls::ClientConfig,
     acceptor: Option<TlsAcceptor>,
@@ -115,6 +120,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     let shared = Arc::new(Shared {
         router: Arc::new(Router::new(config.routes.clone())),
         auth: auth.clone(),
+        login: LoginService::new(&config, auth.clone()).map_err(|e| StartError::Login(e.to_string()))?,
         metrics: metrics.clone(),
         client_tls,
         acceptor,
@@ -235,6 +241,7 @@ fn worker(listener: std::net::TcpListener, shared: Arc<Shared>, shutdown: watch:
             &shared.config,
             shared.router.clone(),
             shared.auth.clone(),
+            shared.login.clone(),
             proxy,
             shared.metrics.clone(),
         ));
@@ -258,11 +265,14 @@ async fn accept_loop(
     tasks: &mut JoinSet<()>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // A connection accepted from this worker's listener that is waiting for a permit. It lives
+    // outside the select so that a finished task (which restarts the loop) cannot drop it.
+    let mut pending = None;
     loop {
         let accepted = tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => return,
             Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
-            accepted = accept(listener, &shared.connections) => accepted,
+            accepted = accept(listener, &shared.connections, &mut pending) => accepted,
         };
         let (stream, peer, permit) = match accepted {
             Ok(a) => a,
@@ -299,13 +309,22 @@ async fn accept_loop(
     }
 }
 
+/// Accepts a connection, then waits for a `max_connections` permit before it is served; while
+/// it waits, this worker accepts nothing more, so further connections stay in the kernel
+/// backlog. The permit is taken after accepting, not before: every worker has its own
+/// `SO_REUSEPORT` listener, and a permit held by a worker with nothing to accept would starve
+/// connections queued on another worker's listener. Cancel safe: an accepted connection stays
+/// in `pending` until a permit comes.
 async fn accept(
     listener: &TcpListener,
     connections: &Arc<Semaphore>,
+    pending: &mut Option<(tokio::net::TcpStream, SocketAddr)>,
 ) -> std::io::Result<(tokio::net::TcpStream, SocketAddr, tokio::sync::OwnedSemaphorePermit)> {
-    // Waiting for a permit before accepting leaves excess connections in the kernel backlog.
+    if pending.is_none() {
+        *pending = Some(listener.accept().await?);
+    }
     let permit = connections.clone().acquire_owned().await.map_err(std::io::Error::other)?;
-    let (stream, peer) = listener.accept().await?;
+    let (stream, peer) = pending.take().ok_or_else(|| std::io::Error::other("no accepted connection"))?;
     Ok((stream, peer, permit))
 }
 

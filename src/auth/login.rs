@@ -1,0 +1,729 @@
+//! Browser login (authorization code + PKCE S256) and the `/oauth2/` endpoints: `start`,
+//! `callback`, `sign_out`, `auth` (forward-auth), `userinfo` and `backchannel_logout`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CACHE_CONTROL, CONTENT_TYPE, LOCATION};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::cookie;
+use super::id_token::{self, constant_time_eq, Expect};
+use super::redirect::safe_target;
+use super::session::{random_token, Session, SessionError, Sessions};
+use super::{unix_now, AuthError, Authenticator, Principal};
+use crate::body::Body;
+use crate::config::{Bearer, Config, Login, TokenSource};
+use crate::oidc::http::{encode_form, form_encode};
+use crate::oidc::token_client::{self, TokenError, TokenResponse};
+
+const FLOW_PURPOSE: &str = "tollgate login flow";
+/// A login must finish within this long after it started.
+const FLOW_TTL: Duration = Duration::from_secs(600);
+const BACKCHANNEL_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+
+/// What a login flow remembers between `start` and `callback`, sealed in its own cookie.
+#[derive(Serialize, Deserialize)]
+struct Flow {
+    state: String,
+    nonce: String,
+    verifier: String,
+    rd: String,
+    created: u64,
+}
+
+/// A signed-in caller, and cookies to set on the response (after a refresh or to slide the
+/// idle timeout).
+pub struct SessionCaller {
+    pub principal: Arc<Principal>,
+    pub session: Session,
+    pub set_cookie: HeaderMap,
+}
+
+pub struct LoginService {
+    cfg: Login,
+    auth: Arc<Authenticator>,
+    sessions: Sessions,
+    /// Refreshes in flight or just done, keyed by session id and refresh token, so a rotated
+    /// refresh token is spent once however many requests arrive together.
+    refreshes: moka::future::Cache<String, Option<Session>>,
+    /// Back-channel logout token ids already used (replay protection).
+    logout_jtis: moka::sync::Cache<String, ()>,
+    /// Accepts bearer tokens from every issuer, for `/oauth2/auth`.
+    any_bearer: Bearer,
+}
+
+impl LoginService {
+    pub fn new(
+        config: &Config,
+        auth: Arc<Authenticator>,
+    ) -> Result<Option<Arc<LoginService>>, super::redis::RedisError> {
+        let Some(cfg) = config.login.clone() else { return Ok(None) };
+        let sessions = Sessions::new(&cfg)?;
+        Ok(Some(Arc::new(LoginService {
+            sessions,
+            auth,
+            refreshes: moka::future::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(60))
+                .build(),
+            logout_jtis: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(600))
+                .build(),
+            any_bearer: Bearer {
+                issuers: (0..config.issuers.len()).collect(),
+                sources: vec![TokenSource::Header],
+                forward_authorization: false,
+                realm: "tollgate".into(),
+            },
+            cfg,
+        })))
+    }
+
+    pub fn config(&self) -> &Login {
+        &self.cfg
+    }
+
+    /// Handles `/oauth2/...`; gives the request back when the path is not one of ours.
+    pub async fn endpoint(&self, req: Request<Incoming>) -> Result<Response<Body>, Request<Incoming>> {
+        let resp = match req.uri().path() {
+            "/oauth2/start" => self.start(&req).await,
+            "/oauth2/callback" => self.callback(&req).await,
+            "/oauth2/sign_out" => self.sign_out(&req).await,
+            "/oauth2/auth" => self.forward_auth(&req).await,
+            "/oauth2/userinfo" => self.userinfo(&req).await,
+            "/oauth2/backchannel_logout" => self.backchannel_logout(req).await,
+            _ => return Err(req),
+        };
+        let mut resp = resp;
+        resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        Ok(resp)
+    }
+
+    /// `/oauth2/start?rd=...`
+    async fn start(&self, req: &Request<Incoming>) -> Response<Body> {
+        let rd = query_param(req.uri().query(), "rd").unwrap_or_else(|| "/".into());
+        self.begin_login(&rd)
+    }
+
+    /// Starts a login: fresh state, nonce and PKCE verifier in a flow cookie named after the
+    /// state (several tabs can log in at once), then off to the provider.
+    pub fn begin_login(&self, rd: &str) -> Response<Body> {
+        let Some(endpoint) =
+            self.auth.issuer(self.cfg.issuer).metadata().and_then(|m| m.authorization_endpoint.clone())
+        else {
+            return page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Sign-in unavailable",
+                "The identity provider has not been reached yet. Try again in a moment.",
+            );
+        };
+        let flow = Flow {
+            state: random_token(),
+            nonce: random_token(),
+            verifier: random_token() + &random_token(),
+            rd: safe_target(rd, &self.cfg.public_host, &self.cfg.allowed_redirect_hosts),
+            created: unix_now(),
+        };
+        let challenge = {
+            use base64::Engine;
+            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, flow.verifier.as_bytes());
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref())
+        };
+        let scope = self.cfg.scopes.join(" ");
+        let redirect_uri = self.cfg.redirect_uri();
+        let mut params: Vec<(&str, &str)> = vec![
+            ("response_type", "code"),
+            ("client_id", &self.cfg.client_id),
+            ("redirect_uri", &redirect_uri),
+            ("scope", &scope),
+            ("state", &flow.state),
+            ("nonce", &flow.nonce),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ];
+        params.extend(self.cfg.extra_params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let sep = if endpoint.query().is_some() { '&' } else { '?' };
+        let location = format!("{endpoint}{sep}{}", encode_form(&params));
+        let Some(sealed) = serde_json::to_vec(&flow).ok().and_then(|j| self.sessions.sealer.seal(FLOW_PURPOSE, &j))
+        else {
+            return page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in failed", "The login state could not be sealed.");
+        };
+        let mut resp = redirect(&location);
+        cookie::append(
+            resp.headers_mut(),
+            &self.flow_cookie(&flow.state),
+            &sealed,
+            Some(FLOW_TTL),
+            self.sessions.attrs(),
+        );
+        resp
+    }
+
+    fn flow_cookie(&self, state: &str) -> String {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, state.as_bytes());
+        let tag: String = digest.as_ref()[..6].iter().map(|b| format!("{b:02x}")).collect();
+        format!("{}_flow_{tag}", self.sessions.cookie_name())
+    }
+
+    /// `/oauth2/callback`: checks state (and `iss`, RFC 9207), exchanges the code with the PKCE
+    /// verifier, validates the ID token, and starts a new session.
+    async fn callback(&self, req: &Request<Incoming>) -> Response<Body> {
+        let q = req.uri().query();
+        if let Some(error) = query_param(q, "error") {
+            let description = query_param(q, "error_description").unwrap_or_default();
+            tracing::info!(error, description, "the identity provider returned an error");
+            let mut resp = page(
+                StatusCode::BAD_REQUEST,
+                "Sign-in was not completed",
+                &format!("The identity provider answered: {error}. {description}"),
+            );
+            if let Some(state) = query_param(q, "state") {
+                cookie::append(resp.headers_mut(), &self.flow_cookie(&state), "", None, self.sessions.attrs());
+            }
+            return resp;
+        }
+        let (Some(state), Some(code)) = (query_param(q, "state"), query_param(q, "code")) else {
+            return page(StatusCode::BAD_REQUEST, "Invalid sign-in response", "The response lacks a code or state.");
+        };
+        let flow_name = self.flow_cookie(&state);
+        let flow: Option<Flow> = cookie::read(req.headers(), &flow_name)
+            .and_then(|v| self.sessions.sealer.open(FLOW_PURPOSE, &v))
+            .and_then(|p| serde_json::from_slice(&p).ok());
+        let Some(flow) = flow.filter(|f| constant_time_eq(f.state.as_bytes(), state.as_bytes())) else {
+            return restart_page(
+                "This sign-in response does not belong to a sign-in started in this browser, or it was already used.",
+            );
+        };
+        if unix_now() > flow.created + FLOW_TTL.as_secs() {
+            return restart_page("The sign-in took too long.");
+        }
+        let issuer = self.auth.issuer(self.cfg.issuer);
+        let metadata = issuer.metadata();
+        let iss_param = query_param(q, "iss");
+        let iss_required = metadata.as_ref().is_some_and(|m| m.authorization_response_iss_parameter_supported);
+        if iss_param.as_deref().is_some_and(|i| i != issuer.config.url) || (iss_required && iss_param.is_none()) {
+            return page(StatusCode::BAD_REQUEST, "Invalid sign-in response", "The response names another issuer.");
+        }
+        let mut resp = match self.finish_login(req.headers(), &code, &flow).await {
+            Ok(resp) => resp,
+            Err(LoginFailure::Grant) => restart_page("The sign-in code was already used or has expired."),
+            Err(LoginFailure::Token(reason)) => page(
+                StatusCode::UNAUTHORIZED,
+                "Sign-in failed",
+                &format!("The identity provider's answer was not accepted: {reason}."),
+            ),
+            Err(LoginFailure::Provider(e)) => {
+                tracing::warn!(error = %e, "code exchange failed");
+                page(
+                    StatusCode::BAD_GATEWAY,
+                    "Sign-in failed",
+                    "The identity provider could not be reached or refused the request.",
+                )
+            }
+            Err(LoginFailure::Store(e)) => {
+                tracing::error!(error = %e, "saving the session failed");
+                page(StatusCode::SERVICE_UNAVAILABLE, "Sign-in failed", "The session could not be saved. Try again.")
+            }
+        };
+        cookie::append(resp.headers_mut(), &flow_name, "", None, self.sessions.attrs());
+        resp
+    }
+
+    async fn finish_login(
+        &self,
+        req_headers: &HeaderMap,
+        code: &str,
+        flow: &Flow,
+    ) -> Result<Response<Body>, LoginFailure> {
+        let redirect_uri = self.cfg.redirect_uri();
+        let tokens = self
+            .token_request(&[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", &redirect_uri),
+                ("code_verifier", &flow.verifier),
+            ])
+            .await?;
+        let id_token = tokens.id_token.clone().ok_or(LoginFailure::Token("no ID token".into()))?;
+        let expect =
+            Expect { issuer: self.cfg.issuer, client_id: &self.cfg.client_id, nonce: Some(&flow.nonce), logout: false };
+        let mut claims = id_token::validate(&self.auth, &id_token, &expect, unix_now())
+            .await
+            .map_err(|e| LoginFailure::Token(describe(&e)))?;
+        if self.cfg.userinfo {
+            self.merge_userinfo(&mut claims, &tokens.access_token).await?;
+        }
+        let now = unix_now();
+        let session = Session {
+            id: Sessions::new_id(),
+            claims,
+            id_token,
+            access_exp: now + tokens.expires_in.unwrap_or(300),
+            access_token: tokens.access_token,
+            refresh_token: tokens.refresh_token,
+            created: now,
+            seen: now,
+        };
+        let mut resp = redirect(&flow.rd);
+        self.sessions.save(&session, req_headers, resp.headers_mut()).await.map_err(LoginFailure::Store)?;
+        let sub = session.claims.get("sub").and_then(Value::as_str).unwrap_or("");
+        tracing::info!(sub, "signed in");
+        Ok(resp)
+    }
+
+    async fn token_request(&self, params: &[(&str, &str)]) -> Result<TokenResponse, LoginFailure> {
+        let metadata = self.auth.issuer(self.cfg.issuer).metadata();
+        let endpoint =
+            metadata.and_then(|m| m.token_endpoint.clone()).ok_or(LoginFailure::Token("no token endpoint".into()))?;
+        let client = token_client::Client { id: &self.cfg.client_id, auth: &self.cfg.client_auth };
+        token_client::request(self.auth.client(), &endpoint, &client, params).await.map_err(|e| {
+            if e.is_invalid_grant() {
+                LoginFailure::Grant
+            } else {
+                LoginFailure::Provider(e)
+            }
+        })
+    }
+
+    /// OIDC userinfo: its claims join the ID token's; its `sub` must be the same user.
+    async fn merge_userinfo(&self, claims: &mut Value, access_token: &str) -> Result<(), LoginFailure> {
+        let Some(endpoint) = self.auth.issuer(self.cfg.issuer).metadata().and_then(|m| m.userinfo_endpoint.clone())
+        else {
+            return Ok(());
+        };
+        let auth = HeaderValue::from_str(&format!("Bearer {access_token}"))
+            .map_err(|_| LoginFailure::Token("bad access token".into()))?;
+        let fetched = self
+            .auth
+            .client()
+            .get(&endpoint, &[(http::header::AUTHORIZATION, auth)])
+            .await
+            .map_err(|e| LoginFailure::Provider(TokenError::Http(e)))?;
+        let info: Value =
+            serde_json::from_slice(&fetched.body).map_err(|_| LoginFailure::Token("userinfo is not JSON".into()))?;
+        if !fetched.status.is_success() || info.get("sub") != claims.get("sub") {
+            return Err(LoginFailure::Token("userinfo is for another user".into()));
+        }
+        if let (Some(target), Value::Object(extra)) = (claims.as_object_mut(), info) {
+            for (k, v) in extra {
+                target.entry(k).or_insert(v);
+            }
+        }
+        Ok(())
+    }
+
+    /// The request's session, refreshed when its access token is about to expire. `Ok(None)`
+    /// when there is none, or it ended (the refresh failed).
+    pub async fn session(&self, headers: &HeaderMap) -> Result<Option<SessionCaller>, AuthError> {
+        let loaded = self.sessions.load(headers).await.map_err(store_unavailable)?;
+        let Some(mut session) = loaded else { return Ok(None) };
+        let now = unix_now();
+        let mut changed = false;
+        if session.refresh_token.is_some() && session.access_exp <= now + self.cfg.refresh_before.as_secs() {
+            match self.refresh(&session).await {
+                Some(fresh) => {
+                    session = fresh;
+                    changed = true;
+                }
+                None => return Ok(None),
+            }
+        }
+        // Slide the idle timeout, but rewrite the cookie at most every tenth of it.
+        if now.saturating_sub(session.seen) > (self.cfg.idle_timeout.as_secs() / 10).max(1) {
+            session.seen = now;
+            changed = true;
+        }
+        let mut set_cookie = HeaderMap::new();
+        if changed {
+            self.sessions.save(&session, headers, &mut set_cookie).await.map_err(store_unavailable)?;
+        }
+        let principal = session
+            .principal(self.cfg.issuer, self.cfg.lifetime)
+            .ok_or(AuthError::Forbidden("session without subject"))?;
+        Ok(Some(SessionCaller { principal: Arc::new(principal), session, set_cookie }))
+    }
+
+    /// One refresh per session and refresh token, however many requests ask at once.
+    async fn refresh(&self, session: &Session) -> Option<Session> {
+        let token = session.refresh_token.clone()?;
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+        let key = format!(
+            "{}:{}",
+            session.id,
+            digest.as_ref().iter().take(12).map(|b| format!("{b:02x}")).collect::<String>()
+        );
+        self.refreshes.get_with(key, self.do_refresh(session.clone(), token)).await
+    }
+
+    async fn do_refresh(&self, mut session: Session, token: String) -> Option<Session> {
+        let scope = self.cfg.scopes.join(" ");
+        let tokens = match self
+            .token_request(&[("grant_type", "refresh_token"), ("refresh_token", &token), ("scope", &scope)])
+            .await
+        {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::info!(reason = %e.describe(), "refresh failed; the session ends");
+                return None;
+            }
+        };
+        if let Some(id_token) = &tokens.id_token {
+            let expect = Expect { issuer: self.cfg.issuer, client_id: &self.cfg.client_id, nonce: None, logout: false };
+            match id_token::validate(&self.auth, id_token, &expect, unix_now()).await {
+                Ok(claims) if claims.get("sub") == session.claims.get("sub") => {
+                    session.claims = claims;
+                    session.id_token = id_token.clone();
+                }
+                Ok(_) | Err(_) => {
+                    tracing::warn!("the refreshed ID token was not valid for this session; the session ends");
+                    return None;
+                }
+            }
+        }
+        session.access_exp = unix_now() + tokens.expires_in.unwrap_or(300);
+        session.access_token = tokens.access_token;
+        if tokens.refresh_token.is_some() {
+            session.refresh_token = tokens.refresh_token;
+        }
+        Some(session)
+    }
+
+    /// `/oauth2/sign_out?rd=...`: the session and all its cookies go; then the provider's
+    /// end-session endpoint when it has one.
+    async fn sign_out(&self, req: &Request<Incoming>) -> Response<Body> {
+        let session = self.sessions.load(req.headers()).await.ok().flatten();
+        let rd = query_param(req.uri().query(), "rd").unwrap_or_else(|| "/".into());
+        let rd = safe_target(&rd, &self.cfg.public_host, &self.cfg.allowed_redirect_hosts);
+        let end_session = self.auth.issuer(self.cfg.issuer).metadata().and_then(|m| m.end_session_endpoint.clone());
+        let location = match (&end_session, &session) {
+            (Some(endpoint), Some(s)) => {
+                let params = [
+                    ("id_token_hint", s.id_token.as_str()),
+                    ("post_logout_redirect_uri", self.cfg.post_logout_redirect.as_str()),
+                    ("client_id", self.cfg.client_id.as_str()),
+                ];
+                let sep = if endpoint.query().is_some() { '&' } else { '?' };
+                format!("{endpoint}{sep}{}", encode_form(&params))
+            }
+            _ => rd,
+        };
+        let mut resp = redirect(&location);
+        if let Err(e) = self.sessions.remove(session.as_ref(), req.headers(), resp.headers_mut()).await {
+            tracing::warn!(error = %e, "removing the session from the store failed; its cookies are cleared");
+        }
+        resp
+    }
+
+    /// `/oauth2/auth` for nginx `auth_request`, Traefik forwardAuth and Envoy ext_authz:
+    /// 202 with `X-Auth-Request-*` for a session or a valid bearer token, else 401 (or, for a
+    /// browser behind Traefik, which passes responses through, a redirect to sign in).
+    async fn forward_auth(&self, req: &Request<Incoming>) -> Response<Body> {
+        let principal = match self.session(req.headers()).await {
+            Ok(Some(s)) => Some((s.principal, Some(s.session.access_token), s.set_cookie)),
+            _ => match super::token::extract(req.headers(), req.uri(), &self.any_bearer.sources) {
+                Ok(Some(token)) => {
+                    self.auth.authenticate(&self.any_bearer, &token).await.ok().map(|p| (p, None, HeaderMap::new()))
+                }
+                _ => None,
+            },
+        };
+        let original =
+            header_str(req.headers(), "x-forwarded-uri").or_else(|| header_str(req.headers(), "x-original-url"));
+        let Some((p, access_token, set_cookie)) = principal else {
+            let rd = original.unwrap_or("/");
+            if header_str(req.headers(), "x-forwarded-uri").is_some() && is_browser(req.headers()) {
+                return self.begin_login(rd);
+            }
+            let mut resp = json(StatusCode::UNAUTHORIZED, serde_json::json!({"error": "unauthorized"}));
+            let start = format!("/oauth2/start?rd={}", form_encode(rd));
+            if let Ok(v) = HeaderValue::from_str(&start) {
+                resp.headers_mut().insert(HeaderName::from_static("x-auth-request-redirect"), v);
+            }
+            return resp;
+        };
+        let mut resp = Response::new(Body::empty());
+        *resp.status_mut() = StatusCode::ACCEPTED;
+        let h = resp.headers_mut();
+        let mut put = |name: &'static str, value: &str| {
+            if let Ok(v) = HeaderValue::from_bytes(value.as_bytes()) {
+                h.insert(HeaderName::from_static(name), v);
+            }
+        };
+        put("x-auth-request-user", &p.subject);
+        if let Some(e) = &p.email {
+            put("x-auth-request-email", e);
+        }
+        if let Some(u) = &p.username {
+            put("x-auth-request-preferred-username", u);
+        }
+        if !p.groups.is_empty() {
+            put("x-auth-request-groups", &p.groups.join(","));
+        }
+        if let (true, Some(t)) = (self.cfg.auth_request_access_token, access_token) {
+            put("x-auth-request-access-token", &t);
+        }
+        h.extend(set_cookie);
+        resp
+    }
+
+    /// `/oauth2/userinfo`: the session's identity as JSON.
+    async fn userinfo(&self, req: &Request<Incoming>) -> Response<Body> {
+        match self.session(req.headers()).await {
+            Ok(Some(s)) => {
+                let p = &s.principal;
+                let mut resp = json(
+                    StatusCode::OK,
+                    serde_json::json!({"user": p.subject, "email": p.email, "preferred_username": p.username, "groups": p.groups}),
+                );
+                resp.headers_mut().extend(s.set_cookie);
+                resp
+            }
+            _ => json(
+                StatusCode::UNAUTHORIZED,
+                serde_json::json!({"error": "unauthorized", "error_description": "no session"}),
+            ),
+        }
+    }
+
+    /// OIDC Back-Channel Logout 1.0: the provider POSTs a signed logout token naming a user
+    /// (`sub`) or a provider session (`sid`); their sessions are removed (Redis store).
+    async fn backchannel_logout(&self, req: Request<Incoming>) -> Response<Body> {
+        let bad = |why: &str| {
+            json(StatusCode::BAD_REQUEST, serde_json::json!({"error": "invalid_request", "error_description": why}))
+        };
+        if req.method() != Method::POST {
+            return bad("use POST");
+        }
+        let body = match Limited::new(req.into_body(), 64 * 1024).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => return bad("body too large or unreadable"),
+        };
+        let Some(token) = form_param(&body, "logout_token") else { return bad("no logout_token") };
+        let expect = Expect { issuer: self.cfg.issuer, client_id: &self.cfg.client_id, nonce: None, logout: true };
+        let claims = match id_token::validate(&self.auth, &token, &expect, unix_now()).await {
+            Ok(c) => c,
+            Err(e) => return bad(&describe(&e)),
+        };
+        let has_event = claims.get("events").and_then(|e| e.get(BACKCHANNEL_EVENT)).is_some_and(Value::is_object);
+        let sub = claims.get("sub").and_then(Value::as_str);
+        let sid = claims.get("sid").and_then(Value::as_str);
+        let jti = claims.get("jti").and_then(Value::as_str);
+        if !has_event || claims.get("nonce").is_some() || (sub.is_none() && sid.is_none()) || jti.is_none() {
+            return bad("not a logout token");
+        }
+        let jti = jti.unwrap_or_default().to_string();
+        if self.logout_jtis.contains_key(&jti) {
+            return bad("logout token already used");
+        }
+        self.logout_jtis.insert(jti, ());
+        match self.sessions.remove_by_logout(sub, sid).await {
+            Ok(Some(n)) => {
+                tracing::info!(removed = n, "back-channel logout");
+                json(StatusCode::OK, serde_json::json!({}))
+            }
+            Ok(None) => json(
+                StatusCode::NOT_IMPLEMENTED,
+                serde_json::json!({"error": "unsupported", "error_description": "sessions in cookies cannot be revoked; use session_store = \"redis\""}),
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "back-channel logout failed");
+                json(StatusCode::SERVICE_UNAVAILABLE, serde_json::json!({"error": "temporarily_unavailable"}))
+            }
+        }
+    }
+
+    /// Removes the gateway's own cookies from a request going upstream: the app never sees
+    /// the session.
+    pub fn strip_cookies(&self, headers: &mut HeaderMap) {
+        let name = self.sessions.cookie_name();
+        if !cookie::request_cookies(headers).any(|(n, _)| n.starts_with(name)) {
+            return;
+        }
+        let kept: Vec<String> = cookie::request_cookies(headers)
+            .filter(|(n, _)| !n.starts_with(name))
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect();
+        headers.remove(http::header::COOKIE);
+        if !kept.is_empty() {
+            if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
+                headers.insert(http::header::COOKIE, v);
+            }
+        }
+    }
+}
+
+enum LoginFailure {
+    /// `invalid_grant`: the code was spent or expired.
+    Grant,
+    Token(String),
+    Provider(TokenError),
+    Store(SessionError),
+}
+
+impl LoginFailure {
+    fn describe(&self) -> String {
+        match self {
+            LoginFailure::Grant => "invalid_grant".into(),
+            LoginFailure::Token(t) => t.clone(),
+            LoginFailure::Provider(e) => e.to_string(),
+            LoginFailure::Store(e) => e.to_string(),
+        }
+    }
+}
+
+fn store_unavailable(e: SessionError) -> AuthError {
+    tracing::warn!(error = %e, "session store failed");
+    AuthError::Unavailable("the session store is unavailable")
+}
+
+fn describe(e: &AuthError) -> String {
+    match e {
+        AuthError::InvalidToken(why) => why.description(),
+        other => other.to_string(),
+    }
+}
+
+/// Browsers (navigations) get redirects and pages; scripts and API clients get status codes.
+pub fn is_browser(headers: &HeaderMap) -> bool {
+    let xhr = header_str(headers, "x-requested-with").is_some_and(|v| v.eq_ignore_ascii_case("xmlhttprequest"));
+    !xhr && headers.get_all(ACCEPT).iter().filter_map(|v| v.to_str().ok()).any(|v| v.contains("text/html"))
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| url_decode(v)).flatten()
+    })
+}
+
+fn form_param(body: &Bytes, name: &str) -> Option<String> {
+    query_param(std::str::from_utf8(body).ok(), name)
+}
+
+fn url_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                out.push(u8::from_str_radix(s.get(i + 1..i + 3)?, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+pub fn redirect(location: &str) -> Response<Body> {
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::FOUND;
+    if let Ok(v) = HeaderValue::from_str(location) {
+        resp.headers_mut().insert(LOCATION, v);
+    }
+    resp
+}
+
+fn json(status: StatusCode, v: Value) -> Response<Body> {
+    let mut resp = Response::new(Body::text(v.to_string()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn restart_page(why: &str) -> Response<Body> {
+    page(
+        StatusCode::BAD_REQUEST,
+        "Sign-in could not be completed",
+        &format!("{why} <a href=\"/oauth2/start\">Sign in again</a>."),
+    )
+    .map(|b| b)
+}
+
+/// A small HTML page. `message` may contain the fixed link markup of `restart_page`; everything
+/// that comes from outside is escaped by the callers through [`escape`].
+pub fn page(status: StatusCode, title: &str, message: &str) -> Response<Body> {
+    let html = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title></head><body><h1>{t}</h1><p>{m}</p></body></html>\n",
+        t = escape(title),
+        m = escape_except_link(message)
+    );
+    let mut resp = Response::new(Body::text(html));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    resp
+}
+
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Escapes everything but the one fixed sign-in link.
+fn escape_except_link(s: &str) -> String {
+    const LINK: &str = "<a href=\"/oauth2/start\">Sign in again</a>";
+    s.split(LINK).map(escape).collect::<Vec<_>>().join(LINK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_escape_provider_text() {
+        let resp =
+            page(StatusCode::BAD_REQUEST, "x", "<script>alert(1)</script> <a href=\"/oauth2/start\">Sign in again</a>");
+        let Body::Full(Some(b)) = resp.into_body() else { panic!() };
+        let html = std::str::from_utf8(&b).unwrap();
+        assert!(!html.contains("<script>"));
+        assert!(html.contains("<a href=\"/oauth2/start\">"));
+    }
+
+    #[test]
+    fn browsers_are_told_apart() {
+        let mut h = HeaderMap::new();
+        h.insert(ACCEPT, HeaderValue::from_static("text/html,application/xhtml+xml"));
+        assert!(is_browser(&h));
+        h.insert("x-requested-with", HeaderValue::from_static("XMLHttpRequest"));
+        assert!(!is_browser(&h));
+        let mut api = HeaderMap::new();
+        api.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        assert!(!is_browser(&api));
+    }
+
+    #[test]
+    fn query_params() {
+        assert_eq!(query_param(Some("a=1&rd=%2Fx%3Fy%3D1&b"), "rd").as_deref(), Some("/x?y=1"));
+        assert_eq!(query_param(Some("b"), "b").as_deref(), Some(""));
+        assert_eq!(query_param(None, "rd"), None);
+    }
+}

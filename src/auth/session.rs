@@ -1,0 +1,201 @@
+//! Browser sessions: what tollgate remembers about a signed-in user, kept either in sealed
+//! cookies (nothing shared between replicas) or in Redis (revocable: back-channel logout).
+
+use std::time::Duration;
+
+use http::HeaderMap;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::cookie::{self, Attributes, Sealer};
+use super::redis::{Redis, RedisError};
+use super::{unix_now, Principal};
+use crate::config::{Login, SessionStore};
+
+/// One signed-in browser.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Session {
+    /// Random, 256 bits; with Redis it is the cookie's value.
+    pub id: String,
+    /// The ID token's claims (merged with userinfo when configured).
+    pub claims: Value,
+    pub id_token: String,
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    /// When the access token expires (Unix seconds).
+    pub access_exp: u64,
+    pub created: u64,
+    pub seen: u64,
+}
+
+impl Session {
+    pub fn principal(&self, issuer: usize, lifetime: Duration) -> Option<Principal> {
+        Principal::from_claims(issuer, self.claims.clone(), self.created + lifetime.as_secs())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Redis(#[from] RedisError),
+    #[error("sealing the session failed")]
+    Seal,
+}
+
+enum Backend {
+    Cookie,
+    Redis(Redis),
+}
+
+/// Loads and saves sessions for one `[login]`.
+pub struct Sessions {
+    pub sealer: Sealer,
+    backend: Backend,
+    cookie_name: String,
+    attrs: Attributes,
+    lifetime: Duration,
+    idle: Duration,
+}
+
+const SESSION_PURPOSE: &str = "tollgate session";
+const REDIS_PREFIX: &str = "tollgate:session:";
+
+impl Sessions {
+    pub fn new(cfg: &Login) -> Result<Sessions, RedisError> {
+        let backend = match &cfg.store {
+            SessionStore::Cookie => Backend::Cookie,
+            SessionStore::Redis(url) => Backend::Redis(Redis::from_url(url)?),
+        };
+        Ok(Sessions {
+            sealer: Sealer::new(&cfg.cookie_secrets),
+            backend,
+            cookie_name: cfg.cookie_name.clone(),
+            attrs: Attributes { secure: cfg.secure },
+            lifetime: cfg.lifetime,
+            idle: cfg.idle_timeout,
+        })
+    }
+
+    pub fn attrs(&self) -> Attributes {
+        self.attrs
+    }
+
+    /// A fresh random id (never one the browser brought).
+    pub fn new_id() -> String {
+        random_token()
+    }
+
+    /// The request's session, if it has a valid, unexpired one. Anything that does not open
+    /// (tampered, old key removed, unknown id) is simply no session.
+    pub async fn load(&self, headers: &HeaderMap) -> Result<Option<Session>, SessionError> {
+        let Some(value) = cookie::read(headers, &self.cookie_name) else { return Ok(None) };
+        let sealed = match &self.backend {
+            Backend::Cookie => value.clone().into_bytes(),
+            Backend::Redis(redis) => {
+                if value.len() != 43 || !value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                    return Ok(None);
+                }
+                match redis.get(&redis_key(&value)).await? {
+                    Some(v) => v,
+                    None => return Ok(None),
+                }
+            }
+        };
+        let Some(plain) = std::str::from_utf8(&sealed).ok().and_then(|s| self.sealer.open(SESSION_PURPOSE, s)) else {
+            return Ok(None);
+        };
+        let Ok(session) = serde_json::from_slice::<Session>(&plain) else { return Ok(None) };
+        if matches!(self.backend, Backend::Redis(_)) && session.id != value {
+            return Ok(None);
+        }
+        let now = unix_now();
+        if now >= session.created + self.lifetime.as_secs() || now >= session.seen + self.idle.as_secs() {
+            return Ok(None);
+        }
+        Ok(Some(session))
+    }
+
+    /// Stores `session` and writes its cookie(s) into `out`, clearing stale chunks.
+    pub async fn save(&self, session: &Session, req: &HeaderMap, out: &mut HeaderMap) -> Result<(), SessionError> {
+        let json = serde_json::to_vec(session).map_err(|_| SessionError::Seal)?;
+        let sealed = self.sealer.seal(SESSION_PURPOSE, &json).ok_or(SessionError::Seal)?;
+        let remaining = Duration::from_secs((session.created + self.lifetime.as_secs()).saturating_sub(unix_now()));
+        let present = cookie::present(req, &self.cookie_name);
+        match &self.backend {
+            Backend::Cookie => cookie::write(out, &self.cookie_name, &sealed, remaining, self.attrs, &present),
+            Backend::Redis(redis) => {
+                let key = redis_key(&session.id);
+                redis.set_ex(&key, sealed.as_bytes(), remaining.min(self.idle)).await?;
+                for index in logout_indexes(session) {
+                    redis.sadd_ex(&index, &key, remaining).await?;
+                }
+                cookie::write(out, &self.cookie_name, &session.id, remaining, self.attrs, &present);
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the session: removed from the store, and every cookie chunk cleared.
+    pub async fn remove(
+        &self,
+        session: Option<&Session>,
+        req: &HeaderMap,
+        out: &mut HeaderMap,
+    ) -> Result<(), SessionError> {
+        if let (Backend::Redis(redis), Some(s)) = (&self.backend, session) {
+            redis.del(&[&redis_key(&s.id)]).await?;
+        }
+        cookie::clear(out, &cookie::present(req, &self.cookie_name), self.attrs);
+        Ok(())
+    }
+
+    /// Back-channel logout: removes the sessions of `sid` (the provider's session id) or of
+    /// `sub`. Returns how many were removed; only the Redis store can do this.
+    pub async fn remove_by_logout(&self, sub: Option<&str>, sid: Option<&str>) -> Result<Option<usize>, SessionError> {
+        let Backend::Redis(redis) = &self.backend else { return Ok(None) };
+        let index = match (sid, sub) {
+            (Some(sid), _) => format!("tollgate:sid:{sid}"),
+            (None, Some(sub)) => format!("tollgate:sub:{sub}"),
+            (None, None) => return Ok(Some(0)),
+        };
+        let keys = redis.smembers(&index).await?;
+        let mut all: Vec<&str> = keys.iter().map(String::as_str).collect();
+        all.push(&index);
+        redis.del(&all).await?;
+        Ok(Some(keys.len()))
+    }
+
+    pub fn cookie_name(&self) -> &str {
+        &self.cookie_name
+    }
+}
+
+fn logout_indexes(s: &Session) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(sid) = s.claims.get("sid").and_then(Value::as_str) {
+        out.push(format!("tollgate:sid:{sid}"));
+    }
+    if let Some(sub) = s.claims.get("sub").and_then(Value::as_str) {
+        out.push(format!("tollgate:sub:{sub}"));
+    }
+    out
+}
+
+/// Redis keys are a hash of the cookie value, so reading Redis does not yield usable cookies.
+fn redis_key(id: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, id.as_bytes());
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("{REDIS_PREFIX}{hex}")
+}
+
+/// 256 random bits, base64url (43 characters).
+pub fn random_token() -> String {
+    use base64::Engine;
+    let mut bytes = [0u8; 32];
+    // Failure of the system RNG is not recoverable; an all-zero id would be guessable, so
+    // make it unusable instead (it cannot match the 43-character check on load).
+    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
+        return String::new();
+    }
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
