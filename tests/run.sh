@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'tests/run.sh: %s\n' "$*" >&2; exit 1; }
 
-# Debian packages the tests drive for real. Installed only when missing.
-DEBIAN_PACKAGES=(nodejs npm)
+# Debian packages the tests drive for real (a browser, Redis, nginx for forward-auth and load
+# tests, wrk). Installed only when missing.
+DEBIAN_PACKAGES=(chromium redis-server nginx wrk)
 
 apt_install() {
   local missing=()
@@ -31,13 +32,22 @@ apt_install() {
 command -v cargo >/dev/null || die "cargo is required (https://rustup.rs)"
 # node and npm may come from elsewhere than Debian (nodesource, nvm): only install when absent.
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-  apt_install "${DEBIAN_PACKAGES[@]}"
+  apt_install nodejs npm
 fi
+apt_install "${DEBIAN_PACKAGES[@]}"
+# (Tests start their own nginx and redis-server on free loopback ports; the packaged services,
+#  if the package manager started them, are not used.)
 
 # The real OpenID Provider (panva's oidc-provider, pinned in tests/idp/package-lock.json).
 if [ ! -d tests/idp/node_modules ] || [ tests/idp/package-lock.json -nt tests/idp/node_modules/.package-lock.json ]; then
   say "installing the test OpenID Provider (npm ci in tests/idp)"
   (cd tests/idp && npm ci --no-audit --no-fund --loglevel=error) || die "npm ci in tests/idp failed"
+fi
+
+# Node packages for the browser tests (playwright-core drives Debian's chromium; no browser download).
+if [ -f tests/browser/package-lock.json ] && { [ ! -d tests/browser/node_modules ] || [ tests/browser/package-lock.json -nt tests/browser/node_modules/.package-lock.json ]; }; then
+  say "installing the browser test driver (npm ci in tests/browser)"
+  (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error) || die "npm ci in tests/browser failed"
 fi
 
 say "cargo test"
