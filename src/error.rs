@@ -36,6 +36,9 @@ pub enum GatewayError {
     /// The caller is not authenticated or not allowed.
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// No client-credentials token could be had for the upstream.
+    #[error("no upstream token")]
+    UpstreamToken(#[source] crate::upstream::credentials::CredentialError),
     /// A ready response: a redirect to sign in, or a page for a browser.
     #[error("answered by the gateway ({})", .0.status())]
     Respond(Box<Response<Body>>),
@@ -54,6 +57,7 @@ impl GatewayError {
             GatewayError::Auth(AuthError::InsufficientScope { .. } | AuthError::Forbidden(_)) => StatusCode::FORBIDDEN,
             GatewayError::Auth(AuthError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Respond(r) => r.status(),
+            GatewayError::UpstreamToken(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -69,6 +73,7 @@ impl GatewayError {
             GatewayError::Upstream(_) => "upstream_error",
             GatewayError::Auth(_) => "auth",
             GatewayError::Respond(_) => "respond",
+            GatewayError::UpstreamToken(_) => "upstream_token",
         }
     }
 
@@ -90,6 +95,9 @@ impl GatewayError {
                 format!("bad gateway: upstream of route {r} is unavailable\n")
             }
             (GatewayError::Upstream(_), Some(r)) => format!("bad gateway: upstream of route {r} failed\n"),
+            (GatewayError::UpstreamToken(_), Some(r)) => {
+                format!("service unavailable: no access token could be obtained for the upstream of route {r}\n")
+            }
             (GatewayError::UpstreamTimeout, Some(r)) => {
                 format!("gateway timeout: upstream of route {r} did not answer in time\n")
             }

@@ -21,10 +21,11 @@ use hyper::body::Incoming;
 use crate::auth::login::{is_browser, page, LoginService};
 use crate::auth::{rules, token, AuthError, Authenticator, Principal};
 use crate::body::{Body, LimitedBody};
-use crate::config::{Bearer, Config, IpRange, Route, RouteAuth};
+use crate::config::{Bearer, Config, IncomingAuthorization, IpRange, Route, RouteAuth};
 use crate::error::GatewayError;
 use crate::metrics::Metrics;
 use crate::router::{normalize_path, Router};
+use crate::upstream::credentials::Credentials;
 use crate::upstream::headers::{clean_response, Protected};
 use crate::upstream::proxy::{self, Proxy};
 
@@ -105,6 +106,7 @@ pub struct Gateway {
     router: Arc<Router>,
     auth: Arc<Authenticator>,
     login: Option<Arc<LoginService>>,
+    credentials: Arc<Credentials>,
     proxy: Proxy,
     protected: Protected,
     metrics: Metrics,
@@ -118,14 +120,23 @@ impl Gateway {
         router: Arc<Router>,
         auth: Arc<Authenticator>,
         login: Option<Arc<LoginService>>,
+        credentials: Arc<Credentials>,
         proxy: Proxy,
         metrics: Metrics,
     ) -> Gateway {
-        let claim_headers = config.routes.iter().flat_map(|r| r.claim_headers.iter().map(|(h, _)| h.clone()));
+        // Every header the gateway sets from configuration is protected from client copies.
+        let claim_headers = config.routes.iter().flat_map(|r| {
+            let moved = r.upstream_token.as_ref().and_then(|t| match &t.incoming {
+                IncomingAuthorization::MoveTo(h) => Some(h.clone()),
+                IncomingAuthorization::Drop => None,
+            });
+            r.claim_headers.iter().map(|(h, _)| h.clone()).chain(moved)
+        });
         Gateway {
             router,
             auth,
             login,
+            credentials,
             proxy,
             protected: Protected::new(claim_headers.collect::<Vec<_>>().into_iter()),
             metrics,
@@ -289,6 +300,15 @@ impl Gateway {
         set_forwarding(headers, conn, original_host.clone());
         headers.insert(X_REQUEST_ID.clone(), request_id.clone());
         set_identity(headers, route, &caller);
+        if let Some(t) = &route.upstream_token {
+            let minted = self.credentials.authorization(t.client).await.map_err(GatewayError::UpstreamToken)?;
+            if let Some(theirs) = headers.remove(http::header::AUTHORIZATION) {
+                if let IncomingAuthorization::MoveTo(name) = &t.incoming {
+                    headers.insert(name.clone(), theirs);
+                }
+            }
+            headers.insert(http::header::AUTHORIZATION, minted);
+        }
         let host = match (route.preserve_host, original_host) {
             (true, Some(h)) => h,
             _ => route.upstream.host_header.clone(),
@@ -504,6 +524,7 @@ mod tests {
             rules: Default::default(),
             pass_access_token: false,
             claim_headers: Vec::new(),
+            upstream_token: None,
         }
     }
 

@@ -67,9 +67,11 @@ fn run(path: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let egress: Vec<String> = running.egress_addrs.iter().map(|(n, a)| format!("{n}={a}")).collect();
     tracing::info!(
         addr = %running.addr,
         admin_addr = %running.admin_addr,
+        egress = egress.join(","),
         scheme,
         workers,
         version = env!("CARGO_PKG_VERSION"),

@@ -280,6 +280,7 @@ mod tests {
             rules: Default::default(),
             pass_access_token: false,
             claim_headers: Vec::new(),
+            upstream_token: None,
         }
     }
 

@@ -87,7 +87,10 @@ fn interpret(doc: Value, issuer_index: usize, issuer: &Issuer, now: u64) -> Answ
     if exp <= now {
         return Answer::Inactive;
     }
-    match Principal::from_claims(issuer_index, doc, exp) {
+    // Trusted (and so cached) until the token's `exp`, but never longer than `cache_max`, so a
+    // revocation at the issuer is noticed within that bound.
+    let trusted_until = exp.min(now.saturating_add(max));
+    match Principal::from_claims(issuer_index, doc, trusted_until) {
         Some(p) => Answer::Active(std::sync::Arc::new(p)),
         None => Answer::Inactive,
     }
@@ -115,5 +118,11 @@ mod tests {
         assert!(!active(json!({"active": true, "sub": "u", "aud": "other"})));
         assert!(!active(json!({"active": true, "sub": "u", "iss": "https://evil"})));
         assert!(!active(json!({"active": true})));
+        let until = |doc: Value| match interpret(doc, 0, &iss, 100) {
+            Answer::Active(p) => p.expires_at,
+            Answer::Inactive => panic!("inactive"),
+        };
+        assert_eq!(until(json!({"active": true, "sub": "u", "exp": 200})), 200);
+        assert_eq!(until(json!({"active": true, "sub": "u", "exp": 100_000})), 400, "capped at cache_max (5m)");
     }
 }

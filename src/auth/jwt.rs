@@ -30,10 +30,25 @@ struct RawHeader {
     alg: String,
     kid: Option<String>,
     typ: Option<String>,
-    crit: Option<IgnoredAny>,
-    jku: Option<IgnoredAny>,
-    x5u: Option<IgnoredAny>,
-    jwk: Option<IgnoredAny>,
+    #[serde(default)]
+    crit: Present,
+    #[serde(default)]
+    jku: Present,
+    #[serde(default)]
+    x5u: Present,
+    #[serde(default)]
+    jwk: Present,
+}
+
+/// A header member that counts as present whatever its value, `null` included (an
+/// `Option` would read `"crit": null` as absent).
+#[derive(Default)]
+struct Present(bool);
+
+impl<'de> Deserialize<'de> for Present {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Present, D::Error> {
+        IgnoredAny::deserialize(d).map(|_| Present(true))
+    }
 }
 
 /// True when `token` has the shape of a JWS (three dot-separated parts).
@@ -53,13 +68,19 @@ pub fn parse(token: &str) -> Result<Token<'_>, Invalid> {
     if h.is_empty() || p.is_empty() || s.is_empty() {
         return Err(Invalid::Malformed("empty token part"));
     }
+    let header = b64(h)?;
+    if header.trim_ascii_start().first() != Some(&b'{') {
+        // serde's derived structs also read JSON arrays (fields by position); a JOSE header
+        // must be an object (RFC 7515 §4).
+        return Err(Invalid::Malformed("header is not a JSON object"));
+    }
     let header: RawHeader =
-        serde_json::from_slice(&b64(h)?).map_err(|_| Invalid::Malformed("header is not the expected JSON"))?;
-    if header.crit.is_some() {
+        serde_json::from_slice(&header).map_err(|_| Invalid::Malformed("header is not the expected JSON"))?;
+    if header.crit.0 {
         // We implement no JWS extensions, so any critical one must be refused (RFC 7515 §4.1.11).
         return Err(Invalid::Crit);
     }
-    if header.jku.is_some() || header.x5u.is_some() || header.jwk.is_some() {
+    if header.jku.0 || header.x5u.0 || header.jwk.0 {
         // Keys named or embedded by the token are never fetched nor trusted.
         return Err(Invalid::ForbiddenHeader);
     }

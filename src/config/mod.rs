@@ -2,6 +2,7 @@
 //! then validated into the typed [`Config`] the rest of the gateway uses.
 
 mod auth;
+mod clients;
 mod login;
 mod raw;
 mod subst;
@@ -16,6 +17,7 @@ use std::time::Duration;
 use http::uri::{Authority, Scheme};
 
 pub use auth::{endpoint_url, is_loopback, parse_asymmetric_algorithm};
+pub use clients::{Client, Egress, IncomingAuthorization, TokenEndpoint, UpstreamToken};
 pub use login::{ClientAuth, Login, PrivateKey, SessionStore};
 pub use units::IpRange;
 
@@ -32,6 +34,8 @@ pub struct Config {
     pub upstream: UpstreamClient,
     pub issuers: Vec<Issuer>,
     pub login: Option<Login>,
+    pub clients: Vec<Client>,
+    pub egress: Vec<Egress>,
     pub routes: Vec<Route>,
 }
 
@@ -109,6 +113,8 @@ pub struct Route {
     pub pass_access_token: bool,
     /// Extra identity headers: header name → claim path.
     pub claim_headers: Vec<(http::HeaderName, Vec<String>)>,
+    /// A client-credentials token to send upstream instead of the caller's credential.
+    pub upstream_token: Option<UpstreamToken>,
 }
 
 /// A token issuer (an OpenID Provider or any OAuth 2.0 authorization server).

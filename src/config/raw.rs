@@ -17,8 +17,43 @@ pub struct RawConfig {
     #[serde(default, rename = "issuer")]
     pub issuers: Vec<RawIssuer>,
     pub login: Option<RawLogin>,
+    #[serde(default, rename = "client")]
+    pub clients: Vec<RawClient>,
+    #[serde(default, rename = "egress")]
+    pub egress: Vec<RawEgress>,
     #[serde(default, rename = "route")]
     pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClient {
+    pub name: String,
+    pub issuer: Option<String>,
+    pub token_endpoint: Option<String>,
+    pub client_id: String,
+    pub client_secret: Option<String>,
+    pub auth_method: Option<String>,
+    pub private_key_file: Option<String>,
+    pub scope: Option<String>,
+    pub resource: Option<String>,
+    pub audience: Option<String>,
+    #[serde(default)]
+    pub extra_params: std::collections::BTreeMap<String, String>,
+    pub refresh_skew: Option<String>,
+    #[serde(default)]
+    pub insecure_http: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEgress {
+    pub name: Option<String>,
+    pub listen: String,
+    pub upstream: String,
+    pub client: Option<String>,
+    pub timeout: Option<String>,
+    pub max_body: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -178,4 +213,6 @@ pub struct RawRoute {
     pub rules: Option<RawRules>,
     #[serde(default)]
     pub claim_headers: std::collections::BTreeMap<String, String>,
+    pub upstream_token: Option<String>,
+    pub incoming_authorization: Option<String>,
 }

@@ -58,9 +58,14 @@ pub(super) fn validate(raw: RawConfig, file: &Path, base_dir: &Path) -> Result<C
     let upstream = upstream_client(&mut c, raw.upstream, base_dir);
     let issuers = super::auth::issuers(&mut c, raw.issuers);
     let login = super::login::login(&mut c, raw.login, &issuers, base_dir);
-    let routes = routes(&mut c, raw.routes, &upstream, &issuers, login.is_some());
+    let clients = super::clients::clients(&mut c, raw.clients, &issuers, base_dir);
+    let egress = super::clients::egress(&mut c, raw.egress, &clients, upstream.timeout);
+    if raw.routes.is_empty() && egress.is_empty() {
+        c.err("route", "no routes: add at least one [[route]] with a path and an upstream (or an [[egress]] listener)");
+    }
+    let routes = routes(&mut c, raw.routes, &upstream, &issuers, login.is_some(), &clients);
     if c.errors.is_empty() {
-        Ok(Config { file: file.to_path_buf(), server, admin, log, upstream, issuers, login, routes })
+        Ok(Config { file: file.to_path_buf(), server, admin, log, upstream, issuers, login, clients, egress, routes })
     } else {
         Err(c.errors)
     }
@@ -177,10 +182,14 @@ fn upstream_client(c: &mut Check, raw: RawUpstreamClient, base_dir: &Path) -> Up
     }
 }
 
-fn routes(c: &mut Check, raw: Vec<RawRoute>, client: &UpstreamClient, issuers: &[Issuer], login: bool) -> Vec<Route> {
-    if raw.is_empty() {
-        c.err("route", "no routes: add at least one [[route]] with a path and an upstream");
-    }
+fn routes(
+    c: &mut Check,
+    raw: Vec<RawRoute>,
+    client: &UpstreamClient,
+    issuers: &[Issuer],
+    login: bool,
+    clients: &[super::Client],
+) -> Vec<Route> {
     let mut names = HashSet::new();
     let mut keys = HashSet::new();
     let mut out = Vec::with_capacity(raw.len());
@@ -236,13 +245,20 @@ fn routes(c: &mut Check, raw: Vec<RawRoute>, client: &UpstreamClient, issuers: &
             rules: parts.rules,
             pass_access_token: parts.pass_access_token,
             claim_headers: parts.claim_headers,
+            upstream_token: super::clients::upstream_token(
+                c,
+                &format!("route[{i}]"),
+                r.upstream_token.as_deref(),
+                r.incoming_authorization.as_deref(),
+                clients,
+            ),
         });
     }
     out
 }
 
 /// Parses an upstream URL: http or https, a host, an optional base path, nothing else.
-fn parse_upstream(s: &str) -> Result<Upstream, String> {
+pub(super) fn parse_upstream(s: &str) -> Result<Upstream, String> {
     let uri: Uri = s.parse().map_err(|e| format!("invalid URL {s:?}: {e}"))?;
     let scheme = match uri.scheme_str() {
         Some("http") => Scheme::HTTP,

@@ -29,6 +29,7 @@ use crate::metrics::Metrics;
 use crate::oidc::http::IdpClient;
 use crate::router::Router;
 use crate::tls::{self, ReloadingCert, TlsError};
+use crate::upstream::credentials::{CredentialMetrics, Credentials};
 use crate::upstream::proxy::Proxy;
 use conn::{Activity, Tracked, Verdict};
 
@@ -64,19 +65,27 @@ pub enum StartError {
 /// State every worker reads.
 struct Shared {
     config: Config,
-    router: Arc<Router>,
     auth: Arc<Authenticator>,
     login: Option<Arc<LoginService>>,
+    credentials: Arc<Credentials>,
     metrics: Metrics,
     client_tls: rustls::ClientConfig,
-    acceptor: Option<TlsAcceptor>,
     connections: Arc<Semaphore>,
+}
+
+/// What one serving thread listens on: its socket, its routes and whether it speaks TLS.
+struct Listener {
+    socket: std::net::TcpListener,
+    router: Arc<Router>,
+    acceptor: Option<TlsAcceptor>,
 }
 
 /// A started gateway. Dropping it does not stop it; call [`Running::shutdown`].
 pub struct Running {
     pub addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    /// Egress listeners by name.
+    pub egress_addrs: Vec<(String, SocketAddr)>,
     pub metrics: Metrics,
     shutdown: watch::Sender<bool>,
     workers: Vec<JoinHandle<()>>,
@@ -96,9 +105,19 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     let first = bind_reuseport(config.server.listen)?;
     let addr =
         first.local_addr().map_err(|source| StartError::Bind { addr: config.server.listen, what: "server", source })?;
-    let mut listeners = vec![first];
+    let router = Arc::new(Router::new(config.routes.clone()));
+    let mut listeners = vec![Listener { socket: first, router: router.clone(), acceptor: acceptor.clone() }];
     for _ in 1..config.server.workers {
-        listeners.push(bind_reuseport(addr)?);
+        listeners.push(Listener { socket: bind_reuseport(addr)?, router: router.clone(), acceptor: acceptor.clone() });
+    }
+    // Egress listeners: one thread each, plain HTTP on loopback, one route.
+    let mut egress_addrs = Vec::new();
+    for e in &config.egress {
+        let socket = bind_reuseport(e.listen)?;
+        let bound =
+            socket.local_addr().map_err(|source| StartError::Bind { addr: e.listen, what: "egress", source })?;
+        egress_addrs.push((e.name.clone(), bound));
+        listeners.push(Listener { socket, router: Arc::new(Router::new(vec![e.route.clone()])), acceptor: None });
     }
     let admin_listener = std::net::TcpListener::bind(config.admin.listen)
         .and_then(|l| l.set_nonblocking(true).map(|_| l))
@@ -117,17 +136,18 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         Arc::new(move || listening.load(Ordering::Acquire) && auth.is_ready())
     };
     let (shutdown, _) = watch::channel(false);
+    let credentials = Credentials::new(&config, auth.clone(), CredentialMetrics::new(&metrics.registry)?);
     let shared = Arc::new(Shared {
-        router: Arc::new(Router::new(config.routes.clone())),
         auth: auth.clone(),
         login: LoginService::new(&config, auth.clone()).map_err(|e| StartError::Login(e.to_string()))?,
+        credentials: credentials.clone(),
         metrics: metrics.clone(),
         client_tls,
-        acceptor,
         connections: Arc::new(Semaphore::new(config.server.max_connections)),
         config,
     });
-    let background = spawn_background(admin_listener, metrics.clone(), ready, cert, auth)?;
+    let background =
+        spawn_background(Background { admin_listener, metrics: metrics.clone(), ready, cert, auth, credentials })?;
     let mut workers = Vec::with_capacity(listeners.len());
     for (i, listener) in listeners.into_iter().enumerate() {
         let shared = shared.clone();
@@ -139,7 +159,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         workers.push(handle);
     }
     listening.store(true, Ordering::Release);
-    Ok(Running { addr, admin_addr, metrics, shutdown, workers, background: Some(background) })
+    Ok(Running { addr, admin_addr, egress_addrs, metrics, shutdown, workers, background: Some(background) })
 }
 
 impl Running {
@@ -189,13 +209,19 @@ fn bind_reuseport(addr: SocketAddr) -> Result<std::net::TcpListener, StartError>
     Ok(socket.into())
 }
 
-fn spawn_background(
+/// Work off the request path: the admin listener, certificate reloads, issuer metadata and
+/// keys, and upstream token renewal.
+struct Background {
     admin_listener: std::net::TcpListener,
     metrics: Metrics,
     ready: Readiness,
     cert: Option<Arc<ReloadingCert>>,
     auth: Arc<Authenticator>,
-) -> Result<(JoinHandle<()>, tokio::sync::oneshot::Sender<()>), StartError> {
+    credentials: Arc<Credentials>,
+}
+
+fn spawn_background(bg: Background) -> Result<(JoinHandle<()>, tokio::sync::oneshot::Sender<()>), StartError> {
+    let Background { admin_listener, metrics, ready, cert, auth, credentials } = bg;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -209,6 +235,7 @@ fn spawn_background(
                     tokio::spawn(cert.watch(metrics.clone()));
                 }
                 auth.spawn_maintenance();
+                credentials.spawn_maintenance();
                 match TcpListener::from_std(admin_listener) {
                     Ok(l) => {
                         tokio::spawn(admin::serve(l, metrics, ready));
@@ -223,7 +250,7 @@ fn spawn_background(
 }
 
 /// One worker thread: accept, serve, and on shutdown drain within the drain timeout.
-fn worker(listener: std::net::TcpListener, shared: Arc<Shared>, shutdown: watch::Receiver<bool>) {
+fn worker(listener: Listener, shared: Arc<Shared>, shutdown: watch::Receiver<bool>) {
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -232,23 +259,26 @@ fn worker(listener: std::net::TcpListener, shared: Arc<Shared>, shutdown: watch:
         }
     };
     rt.block_on(async move {
-        let listener = match TcpListener::from_std(listener) {
+        let Listener { socket, router, acceptor } = listener;
+        let socket = match TcpListener::from_std(socket) {
             Ok(l) => l,
             Err(e) => return tracing::error!(error = %e, "worker listener"),
         };
         let proxy = Proxy::new(&shared.config.upstream, shared.client_tls.clone());
         let gateway = Arc::new(Gateway::new(
             &shared.config,
-            shared.router.clone(),
+            router,
             shared.auth.clone(),
             shared.login.clone(),
+            shared.credentials.clone(),
             proxy,
             shared.metrics.clone(),
         ));
         let builder = Arc::new(http_builder(&shared.config.server));
         let mut tasks = JoinSet::new();
-        accept_loop(&listener, &shared, &gateway, &builder, &mut tasks, shutdown.clone()).await;
-        drop(listener);
+        let serving = Serving { shared: &shared, gateway: &gateway, builder: &builder, acceptor: acceptor.as_ref() };
+        accept_loop(&socket, serving, &mut tasks, shutdown.clone()).await;
+        drop(socket);
         let drain = shared.config.server.drain_timeout;
         if tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} }).await.is_err() {
             tracing::warn!(remaining = tasks.len(), "drain timeout reached; closing remaining connections");
@@ -257,14 +287,21 @@ fn worker(listener: std::net::TcpListener, shared: Arc<Shared>, shutdown: watch:
     });
 }
 
+/// What a worker's connections are served with.
+struct Serving<'a> {
+    shared: &'a Arc<Shared>,
+    gateway: &'a Arc<Gateway>,
+    builder: &'a Arc<auto::Builder<TokioExecutor>>,
+    acceptor: Option<&'a TlsAcceptor>,
+}
+
 async fn accept_loop(
     listener: &TcpListener,
-    shared: &Arc<Shared>,
-    gateway: &Arc<Gateway>,
-    builder: &Arc<auto::Builder<TokioExecutor>>,
+    serving: Serving<'_>,
     tasks: &mut JoinSet<()>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let Serving { shared, gateway, builder, acceptor } = serving;
     // A connection accepted from this worker's listener that is waiting for a permit. It lives
     // outside the select so that a finished task (which restarts the loop) cannot drop it.
     let mut pending = None;
@@ -285,10 +322,11 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let (shared, gateway, builder, shutdown) = (shared.clone(), gateway.clone(), builder.clone(), shutdown.clone());
+        let acceptor = acceptor.cloned();
         tasks.spawn(async move {
             shared.metrics.connections.inc();
             let cfg = &shared.config.server;
-            match &shared.acceptor {
+            match &acceptor {
                 None => {
                     let conn = Conn::new(peer, false, &cfg.trusted_proxies);
                     serve(stream, false, conn, &shared, gateway, &builder, shutdown).await;

@@ -1,4 +1,5 @@
 //! The upstream side: header hygiene and forwarding.
 
+pub mod credentials;
 pub mod headers;
 pub mod proxy;

@@ -1,0 +1,216 @@
+//! Client-credentials tokens (RFC 6749 §4.4) for upstream calls: one held token per client,
+//! read without locks, renewed in the background before it expires, fetched once for any
+//! number of concurrent cold misses, and kept in use while the token endpoint fails.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use http::HeaderValue;
+use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+
+use crate::auth::Authenticator;
+use crate::config::{Client, Config, TokenEndpoint};
+use crate::oidc::token_client::{self, TokenError};
+
+/// A minted token, ready to be sent.
+#[derive(Debug)]
+struct Held {
+    authorization: HeaderValue,
+    expires_at: Instant,
+    /// When to start renewing (a fraction of the lifetime, minus the skew).
+    renew_at: Instant,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    /// No valid token, and the token endpoint did not give one.
+    #[error("no valid token for client {client}: {reason}")]
+    Unavailable { client: String, reason: String },
+}
+
+#[derive(Clone)]
+pub struct CredentialMetrics {
+    requests: IntCounterVec,
+    cache: IntCounterVec,
+    expiry: IntGaugeVec,
+}
+
+impl CredentialMetrics {
+    pub fn new(registry: &Registry) -> Result<CredentialMetrics, prometheus::Error> {
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "tollgate_client_token_requests_total",
+                "Token endpoint calls for upstream tokens, by client and outcome",
+            ),
+            &["client", "outcome"],
+        )?;
+        let cache = IntCounterVec::new(
+            Opts::new("tollgate_client_token_cache_total", "Upstream token lookups by client and result (hit, miss)"),
+            &["client", "result"],
+        )?;
+        let expiry = IntGaugeVec::new(
+            Opts::new("tollgate_client_token_expiry_seconds", "Seconds until the held upstream token expires"),
+            &["client"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(cache.clone()))?;
+        registry.register(Box::new(expiry.clone()))?;
+        Ok(CredentialMetrics { requests, cache, expiry })
+    }
+}
+
+/// One client's token.
+pub struct ClientToken {
+    cfg: Client,
+    held: ArcSwapOption<Held>,
+    /// Serialises fetches: concurrent misses wait here and then find the fresh token.
+    fetch: tokio::sync::Mutex<()>,
+}
+
+/// All configured clients' tokens.
+pub struct Credentials {
+    clients: Vec<Arc<ClientToken>>,
+    auth: Arc<Authenticator>,
+    metrics: CredentialMetrics,
+}
+
+impl Credentials {
+    pub fn new(config: &Config, auth: Arc<Authenticator>, metrics: CredentialMetrics) -> Arc<Credentials> {
+        let clients = config
+            .clients
+            .iter()
+            .map(|c| {
+                Arc::new(ClientToken {
+                    cfg: c.clone(),
+                    held: ArcSwapOption::empty(),
+                    fetch: tokio::sync::Mutex::new(()),
+                })
+            })
+            .collect();
+        Arc::new(Credentials { clients, auth, metrics })
+    }
+
+    /// The `Authorization` value for `client`: the held token when still valid, else a fetch.
+    pub async fn authorization(&self, client: usize) -> Result<HeaderValue, CredentialError> {
+        let ct = &self.clients[client];
+        let name = ct.cfg.name.as_str();
+        if let Some(v) = ct.valid() {
+            self.metrics.cache.with_label_values(&[name, "hit"]).inc();
+            return Ok(v);
+        }
+        self.metrics.cache.with_label_values(&[name, "miss"]).inc();
+        let _guard = ct.fetch.lock().await;
+        if let Some(v) = ct.valid() {
+            return Ok(v);
+        }
+        self.fetch(ct)
+            .await
+            .map_err(|e| CredentialError::Unavailable { client: name.to_string(), reason: e.to_string() })?;
+        ct.valid().ok_or_else(|| CredentialError::Unavailable {
+            client: name.to_string(),
+            reason: "the new token is already expired".into(),
+        })
+    }
+
+    /// Background renewal for every client: before expiry, with jittered backoff on failure.
+    /// Runs until the runtime stops.
+    pub fn spawn_maintenance(self: &Arc<Self>) {
+        for i in 0..self.clients.len() {
+            let this = self.clone();
+            tokio::spawn(async move { this.maintain(i).await });
+        }
+    }
+
+    async fn maintain(&self, index: usize) {
+        let ct = &self.clients[index];
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            let now = Instant::now();
+            let held = ct.held.load_full();
+            if let Some(h) = &held {
+                let left = h.expires_at.saturating_duration_since(now).as_secs();
+                self.metrics.expiry.with_label_values(&[&ct.cfg.name]).set(i64::try_from(left).unwrap_or(i64::MAX));
+            }
+            let due = held.as_ref().is_none_or(|h| now >= h.renew_at);
+            let wait = if due {
+                let result = {
+                    let _guard = ct.fetch.lock().await;
+                    // Another caller may have renewed it while we waited for the lock.
+                    if ct.held.load().as_ref().is_some_and(|h| Instant::now() < h.renew_at) {
+                        Ok(())
+                    } else {
+                        self.fetch(ct).await
+                    }
+                };
+                match result {
+                    Ok(()) => {
+                        backoff = Duration::from_millis(500);
+                        Duration::from_secs(1)
+                    }
+                    Err(e) => {
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                        let wait = jitter(backoff);
+                        tracing::warn!(client = %ct.cfg.name, error = %e, retry_in = ?wait, "token request failed; the held token stays in use while valid");
+                        wait
+                    }
+                }
+            } else {
+                // Check again soon: the gauge moves and renewal starts on time.
+                held.map_or(Duration::from_secs(1), |h| {
+                    h.renew_at.saturating_duration_since(now).min(Duration::from_secs(5))
+                })
+            };
+            tokio::time::sleep(wait.max(Duration::from_millis(50))).await;
+        }
+    }
+
+    async fn fetch(&self, ct: &ClientToken) -> Result<(), TokenError> {
+        let name = ct.cfg.name.as_str();
+        let result = self.request(ct).await;
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        self.metrics.requests.with_label_values(&[name, outcome]).inc();
+        let resp = result?;
+        let lifetime = Duration::from_secs(resp.expires_in.unwrap_or(300).max(1));
+        let now = Instant::now();
+        let usable = lifetime.saturating_sub(ct.cfg.refresh_skew).max(lifetime / 2);
+        let authorization = HeaderValue::from_str(&format!("Bearer {}", resp.access_token))
+            .map_err(|_| TokenError::Invalid("the access token is not valid in a header".into()))?;
+        ct.held.store(Some(Arc::new(Held {
+            authorization,
+            expires_at: now + usable,
+            renew_at: now + usable.mul_f64(0.8),
+        })));
+        tracing::debug!(client = name, expires_in = lifetime.as_secs(), "upstream token minted");
+        Ok(())
+    }
+
+    async fn request(&self, ct: &ClientToken) -> Result<token_client::TokenResponse, TokenError> {
+        let endpoint = match &ct.cfg.endpoint {
+            TokenEndpoint::Url(u) => u.clone(),
+            TokenEndpoint::Issuer(i) => self
+                .auth
+                .issuer(*i)
+                .metadata()
+                .and_then(|m| m.token_endpoint.clone())
+                .ok_or_else(|| TokenError::Invalid("the issuer's token endpoint is not discovered yet".into()))?,
+        };
+        let mut params: Vec<(&str, &str)> = vec![("grant_type", "client_credentials")];
+        params.extend(ct.cfg.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let client = token_client::Client { id: &ct.cfg.client_id, auth: &ct.cfg.auth };
+        token_client::request(self.auth.client(), &endpoint, &client, &params).await
+    }
+}
+
+impl ClientToken {
+    fn valid(&self) -> Option<HeaderValue> {
+        let held = self.held.load();
+        held.as_ref().filter(|h| Instant::now() < h.expires_at).map(|h| h.authorization.clone())
+    }
+}
+
+fn jitter(d: Duration) -> Duration {
+    let mut b = [0u8; 1];
+    let _ = aws_lc_rs::rand::fill(&mut b);
+    d.mul_f64(0.75 + f64::from(b[0]) / 1020.0)
+}
