@@ -36,7 +36,10 @@ fn config_errors_name_file_and_field() {
         ("[[route]]\nupstream = \"http://127.0.0.1:3000\"\n", &["route[0].auth", "required"]),
         ("[[route]]\nauth = \"bearer\"\nupstream = \"http://127.0.0.1:3000\"\n", &["route[0].auth", "issuer"]),
         ("[[issuer]]\nurl = \"https://idp.test\"\n", &["issuer[0].audiences"]),
-        ("[[issuer]]\nurl = \"https://idp.test\"\naudiences = [\"a\"]\nalgorithms = [\"HS256\"]\n", &["issuer[0].algorithms"]),
+        (
+            "[[issuer]]\nurl = \"https://idp.test\"\naudiences = [\"a\"]\nalgorithms = [\"HS256\"]\n",
+            &["issuer[0].algorithms"],
+        ),
     ];
     for (body, wants) in cases {
         let text = if body.contains("[[route]]") { body.to_string() } else { format!("{body}{ROUTE}") };
@@ -83,6 +86,11 @@ fn shipped_examples_pass_check_with_their_variables() {
         ("UPSTREAM_URL", "http://127.0.0.1:3000"),
         ("ISSUER_URL", "https://idp.example.com"),
         ("AUDIENCE", "https://api.example.com"),
+        ("PUBLIC_URL", "https://app.example.com"),
+        ("CLIENT_ID", "app"),
+        ("CLIENT_SECRET", "app-secret"),
+        ("COOKIE_SECRET", "0123456789abcdef0123456789abcdef"),
+        ("TOKEN_RESOURCE", "https://inventory.example.com"),
     ];
     for name in ["api.toml", "web.toml", "sidecar.toml"] {
         let (code, out) = check(&root.join("config").join(name), &env);
