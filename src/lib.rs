@@ -8,6 +8,7 @@ pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod config;
+pub mod dev;
 pub mod error;
 pub mod gateway;
 pub mod logging;

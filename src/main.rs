@@ -29,6 +29,12 @@ enum Command {
         #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Try tollgate locally: a development issuer, a demo app and the gateway, on loopback.
+    Dev {
+        /// Where the gateway listens (loopback only).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+    },
 }
 
 fn main() -> ExitCode {
@@ -45,11 +51,50 @@ fn main() -> ExitCode {
             }
         },
         Command::Run { config } => run(config),
+        Command::Dev { listen } => dev(listen),
     }
 }
 
+fn dev(listen: std::net::SocketAddr) -> ExitCode {
+    match dev_setup(listen) {
+        Ok((rt, setup, file)) => {
+            let code = run_loaded(&file, Some((&setup, &file)));
+            drop(rt);
+            code
+        }
+        Err(e) => {
+            eprintln!("tollgate dev: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Starts the development issuer and demo app (on a runtime of their own) and writes the
+/// gateway's configuration to a file the user can copy.
+fn dev_setup(
+    listen: std::net::SocketAddr,
+) -> std::io::Result<(tokio::runtime::Runtime, tollgate::dev::DevSetup, PathBuf)> {
+    let listen = if listen.port() == 0 {
+        // The public URL needs the port before the gateway starts.
+        std::net::TcpListener::bind(listen)?.local_addr()?
+    } else {
+        listen
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let setup = rt.block_on(tollgate::dev::setup(listen))?;
+    let dir = std::env::temp_dir().join(format!("tollgate-dev-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join("tollgate.toml");
+    std::fs::write(&file, &setup.config_text)?;
+    Ok((rt, setup, file))
+}
+
 fn run(path: PathBuf) -> ExitCode {
-    let config = match Config::load(&path) {
+    run_loaded(&path, None)
+}
+
+fn run_loaded(path: &std::path::Path, dev: Option<(&tollgate::dev::DevSetup, &PathBuf)>) -> ExitCode {
+    let config = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -77,6 +122,20 @@ fn run(path: PathBuf) -> ExitCode {
         version = env!("CARGO_PKG_VERSION"),
         "listening"
     );
+    if let Some((setup, file)) = dev {
+        let gw = &setup.gateway_url;
+        println!(
+            "\ntollgate dev: a development issuer, a demo app and the gateway, on this machine only.\n\n  \
+             Open         {gw}/          (sign in with any user name)\n  \
+             Public page  {gw}/public/\n  \
+             Issuer       {}\n  \
+             Config       {}\n\n\
+             Call the API with a client-credentials token:\n{}\n\nStop with Ctrl-C.\n",
+            setup.issuer.url,
+            file.display(),
+            setup.curl_line()
+        );
+    }
     match running.run_until_signal() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

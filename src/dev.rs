@@ -1,0 +1,678 @@
+//! `tollgate dev`: a development issuer and a demo app on loopback, with the gateway in front,
+//! so tollgate can be seen working with nothing else installed. The issuer follows the
+//! standards the gateway relies on (discovery, JWKS, authorization code with PKCE S256, refresh
+//! tokens with rotation, client credentials, userinfo, RP-initiated logout), so the gateway
+//! uses its ordinary code paths against it. Tests reuse [`DevIssuer`] as a fast in-process
+//! issuer.
+//!
+//! Never for production: any user name signs in, and keys live only in memory.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use bytes::Bytes;
+use http::header::{HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, LOCATION, SET_COOKIE};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+use crate::auth::login::{escape, query_param};
+use crate::auth::session::random_token;
+use crate::auth::unix_now;
+
+/// A client registered at the development issuer.
+#[derive(Debug, Clone)]
+pub struct DevClient {
+    pub id: String,
+    pub secret: String,
+    /// Exact redirect URIs for the authorization code flow (empty: no browser login).
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+}
+
+/// Settings of a development issuer.
+#[derive(Debug, Clone)]
+pub struct DevIssuerOptions {
+    pub clients: Vec<DevClient>,
+    /// `aud` of access tokens when no `resource` is asked for.
+    pub audience: String,
+    pub access_token_ttl: Duration,
+}
+
+struct Code {
+    client_id: String,
+    redirect_uri: String,
+    challenge: String,
+    nonce: Option<String>,
+    sub: String,
+    scope: String,
+    expires: u64,
+}
+
+struct Grant {
+    client_id: String,
+    sub: String,
+    scope: String,
+    /// Spent refresh tokens stay here to detect reuse (which revokes the whole grant).
+    spent: bool,
+    family: String,
+}
+
+struct State {
+    url: String,
+    opts: DevIssuerOptions,
+    key: EncodingKey,
+    kid: String,
+    jwk: Value,
+    codes: Mutex<HashMap<String, Code>>,
+    refresh: Mutex<HashMap<String, Grant>>,
+    revoked_families: Mutex<Vec<String>>,
+}
+
+/// A running development issuer.
+#[derive(Clone)]
+pub struct DevIssuer {
+    pub url: String,
+    pub addr: SocketAddr,
+    state: Arc<State>,
+}
+
+impl DevIssuer {
+    /// Binds `listen` (loopback only) and serves on the current tokio runtime.
+    pub async fn start(listen: SocketAddr, opts: DevIssuerOptions) -> std::io::Result<DevIssuer> {
+        refuse_non_loopback(listen)?;
+        let listener = TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        let url = format!("http://{addr}");
+        let (key, kid, jwk) = generate_key()?;
+        let state = Arc::new(State {
+            url: url.clone(),
+            opts,
+            key,
+            kid,
+            jwk,
+            codes: Mutex::new(HashMap::new()),
+            refresh: Mutex::new(HashMap::new()),
+            revoked_families: Mutex::new(Vec::new()),
+        });
+        let s = state.clone();
+        tokio::spawn(serve(listener, move |req| {
+            let s = s.clone();
+            async move { issuer_route(&s, req).await }
+        }));
+        Ok(DevIssuer { url, addr, state })
+    }
+
+    /// Signs `claims` with the issuer's key (`typ` as given), for tests that need tokens of
+    /// their own making.
+    pub fn sign(&self, claims: &Value, typ: &str) -> String {
+        self.state.sign(claims, typ)
+    }
+
+    /// An access token for `sub`, as the token endpoint would issue it.
+    pub fn access_token(&self, sub: &str, scope: &str) -> String {
+        self.state.access_token(sub, scope, "dev-tests", None)
+    }
+}
+
+impl State {
+    fn sign(&self, claims: &Value, typ: &str) -> String {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(self.kid.clone());
+        header.typ = Some(typ.to_string());
+        jsonwebtoken::encode(&header, claims, &self.key).unwrap_or_default()
+    }
+
+    fn access_token(&self, sub: &str, scope: &str, client_id: &str, resource: Option<&str>) -> String {
+        let now = unix_now();
+        let claims = json!({
+            "iss": self.url, "sub": sub, "aud": resource.unwrap_or(&self.opts.audience),
+            "client_id": client_id, "scope": scope, "jti": random_token(),
+            "iat": now, "exp": now + self.opts.access_token_ttl.as_secs(),
+            "email": format!("{sub}@example.com"), "preferred_username": sub, "groups": groups(sub),
+        });
+        self.sign(&claims, "at+jwt")
+    }
+
+    fn id_token(&self, sub: &str, client_id: &str, nonce: Option<&str>) -> String {
+        let now = unix_now();
+        let mut claims = json!({
+            "iss": self.url, "sub": sub, "aud": client_id, "iat": now, "exp": now + 3600,
+            "email": format!("{sub}@example.com"), "email_verified": true,
+            "preferred_username": sub, "name": sub, "groups": groups(sub), "sid": random_token(),
+        });
+        if let Some(n) = nonce {
+            claims["nonce"] = json!(n);
+        }
+        self.sign(&claims, "JWT")
+    }
+
+    fn client(&self, id: &str) -> Option<&DevClient> {
+        self.opts.clients.iter().find(|c| c.id == id)
+    }
+}
+
+fn groups(sub: &str) -> Value {
+    if sub.starts_with("admin") {
+        json!(["staff", "admins"])
+    } else {
+        json!(["staff"])
+    }
+}
+
+fn generate_key() -> std::io::Result<(EncodingKey, String, Value)> {
+    use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let err = |what: &str| std::io::Error::other(format!("generating the dev issuer key: {what}"));
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).map_err(|_| err("keygen"))?;
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).map_err(|_| err("parse"))?;
+    let public = pair.public_key().as_ref();
+    if public.len() != 65 || public[0] != 4 {
+        return Err(err("unexpected public key form"));
+    }
+    let kid = random_token()[..16].to_string();
+    let jwk = json!({
+        "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": kid,
+        "x": URL_SAFE_NO_PAD.encode(&public[1..33]), "y": URL_SAFE_NO_PAD.encode(&public[33..65]),
+    });
+    Ok((EncodingKey::from_ec_der(pkcs8.as_ref()), kid, jwk))
+}
+
+fn refuse_non_loopback(addr: SocketAddr) -> std::io::Result<()> {
+    if addr.ip().is_loopback() {
+        Ok(())
+    } else {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{addr}: tollgate dev listens on loopback only"),
+        ))
+    }
+}
+
+type Resp = Response<Full<Bytes>>;
+
+async fn serve<F, Fut>(listener: TcpListener, handler: F)
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Resp> + Send + 'static,
+{
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let fut = handler(req);
+                async move { Ok::<_, Infallible>(fut.await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+        });
+    }
+}
+
+async fn issuer_route(s: &State, req: Request<Incoming>) -> Resp {
+    let path = req.uri().path().to_string();
+    let mut resp = match (req.method().clone(), path.as_str()) {
+        (Method::GET, "/.well-known/openid-configuration") => json_resp(StatusCode::OK, discovery(s)),
+        (Method::GET, "/jwks") => json_resp(StatusCode::OK, json!({ "keys": [s.jwk] })),
+        (Method::GET, "/authorize") => authorize_form(s, &req),
+        (Method::POST, "/authorize") => authorize_submit(s, req).await,
+        (Method::POST, "/token") => token(s, req).await,
+        (Method::GET, "/userinfo") => userinfo(s, &req),
+        (Method::GET, "/end_session") => end_session(s, &req),
+        _ => json_resp(StatusCode::NOT_FOUND, json!({"error": "not_found"})),
+    };
+    resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+fn discovery(s: &State) -> Value {
+    let u = &s.url;
+    json!({
+        "issuer": u,
+        "authorization_endpoint": format!("{u}/authorize"),
+        "token_endpoint": format!("{u}/token"),
+        "jwks_uri": format!("{u}/jwks"),
+        "userinfo_endpoint": format!("{u}/userinfo"),
+        "end_session_endpoint": format!("{u}/end_session"),
+        "response_types_supported": ["code"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "id_token_signing_alg_values_supported": ["ES256"],
+        "subject_types_supported": ["public"],
+        "scopes_supported": ["openid", "email", "profile", "offline_access"],
+        "authorization_response_iss_parameter_supported": true,
+    })
+}
+
+/// The sign-in form. A remembered sign-in (the issuer's own cookie) skips it.
+fn authorize_form(s: &State, req: &Request<Incoming>) -> Resp {
+    let q = req.uri().query();
+    let p = |name| query_param(q, name).unwrap_or_default();
+    let (client_id, redirect_uri) = (p("client_id"), p("redirect_uri"));
+    let Some(client) = s.client(&client_id) else { return html(StatusCode::BAD_REQUEST, "Unknown client", "") };
+    if !client.redirect_uris.contains(&redirect_uri) {
+        // Never redirect to an unregistered URI: show the error instead.
+        return html(StatusCode::BAD_REQUEST, "Unregistered redirect_uri", "");
+    }
+    if p("response_type") != "code" || p("code_challenge_method") != "S256" || p("code_challenge").is_empty() {
+        return redirect_error(&redirect_uri, "invalid_request", &p("state"), &s.url);
+    }
+    if let Some(user) = remembered_user(req) {
+        return issue_code(s, &client_id, &redirect_uri, &p("code_challenge"), q, &user);
+    }
+    let hidden: String = ["client_id", "redirect_uri", "scope", "state", "nonce", "code_challenge"]
+        .iter()
+        .map(|k| format!("<input type=\"hidden\" name=\"{k}\" value=\"{}\">", escape(&p(k))))
+        .collect();
+    let body = format!(
+        "<form method=\"post\" action=\"/authorize\">{hidden}<label>User name <input name=\"username\" id=\"username\" autofocus required></label> \
+         <button type=\"submit\" id=\"sign-in\">Sign in</button></form><p>Development issuer: any user name signs in \
+         (names starting with <code>admin</code> are in the <code>admins</code> group).</p>"
+    );
+    html(StatusCode::OK, "Sign in to the tollgate development issuer", &body)
+}
+
+async fn authorize_submit(s: &State, req: Request<Incoming>) -> Resp {
+    let Some(form) = read_form(req).await else { return html(StatusCode::BAD_REQUEST, "Bad form", "") };
+    let f = |name| query_param(Some(&form), name).unwrap_or_default();
+    let (client_id, redirect_uri, user) = (f("client_id"), f("redirect_uri"), f("username"));
+    let valid_user =
+        !user.is_empty() && user.len() <= 64 && user.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b));
+    if !s.client(&client_id).is_some_and(|c| c.redirect_uris.contains(&redirect_uri)) {
+        return html(StatusCode::BAD_REQUEST, "Unknown client or redirect_uri", "");
+    }
+    if !valid_user {
+        return html(StatusCode::BAD_REQUEST, "Invalid user name", "<p>Use letters, digits and . _ - @</p>");
+    }
+    let mut resp = issue_code(s, &client_id, &redirect_uri, &f("code_challenge"), Some(&form), &user);
+    if let Ok(v) = HeaderValue::from_str(&format!("dev_issuer_user={user}; Path=/; HttpOnly; SameSite=Lax")) {
+        resp.headers_mut().append(SET_COOKIE, v);
+    }
+    resp
+}
+
+fn issue_code(
+    s: &State,
+    client_id: &str,
+    redirect_uri: &str,
+    challenge: &str,
+    params: Option<&str>,
+    user: &str,
+) -> Resp {
+    let code = random_token();
+    let nonce = query_param(params, "nonce").filter(|n| !n.is_empty());
+    let scope = query_param(params, "scope").unwrap_or_else(|| "openid".into());
+    let state = query_param(params, "state").unwrap_or_default();
+    s.codes.lock().unwrap_or_else(|p| p.into_inner()).insert(
+        code.clone(),
+        Code {
+            client_id: client_id.into(),
+            redirect_uri: redirect_uri.into(),
+            challenge: challenge.into(),
+            nonce,
+            sub: user.into(),
+            scope,
+            expires: unix_now() + 60,
+        },
+    );
+    let sep = if redirect_uri.contains('?') { '&' } else { '?' };
+    let location = format!(
+        "{redirect_uri}{sep}code={code}&state={}&iss={}",
+        crate::oidc::http::form_encode(&state),
+        crate::oidc::http::form_encode(&s.url)
+    );
+    redirect(&location)
+}
+
+fn redirect_error(redirect_uri: &str, error: &str, state: &str, iss: &str) -> Resp {
+    let sep = if redirect_uri.contains('?') { '&' } else { '?' };
+    let enc = crate::oidc::http::form_encode;
+    redirect(&format!("{redirect_uri}{sep}error={error}&state={}&iss={}", enc(state), enc(iss)))
+}
+
+fn remembered_user(req: &Request<Incoming>) -> Option<String> {
+    crate::auth::cookie::request_cookies(req.headers())
+        .find(|(n, _)| *n == "dev_issuer_user")
+        .map(|(_, v)| v.to_string())
+        .filter(|v| !v.is_empty())
+}
+
+async fn token(s: &State, req: Request<Incoming>) -> Resp {
+    let basic = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(parse_basic);
+    let Some(form) = read_form(req).await else { return token_error("invalid_request", "unreadable form") };
+    let f = |name| query_param(Some(&form), name);
+    let (id, secret) = match basic {
+        Some(pair) => pair,
+        None => (f("client_id").unwrap_or_default(), f("client_secret").unwrap_or_default()),
+    };
+    let Some(client) =
+        s.client(&id).filter(|c| crate::auth::id_token::constant_time_eq(c.secret.as_bytes(), secret.as_bytes()))
+    else {
+        return json_resp(StatusCode::UNAUTHORIZED, json!({"error": "invalid_client"}));
+    };
+    match f("grant_type").as_deref() {
+        Some("authorization_code") => code_grant(
+            s,
+            client,
+            &f("code").unwrap_or_default(),
+            &f("redirect_uri").unwrap_or_default(),
+            &f("code_verifier").unwrap_or_default(),
+        ),
+        Some("refresh_token") => refresh_grant(s, client, &f("refresh_token").unwrap_or_default()),
+        Some("client_credentials") => {
+            let scope = f("scope").unwrap_or_default();
+            let token = s.access_token(&client.id, &scope, &client.id, f("resource").as_deref());
+            json_resp(
+                StatusCode::OK,
+                json!({"access_token": token, "token_type": "Bearer", "expires_in": s.opts.access_token_ttl.as_secs(), "scope": scope}),
+            )
+        }
+        _ => token_error("unsupported_grant_type", "use authorization_code, refresh_token or client_credentials"),
+    }
+}
+
+fn code_grant(s: &State, client: &DevClient, code: &str, redirect_uri: &str, verifier: &str) -> Resp {
+    // Codes are single use: taken out whether or not the rest checks out.
+    let Some(c) = s.codes.lock().unwrap_or_else(|p| p.into_inner()).remove(code) else {
+        return token_error("invalid_grant", "unknown or used code");
+    };
+    let challenge =
+        URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes()).as_ref());
+    if c.client_id != client.id || c.redirect_uri != redirect_uri || c.expires < unix_now() || challenge != c.challenge
+    {
+        return token_error("invalid_grant", "code, redirect_uri or code_verifier does not match");
+    }
+    tokens(s, client, &c.sub, &c.scope, c.nonce.as_deref(), random_token())
+}
+
+fn refresh_grant(s: &State, client: &DevClient, token: &str) -> Resp {
+    let mut grants = s.refresh.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(g) = grants.get_mut(token).filter(|g| g.client_id == client.id) else {
+        return token_error("invalid_grant", "unknown refresh token");
+    };
+    if g.spent || s.revoked_families.lock().unwrap_or_else(|p| p.into_inner()).contains(&g.family) {
+        // Reuse of a rotated refresh token: revoke the whole family (OAuth 2.0 Security BCP).
+        let family = g.family.clone();
+        s.revoked_families.lock().unwrap_or_else(|p| p.into_inner()).push(family);
+        return token_error("invalid_grant", "refresh token already used");
+    }
+    g.spent = true;
+    let (sub, scope, family) = (g.sub.clone(), g.scope.clone(), g.family.clone());
+    drop(grants);
+    tokens(s, client, &sub, &scope, None, family)
+}
+
+fn tokens(s: &State, client: &DevClient, sub: &str, scope: &str, nonce: Option<&str>, family: String) -> Resp {
+    let mut body = json!({
+        "access_token": s.access_token(sub, scope, &client.id, None),
+        "token_type": "Bearer",
+        "expires_in": s.opts.access_token_ttl.as_secs(),
+        "scope": scope,
+        "id_token": s.id_token(sub, &client.id, nonce),
+    });
+    if scope.split(' ').any(|x| x == "offline_access") {
+        let refresh = random_token();
+        s.refresh.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            refresh.clone(),
+            Grant { client_id: client.id.clone(), sub: sub.into(), scope: scope.into(), spent: false, family },
+        );
+        body["refresh_token"] = json!(refresh);
+    }
+    json_resp(StatusCode::OK, body)
+}
+
+fn userinfo(s: &State, req: &Request<Incoming>) -> Resp {
+    let token = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let claims = token.and_then(|t| {
+        let key = jsonwebtoken::DecodingKey::from_jwk(&serde_json::from_value(s.jwk.clone()).ok()?).ok()?;
+        let mut v = jsonwebtoken::Validation::new(Algorithm::ES256);
+        v.validate_aud = false;
+        v.set_issuer(&[&s.url]);
+        jsonwebtoken::decode::<Value>(t, &key, &v).ok().map(|d| d.claims)
+    });
+    match claims.and_then(|c| c.get("sub").and_then(Value::as_str).map(str::to_string)) {
+        Some(sub) => json_resp(
+            StatusCode::OK,
+            json!({"sub": sub, "email": format!("{sub}@example.com"), "email_verified": true, "preferred_username": sub, "name": sub, "groups": groups(&sub)}),
+        ),
+        None => json_resp(StatusCode::UNAUTHORIZED, json!({"error": "invalid_token"})),
+    }
+}
+
+fn end_session(s: &State, req: &Request<Incoming>) -> Resp {
+    let q = req.uri().query();
+    let target = query_param(q, "post_logout_redirect_uri")
+        .filter(|u| s.opts.clients.iter().any(|c| c.post_logout_redirect_uris.contains(u)));
+    let mut resp = match target {
+        Some(u) => redirect(&u),
+        None => html(StatusCode::OK, "Signed out", "<p>You are signed out of the development issuer.</p>"),
+    };
+    resp.headers_mut()
+        .append(SET_COOKIE, HeaderValue::from_static("dev_issuer_user=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"));
+    resp
+}
+
+fn parse_basic(v: &str) -> Option<(String, String)> {
+    let raw = STANDARD.decode(v.strip_prefix("Basic ")?).ok()?;
+    let (id, secret) = std::str::from_utf8(&raw).ok()?.split_once(':')?;
+    Some((query_param(Some(&format!("a={id}")), "a")?, query_param(Some(&format!("a={secret}")), "a")?))
+}
+
+async fn read_form(req: Request<Incoming>) -> Option<String> {
+    let body = Limited::new(req.into_body(), 64 * 1024).collect().await.ok()?.to_bytes();
+    String::from_utf8(body.to_vec()).ok()
+}
+
+fn token_error(error: &str, description: &str) -> Resp {
+    json_resp(StatusCode::BAD_REQUEST, json!({"error": error, "error_description": description}))
+}
+
+fn json_resp(status: StatusCode, v: Value) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn html(status: StatusCode, title: &str, body: &str) -> Resp {
+    let page = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title>\
+         <style>body{{font-family:sans-serif;max-width:44em;margin:3em auto}}td{{padding:.2em 1em}}</style></head>\
+         <body><h1>{t}</h1>{body}</body></html>\n",
+        t = escape(title)
+    );
+    let mut r = Response::new(Full::new(Bytes::from(page)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    r
+}
+
+fn redirect(location: &str) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = StatusCode::FOUND;
+    if let Ok(v) = HeaderValue::from_str(location) {
+        r.headers_mut().insert(LOCATION, v);
+    }
+    r
+}
+
+/// The demo app: an HTML page and a JSON endpoint showing the identity headers it received.
+async fn demo_route(req: Request<Incoming>) -> Resp {
+    let seen: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .filter(|(k, _)| {
+            k.as_str().starts_with("x-forwarded-")
+                || k.as_str().starts_with("x-auth-request-")
+                || k.as_str() == "x-request-id"
+        })
+        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    let path = req.uri().path();
+    if path.starts_with("/api/") {
+        let headers: serde_json::Map<String, Value> = seen.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+        return json_resp(StatusCode::OK, json!({"app": "tollgate demo", "path": path, "identity_headers": headers}));
+    }
+    if path.starts_with("/public/") {
+        return html(
+            StatusCode::OK,
+            "A public page",
+            "<p>No sign-in needed here. <a href=\"/\">Go to the protected page</a></p>",
+        );
+    }
+    let rows: String = seen
+        .iter()
+        .map(|(k, v)| format!("<tr><td><code>{}</code></td><td>{}</td></tr>", escape(k), escape(v)))
+        .collect();
+    let user = seen.iter().find(|(k, _)| k == "x-forwarded-preferred-username").map_or("someone", |(_, v)| v.as_str());
+    let body = format!(
+        "<p id=\"welcome\">Signed in as <strong>{}</strong>. This app has no login code: tollgate signed you in and \
+         told it who you are in these headers:</p><table id=\"headers\">{rows}</table>\
+         <p><a href=\"/api/whoami\">JSON</a> · <a href=\"/public/\">public page</a> · <a href=\"/oauth2/sign_out\">sign out</a></p>",
+        escape(user)
+    );
+    html(StatusCode::OK, "tollgate demo app", &body)
+}
+
+/// Starts the demo app on `listen` (loopback) on the current runtime.
+pub async fn start_demo_app(listen: SocketAddr) -> std::io::Result<SocketAddr> {
+    refuse_non_loopback(listen)?;
+    let listener = TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(serve(listener, demo_route));
+    Ok(addr)
+}
+
+/// What `tollgate dev` set up.
+pub struct DevSetup {
+    pub config_text: String,
+    pub issuer: DevIssuer,
+    pub gateway_url: String,
+    pub cli_client: (String, String),
+}
+
+/// Starts the issuer and the demo app on the current runtime and writes the gateway's config.
+pub async fn setup(gateway: SocketAddr) -> std::io::Result<DevSetup> {
+    refuse_non_loopback(gateway)?;
+    let gateway_url = format!("http://{gateway}");
+    let web_secret = random_token();
+    let cli = ("dev-cli".to_string(), "dev-secret".to_string());
+    let issuer = DevIssuer::start(
+        SocketAddr::from((gateway.ip(), 0)),
+        DevIssuerOptions {
+            clients: vec![
+                DevClient {
+                    id: "tollgate-dev".into(),
+                    secret: web_secret.clone(),
+                    redirect_uris: vec![format!("{gateway_url}/oauth2/callback")],
+                    post_logout_redirect_uris: vec![format!("{gateway_url}/")],
+                },
+                DevClient {
+                    id: cli.0.clone(),
+                    secret: cli.1.clone(),
+                    redirect_uris: vec![],
+                    post_logout_redirect_uris: vec![],
+                },
+            ],
+            audience: "tollgate-dev-api".into(),
+            access_token_ttl: Duration::from_secs(300),
+        },
+    )
+    .await?;
+    let app = start_demo_app(SocketAddr::from((gateway.ip(), 0))).await?;
+    let cookie_secret = random_token();
+    let config_text = format!(
+        r#"# Written by `tollgate dev`. Every value here is for local development only.
+[server]
+listen = "{gateway}"
+workers = 1
+
+[admin]
+listen = "{admin}"
+
+[log]
+format = "pretty"
+level = "info"
+
+[[issuer]]
+name = "dev"
+url = "{issuer}"
+audiences = ["tollgate-dev-api"]
+token_type = "at+jwt"
+
+[login]
+client_id = "tollgate-dev"
+client_secret = "{web_secret}"
+public_url = "{gateway_url}"
+cookie_secret = "{cookie_secret}"
+scopes = ["openid", "email", "profile", "offline_access"]
+
+[[route]]
+name = "public"
+auth = "none"
+path = "/public/"
+upstream = "http://{app}"
+
+[[route]]
+name = "api"
+auth = "bearer"
+path = "/api/"
+upstream = "http://{app}"
+
+[[route]]
+name = "app"
+auth = "login"
+path = "/"
+upstream = "http://{app}"
+"#,
+        admin = SocketAddr::from((gateway.ip(), 0)),
+        issuer = issuer.url,
+    );
+    Ok(DevSetup { config_text, issuer, gateway_url, cli_client: cli })
+}
+
+impl DevSetup {
+    /// The one-line shell command that fetches a client-credentials token and calls `/api/`.
+    pub fn curl_line(&self) -> String {
+        let (id, secret) = &self.cli_client;
+        format!(
+            "curl -s -H \"Authorization: Bearer $(curl -s -u {id}:{secret} -d grant_type=client_credentials -d scope=api {iss}/token | sed -E 's/.*\"access_token\":\"([^\"]+)\".*/\\1/')\" {gw}/api/hello",
+            iss = self.issuer.url,
+            gw = self.gateway_url
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_only() {
+        assert!(refuse_non_loopback("0.0.0.0:8080".parse().unwrap()).is_err());
+        assert!(refuse_non_loopback("192.168.1.2:8080".parse().unwrap()).is_err());
+        assert!(refuse_non_loopback("127.0.0.1:8080".parse().unwrap()).is_ok());
+        assert!(refuse_non_loopback("[::1]:8080".parse().unwrap()).is_ok());
+    }
+
+    #[test]
+    fn basic_credentials() {
+        let v = format!("Basic {}", STANDARD.encode("dev-cli:dev%20secret"));
+        assert_eq!(parse_basic(&v), Some(("dev-cli".into(), "dev secret".into())));
+        assert_eq!(parse_basic("Bearer x"), None);
+    }
+}
