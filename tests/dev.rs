@@ -1,0 +1,188 @@
+//! `tollgate dev` as a newcomer runs it: the printed URL serves a login page, signing in shows
+//! the demo page with the user's identity headers, and the printed `curl` line returns JSON.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{get, raw, RawResponse};
+
+struct Dev {
+    child: Child,
+    url: String,
+    curl: String,
+    config: String,
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `tollgate dev` on a free loopback port and reads its banner.
+fn start_dev() -> Dev {
+    let mut child = Command::new(common::bin())
+        .args(["dev", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let (mut url, mut curl, mut config) = (None, None, None);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while curl.is_none() {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("tollgate dev printed no curl line");
+        let t = line.trim();
+        if let Some(rest) = t.strip_prefix("Open") {
+            url = rest.split_whitespace().next().map(str::to_string);
+        } else if let Some(rest) = t.strip_prefix("Config") {
+            config = Some(rest.trim().to_string());
+        } else if t.starts_with("curl ") {
+            curl = Some(t.to_string());
+        }
+    }
+    Dev { child, url: url.expect("no Open line"), curl: curl.unwrap(), config: config.expect("no Config line") }
+}
+
+fn addr_of(url: &str) -> SocketAddr {
+    url.trim_start_matches("http://").trim_end_matches('/').split('/').next().unwrap().parse().unwrap()
+}
+
+/// Waits (bounded) until the gateway has loaded the issuer's keys: the API then answers 401
+/// (no token) instead of 503 (keys not loaded yet).
+fn wait_ready(dev: &Dev) {
+    let addr = addr_of(&dev.url);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = get(addr, "/api/x", &[]);
+        if r.status == 401 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "gateway never became ready: {r:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn printed_curl_line_returns_json_from_the_api() {
+    let dev = start_dev();
+    wait_ready(&dev);
+    assert!(std::path::Path::new(&dev.config).exists(), "config not written at {}", dev.config);
+    let out = Command::new("bash").arg("-c").arg(&dev.curl).output().unwrap();
+    assert!(out.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(json["path"], "/api/hello");
+    assert_eq!(json["identity_headers"]["x-forwarded-user"], "dev-cli");
+    // and without the token, the API refuses
+    assert_eq!(get(addr_of(&dev.url), "/api/hello", &[]).status, 401);
+}
+
+/// Cookies per origin, enough to follow one login.
+#[derive(Default)]
+struct Jar(Vec<(String, String, String)>);
+
+impl Jar {
+    fn take(&mut self, host: &str, r: &RawResponse) {
+        for (k, v) in &r.headers {
+            if k.eq_ignore_ascii_case("set-cookie") {
+                let pair = v.split(';').next().unwrap();
+                let (name, value) = pair.split_once('=').unwrap();
+                self.0.retain(|(h, n, _)| !(h == host && n == name));
+                if !v.contains("Max-Age=0") {
+                    self.0.push((host.into(), name.into(), value.into()));
+                }
+            }
+        }
+    }
+    fn header(&self, host: &str) -> String {
+        self.0.iter().filter(|(h, _, _)| h == host).map(|(_, n, v)| format!("{n}={v}")).collect::<Vec<_>>().join("; ")
+    }
+}
+
+fn request(addr: SocketAddr, method: &str, target: &str, jar: &Jar, body: Option<&str>) -> RawResponse {
+    let host = addr.to_string();
+    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nAccept: text/html\r\n");
+    let cookies = jar.header(&host);
+    if !cookies.is_empty() {
+        req.push_str(&format!("Cookie: {cookies}\r\n"));
+    }
+    if let Some(b) = body {
+        req.push_str(&format!(
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{b}",
+            b.len()
+        ));
+    } else {
+        req.push_str("\r\n");
+    }
+    raw(addr, req.as_bytes())
+}
+
+fn split_url(url: &str) -> (SocketAddr, String) {
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    (host.parse().unwrap(), format!("/{path}"))
+}
+
+#[test]
+fn signing_in_through_the_dev_issuer_shows_the_demo_page() {
+    let dev = start_dev();
+    wait_ready(&dev);
+    let gw = addr_of(&dev.url);
+    let mut jar = Jar::default();
+    // 1. the protected page sends a browser to the issuer's sign-in form
+    let r = request(gw, "GET", "/reports?year=2026", &jar, None);
+    assert_eq!(r.status, 302, "{r:?}");
+    jar.take(&gw.to_string(), &r);
+    let (idp, authorize) = split_url(r.header("location").unwrap());
+    let form = request(idp, "GET", &authorize, &jar, None);
+    assert_eq!(form.status, 200);
+    assert!(form.body.contains("name=\"username\""), "no sign-in form: {}", form.body);
+    // 2. submit the form with the hidden fields it carries
+    let mut fields: Vec<String> = form
+        .body
+        .split("<input type=\"hidden\" ")
+        .skip(1)
+        .map(|s| {
+            let name = s.split("name=\"").nth(1).unwrap().split('"').next().unwrap();
+            let value = s.split("value=\"").nth(1).unwrap().split('"').next().unwrap().replace("&amp;", "&");
+            format!("{name}={}", tollgate::oidc::http::form_encode(&value))
+        })
+        .collect();
+    fields.push("username=ada".into());
+    let r = request(idp, "POST", "/authorize", &jar, Some(&fields.join("&")));
+    assert_eq!(r.status, 302, "{r:?}");
+    // 3. back at the gateway's callback, then to the page first asked for
+    let (_, callback) = split_url(r.header("location").unwrap());
+    let r = request(gw, "GET", &callback, &jar, None);
+    assert_eq!(r.status, 302, "{r:?}");
+    assert_eq!(r.header("location"), Some("/reports?year=2026"));
+    jar.take(&gw.to_string(), &r);
+    let page = request(gw, "GET", "/reports?year=2026", &jar, None);
+    assert_eq!(page.status, 200, "{page:?}");
+    assert!(page.body.contains("Signed in as <strong>ada</strong>"), "{}", page.body);
+    assert!(page.body.contains("x-forwarded-email") && page.body.contains("ada@example.com"), "{}", page.body);
+    // the public page needs nothing
+    assert_eq!(get(gw, "/public/", &[]).status, 200);
+}
+
+#[test]
+fn dev_refuses_non_loopback_addresses() {
+    let out = Command::new(common::bin()).args(["dev", "--listen", "0.0.0.0:18081"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"), "{}", String::from_utf8_lossy(&out.stderr));
+}
