@@ -294,7 +294,16 @@ impl Gateway {
         }
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
-        parts.uri = upstream_uri(route, path, parts.uri.query())?;
+        // A bearer token the route must not forward leaves with its query parameter or cookie.
+        let hidden = hidden_token_sources(route, &caller);
+        let query = match (parts.uri.query(), hidden.queries.is_empty()) {
+            (Some(q), false) => crate::util::strip_query_params(q, &hidden.queries),
+            (q, _) => q.map(str::to_string),
+        };
+        if !hidden.cookies.is_empty() {
+            crate::util::strip_cookies(&mut parts.headers, |n| hidden.cookies.contains(&n));
+        }
+        parts.uri = upstream_uri(route, path, query.as_deref())?;
         parts.version = Version::HTTP_11;
         let headers = &mut parts.headers;
         set_forwarding(headers, conn, original_host.clone());
@@ -336,6 +345,29 @@ impl Gateway {
         }
         Ok(resp.map(Body::Stream))
     }
+}
+
+/// Query parameters and cookies that carried a bearer token the route does not forward.
+#[derive(Default)]
+struct Hidden<'r> {
+    queries: Vec<&'r str>,
+    cookies: Vec<&'r str>,
+}
+
+fn hidden_token_sources<'r>(route: &'r Route, caller: &Caller) -> Hidden<'r> {
+    let mut hidden = Hidden::default();
+    let Some(b) = route.auth.bearer().filter(|b| !b.forward_authorization) else { return hidden };
+    if !matches!(caller, Caller::Bearer { .. }) {
+        return hidden;
+    }
+    for source in &b.sources {
+        match source {
+            crate::config::TokenSource::Query(name) => hidden.queries.push(name),
+            crate::config::TokenSource::Cookie(name) => hidden.cookies.push(name),
+            crate::config::TokenSource::Header => {}
+        }
+    }
+    hidden
 }
 
 /// Identity headers for the upstream (client-sent copies were removed by `clean_request`).

@@ -19,3 +19,4 @@ pub mod secret;
 pub mod server;
 pub mod tls;
 pub mod upstream;
+pub mod util;

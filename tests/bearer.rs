@@ -760,3 +760,35 @@ fn discovery_naming_another_issuer_is_never_ready() {
     let token = mint_good(&configured, "mixup");
     assert_refused(&call(&gw, "/api/x", &token), 503, "temporarily_unavailable", &token);
 }
+
+/// With `forward_authorization = false`, a token taken from a query parameter or a cookie
+/// (routes that opt in to those sources) is removed from the upstream request too; other
+/// parameters and cookies pass.
+#[test]
+fn unforwarded_tokens_leave_with_their_query_parameter_or_cookie() {
+    let idp = Idp::start(IdpOptions::default());
+    let up = echo();
+    let config = issuer_toml(&idp.issuer)
+        + &route_toml(
+            "hidden",
+            "/hidden/",
+            up.addr,
+            "forward_authorization = false\ntoken_sources = [\"query:access_token\", \"cookie:at\"]",
+            "",
+        )
+        + &route_toml("kept", "/kept/", up.addr, "token_sources = [\"query:access_token\"]", "");
+    let gw = start_ready(&config);
+    let token = idp.access_token("m2m", "m2m-secret", Some("api:read"), Some(API_RESOURCE));
+
+    let r = get(gw.addr, &format!("/hidden/q?a=1&access_token={token}&b=2"), &[]);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json()["uri"], "/hidden/q?a=1&b=2");
+
+    let cookie = format!("theme=dark; at={token}; lang=en");
+    let r = get(gw.addr, "/hidden/c", &[("Cookie", &cookie)]);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(upstream_headers(&r)["cookie"], json!(["theme=dark; lang=en"]));
+
+    let r = get(gw.addr, &format!("/kept/q?access_token={token}"), &[]);
+    assert_eq!(r.json()["uri"], format!("/kept/q?access_token={token}"), "forwarded by default");
+}

@@ -25,6 +25,8 @@ use crate::oidc::token_client::{self, TokenError, TokenResponse};
 const FLOW_PURPOSE: &str = "tollgate login flow";
 /// A login must finish within this long after it started.
 const FLOW_TTL: Duration = Duration::from_secs(600);
+/// How long a replica waits for another one's refresh of the same session (Redis store).
+const REFRESH_WAIT: Duration = Duration::from_secs(10);
 const BACKCHANNEL_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 
 /// What a login flow remembers between `start` and `callback`, sealed in its own cookie.
@@ -128,7 +130,7 @@ impl LoginService {
             state: random_token(),
             nonce: random_token(),
             verifier: random_token() + &random_token(),
-            rd: safe_target(rd, &self.cfg.public_host, &self.cfg.allowed_redirect_hosts),
+            rd: safe_target(rd, &self.cfg.public_url, &self.cfg.allowed_redirect_hosts),
             created: unix_now(),
         };
         let challenge = {
@@ -359,15 +361,68 @@ impl LoginService {
             session.id,
             digest.as_ref().iter().take(12).map(|b| format!("{b:02x}")).collect::<String>()
         );
-        self.refreshes.get_with(key, self.do_refresh(session.clone(), token)).await
+        self.refreshes.get_with(key, self.refresh_once(session.clone(), token)).await
+    }
+
+    /// With a store the replicas share (Redis), one replica refreshes and stores the result while
+    /// the others wait for it: a rotated refresh token can be spent only once, and spending it
+    /// twice makes the provider refuse (and may make it revoke the whole grant).
+    async fn refresh_once(&self, session: Session, token: String) -> Option<Session> {
+        if !self.sessions.is_shared() {
+            return self.do_refresh(session, token).await;
+        }
+        let changed = |stored: &Session| {
+            stored.refresh_token != session.refresh_token || stored.access_token != session.access_token
+        };
+        let deadline = tokio::time::Instant::now() + REFRESH_WAIT;
+        loop {
+            match self.sessions.lock_refresh(&session.id, REFRESH_WAIT).await {
+                Ok(true) => {
+                    // Another replica may have finished between our load and the lock.
+                    let result = match self.sessions.load_id(&session.id).await {
+                        Ok(Some(stored)) if changed(&stored) => Some(stored),
+                        Ok(Some(_)) => match self.do_refresh(session.clone(), token.clone()).await {
+                            Some(fresh) => match self.sessions.store(&fresh).await {
+                                Ok(()) => Some(fresh),
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "storing the refreshed session failed");
+                                    None
+                                }
+                            },
+                            None => None,
+                        },
+                        Ok(None) => None,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "session store failed during refresh");
+                            None
+                        }
+                    };
+                    if let Err(e) = self.sessions.unlock_refresh(&session.id).await {
+                        tracing::warn!(error = %e, "releasing the refresh lock failed; it expires by itself");
+                    }
+                    return result;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "session store failed during refresh");
+                    return None;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            match self.sessions.load_id(&session.id).await {
+                Ok(Some(stored)) if changed(&stored) => return Some(stored),
+                Ok(Some(_)) if tokio::time::Instant::now() < deadline => {}
+                _ => return None,
+            }
+        }
     }
 
     async fn do_refresh(&self, mut session: Session, token: String) -> Option<Session> {
-        let scope = self.cfg.scopes.join(" ");
-        let tokens = match self
-            .token_request(&[("grant_type", "refresh_token"), ("refresh_token", &token), ("scope", &scope)])
-            .await
-        {
+        // No `scope`: RFC 6749 §6 then means "as originally granted". Asking for the configured
+        // scopes again fails (invalid_scope) whenever the provider granted fewer of them, e.g.
+        // `offline_access` without a consent prompt, and would end every session at its first
+        // refresh.
+        let tokens = match self.token_request(&[("grant_type", "refresh_token"), ("refresh_token", &token)]).await {
             Ok(t) => t,
             Err(e) => {
                 tracing::info!(reason = %e.describe(), "refresh failed; the session ends");
@@ -400,7 +455,7 @@ impl LoginService {
     async fn sign_out(&self, req: &Request<Incoming>) -> Response<Body> {
         let session = self.sessions.load(req.headers()).await.ok().flatten();
         let rd = query_param(req.uri().query(), "rd").unwrap_or_else(|| "/".into());
-        let rd = safe_target(&rd, &self.cfg.public_host, &self.cfg.allowed_redirect_hosts);
+        let rd = safe_target(&rd, &self.cfg.public_url, &self.cfg.allowed_redirect_hosts);
         let end_session = self.auth.issuer(self.cfg.issuer).metadata().and_then(|m| m.end_session_endpoint.clone());
         let location = match (&end_session, &session) {
             (Some(endpoint), Some(s)) => {

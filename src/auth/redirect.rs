@@ -1,18 +1,36 @@
-//! Where a browser may be sent after login or logout: a path on the gateway's own origin, or an
-//! https URL on an allow-listed host. Anything ambiguous becomes "/". Browsers treat `\` as `/`,
-//! ignore tabs and newlines in URLs, and accept `//host` as another site, so those are refused
-//! before and after one round of percent-decoding.
+//! Where a browser may be sent after login or logout: a path on the gateway's own origin, an
+//! absolute URL on that same origin (scheme, host and port), or an https URL on an allow-listed
+//! host. Anything ambiguous becomes "/". Browsers treat `\` as `/`, ignore tabs and newlines in
+//! URLs, and accept `//host` as another site, so those are refused before and after one round of
+//! percent-decoding.
 
-/// Returns `rd` if it is safe to redirect to, else `"/"`.
-pub fn safe_target(rd: &str, public_host: &str, allowed_hosts: &[String]) -> String {
-    if is_safe(rd, public_host, allowed_hosts) {
-        rd.to_string()
+/// Returns `rd` if it is safe to redirect to, else `"/"`. `public_origin` is the gateway's
+/// public URL, `scheme://host[:port]` in lower case. Non-ASCII characters of an accepted path
+/// are percent-encoded (UTF-8), so the `Location` header is plain ASCII.
+pub fn safe_target(rd: &str, public_origin: &str, allowed_hosts: &[String]) -> String {
+    if is_safe(rd, public_origin, allowed_hosts) {
+        encode_non_ascii(rd)
     } else {
         "/".to_string()
     }
 }
 
-fn is_safe(rd: &str, public_host: &str, allowed_hosts: &[String]) -> bool {
+fn encode_non_ascii(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+    out
+}
+
+fn is_safe(rd: &str, public_origin: &str, allowed_hosts: &[String]) -> bool {
     if rd.is_empty() || rd.len() > 2048 || !clean(rd) {
         return false;
     }
@@ -27,7 +45,7 @@ fn is_safe(rd: &str, public_host: &str, allowed_hosts: &[String]) -> bool {
         // A path: never `//host` or `/\host`, in raw or decoded form.
         return is_local_path(rd) && is_local_path(decoded_head);
     }
-    // An absolute URL: https (or the public URL's own scheme) to an allowed host, no userinfo.
+    // An absolute URL: the public origin itself, or https to an allowed host; no userinfo.
     let Ok(uri) = rd.parse::<http::Uri>() else { return false };
     if !matches!(uri.scheme_str(), Some("https") | Some("http")) {
         return false;
@@ -39,12 +57,15 @@ fn is_safe(rd: &str, public_host: &str, allowed_hosts: &[String]) -> bool {
     {
         return false;
     }
-    let host = authority.host().to_ascii_lowercase();
-    if uri.scheme_str() == Some("http") && host != public_host {
-        return false;
+    // Same origin means same scheme, host and port: another port on the same host is another
+    // site, and so is plain http next to an https public URL.
+    let origin = format!("{}://{}", uri.scheme_str().unwrap_or(""), authority.as_str()).to_ascii_lowercase();
+    if origin == public_origin {
+        return true;
     }
-    host == public_host
-        || allowed_hosts.iter().any(|a| if a.starts_with('.') { host.ends_with(a.as_str()) } else { &host == a })
+    let host = authority.host().to_ascii_lowercase();
+    uri.scheme_str() == Some("https")
+        && allowed_hosts.iter().any(|a| if a.starts_with('.') { host.ends_with(a.as_str()) } else { &host == a })
 }
 
 fn is_local_path(p: &str) -> bool {
@@ -78,7 +99,7 @@ mod tests {
     use super::*;
 
     fn safe(rd: &str) -> bool {
-        is_safe(rd, "app.example.com", &[".trusted.example".into(), "docs.example.com".into()])
+        is_safe(rd, "https://app.example.com", &[".trusted.example".into(), "docs.example.com".into()])
     }
 
     #[test]
@@ -108,6 +129,9 @@ mod tests {
             "/%09/evil.com",
             "https://evil.com",
             "http://docs.example.com/",
+            "http://app.example.com/",
+            "https://app.example.com:8443/",
+            "https://app.example.com.evil.com/",
             "https://app.example.com@evil.com/",
             "https://evil.com\\@app.example.com",
             "https://trusted.example.evil.com/",
@@ -122,15 +146,25 @@ mod tests {
     }
 
     #[test]
+    fn same_origin_needs_the_same_port_and_paths_become_ascii() {
+        let local = |rd: &str| safe_target(rd, "http://127.0.0.1:8080", &[]);
+        assert_eq!(local("http://127.0.0.1:8080/x?y=1"), "http://127.0.0.1:8080/x?y=1");
+        assert_eq!(local("http://127.0.0.1:9090/x"), "/");
+        assert_eq!(local("https://127.0.0.1:8080/x"), "/");
+        assert_eq!(local("/caf\u{e9}?q=\u{3031}"), "/caf%C3%A9?q=%E3%80%B1");
+    }
+
+    #[test]
     fn public_corpora_stay_on_site() {
         for corpus in [
             include_str!("../../tests/data/open-redirects-oauth2-proxy.txt"),
             include_str!("../../tests/data/open-redirects-mod-auth-openidc.txt"),
         ] {
             for line in corpus.lines() {
-                let target = safe_target(line, "app.example.com", &[]);
-                let on_site = target.starts_with('/') && !target.starts_with("//") && !target.starts_with("/\\")
-                    || target.starts_with("https://app.example.com/");
+                let target = safe_target(line, "https://app.example.com", &[]);
+                let on_site = target.is_ascii()
+                    && (target.starts_with('/') && !target.starts_with("//") && !target.contains('\\')
+                        || target.starts_with("https://app.example.com/"));
                 assert!(on_site, "{line:?} -> {target:?}");
             }
         }

@@ -89,46 +89,82 @@ impl Sessions {
     /// (tampered, old key removed, unknown id) is simply no session.
     pub async fn load(&self, headers: &HeaderMap) -> Result<Option<Session>, SessionError> {
         let Some(value) = cookie::read(headers, &self.cookie_name) else { return Ok(None) };
-        let sealed = match &self.backend {
-            Backend::Cookie => value.clone().into_bytes(),
-            Backend::Redis(redis) => {
-                if value.len() != 43 || !value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-                    return Ok(None);
-                }
-                match redis.get(&redis_key(&value)).await? {
-                    Some(v) => v,
-                    None => return Ok(None),
-                }
-            }
-        };
-        let Some(plain) = std::str::from_utf8(&sealed).ok().and_then(|s| self.sealer.open(SESSION_PURPOSE, s)) else {
+        match &self.backend {
+            Backend::Cookie => Ok(self.open(value.as_bytes(), None)),
+            Backend::Redis(_) => self.load_id(&value).await,
+        }
+    }
+
+    /// The stored session with this id (Redis store; the cookie store has none).
+    pub async fn load_id(&self, id: &str) -> Result<Option<Session>, SessionError> {
+        let Backend::Redis(redis) = &self.backend else { return Ok(None) };
+        if id.len() != 43 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
             return Ok(None);
-        };
-        let Ok(session) = serde_json::from_slice::<Session>(&plain) else { return Ok(None) };
-        if matches!(self.backend, Backend::Redis(_)) && session.id != value {
-            return Ok(None);
+        }
+        Ok(redis.get(&redis_key(id)).await?.and_then(|sealed| self.open(&sealed, Some(id))))
+    }
+
+    fn open(&self, sealed: &[u8], id: Option<&str>) -> Option<Session> {
+        let plain = std::str::from_utf8(sealed).ok().and_then(|s| self.sealer.open(SESSION_PURPOSE, s))?;
+        let session = serde_json::from_slice::<Session>(&plain).ok()?;
+        if id.is_some_and(|id| session.id != id) {
+            return None;
         }
         let now = unix_now();
         if now >= session.created + self.lifetime.as_secs() || now >= session.seen + self.idle.as_secs() {
-            return Ok(None);
+            return None;
         }
-        Ok(Some(session))
+        Some(session)
+    }
+
+    /// True when sessions live in a store every replica shares (Redis).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Redis(_))
+    }
+
+    /// Takes the shared store's refresh lock for session `id` (true when taken). Replicas must
+    /// not spend one rotated refresh token twice: the provider would refuse the second use and
+    /// may revoke the whole grant. Without a shared store there is nothing to lock.
+    pub async fn lock_refresh(&self, id: &str, ttl: Duration) -> Result<bool, SessionError> {
+        match &self.backend {
+            Backend::Cookie => Ok(true),
+            Backend::Redis(redis) => Ok(redis.lock(&refresh_lock_key(id), ttl).await?),
+        }
+    }
+
+    pub async fn unlock_refresh(&self, id: &str) -> Result<(), SessionError> {
+        match &self.backend {
+            Backend::Cookie => Ok(()),
+            Backend::Redis(redis) => Ok(redis.del(&[&refresh_lock_key(id)]).await?),
+        }
+    }
+
+    /// Writes `session` to the shared store (no cookies; nothing to do for the cookie store).
+    pub async fn store(&self, session: &Session) -> Result<(), SessionError> {
+        let Backend::Redis(redis) = &self.backend else { return Ok(()) };
+        let json = serde_json::to_vec(session).map_err(|_| SessionError::Seal)?;
+        let sealed = self.sealer.seal(SESSION_PURPOSE, &json).ok_or(SessionError::Seal)?;
+        let remaining = Duration::from_secs((session.created + self.lifetime.as_secs()).saturating_sub(unix_now()));
+        let key = redis_key(&session.id);
+        redis.set_ex(&key, sealed.as_bytes(), remaining.min(self.idle)).await?;
+        for index in logout_indexes(session) {
+            redis.sadd_ex(&index, &key, remaining).await?;
+        }
+        Ok(())
     }
 
     /// Stores `session` and writes its cookie(s) into `out`, clearing stale chunks.
     pub async fn save(&self, session: &Session, req: &HeaderMap, out: &mut HeaderMap) -> Result<(), SessionError> {
-        let json = serde_json::to_vec(session).map_err(|_| SessionError::Seal)?;
-        let sealed = self.sealer.seal(SESSION_PURPOSE, &json).ok_or(SessionError::Seal)?;
         let remaining = Duration::from_secs((session.created + self.lifetime.as_secs()).saturating_sub(unix_now()));
         let present = cookie::present(req, &self.cookie_name);
         match &self.backend {
-            Backend::Cookie => cookie::write(out, &self.cookie_name, &sealed, remaining, self.attrs, &present),
-            Backend::Redis(redis) => {
-                let key = redis_key(&session.id);
-                redis.set_ex(&key, sealed.as_bytes(), remaining.min(self.idle)).await?;
-                for index in logout_indexes(session) {
-                    redis.sadd_ex(&index, &key, remaining).await?;
-                }
+            Backend::Cookie => {
+                let json = serde_json::to_vec(session).map_err(|_| SessionError::Seal)?;
+                let sealed = self.sealer.seal(SESSION_PURPOSE, &json).ok_or(SessionError::Seal)?;
+                cookie::write(out, &self.cookie_name, &sealed, remaining, self.attrs, &present)
+            }
+            Backend::Redis(_) => {
+                self.store(session).await?;
                 cookie::write(out, &self.cookie_name, &session.id, remaining, self.attrs, &present);
             }
         }
@@ -183,9 +219,16 @@ fn logout_indexes(s: &Session) -> Vec<String> {
 
 /// Redis keys are a hash of the cookie value, so reading Redis does not yield usable cookies.
 fn redis_key(id: &str) -> String {
+    format!("{REDIS_PREFIX}{}", id_hash(id))
+}
+
+fn refresh_lock_key(id: &str) -> String {
+    format!("tollgate:refresh:{}", id_hash(id))
+}
+
+fn id_hash(id: &str) -> String {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, id.as_bytes());
-    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    format!("{REDIS_PREFIX}{hex}")
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// 256 random bits, base64url (43 characters).

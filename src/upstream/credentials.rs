@@ -2,6 +2,7 @@
 //! read without locks, renewed in the background before it expires, fetched once for any
 //! number of concurrent cold misses, and kept in use while the token endpoint fails.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -66,13 +67,22 @@ pub struct ClientToken {
     held: ArcSwapOption<Held>,
     /// Serialises fetches: concurrent misses wait here and then find the fresh token.
     fetch: tokio::sync::Mutex<()>,
+    /// Completed fetch attempts, and why the last failed one failed: callers that waited on
+    /// `fetch` while an attempt failed share its failure instead of each calling again.
+    attempts: AtomicU64,
+    last_error: ArcSwapOption<String>,
 }
+
+/// How long after start a token request waits for the issuer's discovery (the first requests
+/// race it); later, an issuer still not discovered is unreachable and the request fails at once.
+const DISCOVERY_WAIT: Duration = Duration::from_secs(5);
 
 /// All configured clients' tokens.
 pub struct Credentials {
     clients: Vec<Arc<ClientToken>>,
     auth: Arc<Authenticator>,
     metrics: CredentialMetrics,
+    started: Instant,
 }
 
 impl Credentials {
@@ -85,10 +95,12 @@ impl Credentials {
                     cfg: c.clone(),
                     held: ArcSwapOption::empty(),
                     fetch: tokio::sync::Mutex::new(()),
+                    attempts: AtomicU64::new(0),
+                    last_error: ArcSwapOption::empty(),
                 })
             })
             .collect();
-        Arc::new(Credentials { clients, auth, metrics })
+        Arc::new(Credentials { clients, auth, metrics, started: Instant::now() })
     }
 
     /// The `Authorization` value for `client`: the held token when still valid, else a fetch.
@@ -100,9 +112,15 @@ impl Credentials {
             return Ok(v);
         }
         self.metrics.cache.with_label_values(&[name, "miss"]).inc();
+        let attempts = ct.attempts.load(Ordering::Acquire);
         let _guard = ct.fetch.lock().await;
         if let Some(v) = ct.valid() {
             return Ok(v);
+        }
+        if ct.attempts.load(Ordering::Acquire) != attempts {
+            // An attempt finished while we waited and left no valid token: share its failure.
+            let reason = ct.last_error.load_full().map_or_else(|| "the token request failed".into(), |e| (*e).clone());
+            return Err(CredentialError::Unavailable { client: name.to_string(), reason });
         }
         self.fetch(ct)
             .await
@@ -165,7 +183,15 @@ impl Credentials {
         }
     }
 
+    /// One token request (the caller holds `ct.fetch`); stores the token or the failure.
     async fn fetch(&self, ct: &ClientToken) -> Result<(), TokenError> {
+        let result = self.fetch_inner(ct).await;
+        ct.last_error.store(result.as_ref().err().map(|e| Arc::new(e.to_string())));
+        ct.attempts.fetch_add(1, Ordering::AcqRel);
+        result
+    }
+
+    async fn fetch_inner(&self, ct: &ClientToken) -> Result<(), TokenError> {
         let name = ct.cfg.name.as_str();
         let result = self.request(ct).await;
         let outcome = if result.is_ok() { "ok" } else { "error" };
@@ -181,6 +207,7 @@ impl Credentials {
             expires_at: now + usable,
             renew_at: now + usable.mul_f64(0.8),
         })));
+        self.metrics.expiry.with_label_values(&[name]).set(i64::try_from(usable.as_secs()).unwrap_or(i64::MAX));
         tracing::debug!(client = name, expires_in = lifetime.as_secs(), "upstream token minted");
         Ok(())
     }
@@ -188,12 +215,24 @@ impl Credentials {
     async fn request(&self, ct: &ClientToken) -> Result<token_client::TokenResponse, TokenError> {
         let endpoint = match &ct.cfg.endpoint {
             TokenEndpoint::Url(u) => u.clone(),
-            TokenEndpoint::Issuer(i) => self
-                .auth
-                .issuer(*i)
-                .metadata()
-                .and_then(|m| m.token_endpoint.clone())
-                .ok_or_else(|| TokenError::Invalid("the issuer's token endpoint is not discovered yet".into()))?,
+            TokenEndpoint::Issuer(i) => {
+                let issuer = self.auth.issuer(*i);
+                // Right after start, discovery may still be under way: wait for it (bounded)
+                // rather than fail the first requests.
+                let deadline = self.started + DISCOVERY_WAIT;
+                let metadata = loop {
+                    match issuer.metadata() {
+                        Some(m) => break Some(m),
+                        None if Instant::now() >= deadline => break None,
+                        None => tokio::time::sleep(Duration::from_millis(20)).await,
+                    }
+                };
+                metadata.and_then(|m| m.token_endpoint.clone()).ok_or_else(|| {
+                    TokenError::Invalid(
+                        "the issuer's token endpoint is not discovered (is the issuer reachable?)".into(),
+                    )
+                })?
+            }
         };
         let mut params: Vec<(&str, &str)> = vec![("grant_type", "client_credentials")];
         params.extend(ct.cfg.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
