@@ -268,6 +268,7 @@ impl LoginService {
             claims,
             id_token,
             access_exp: now + tokens.expires_in.unwrap_or(300),
+            access_issued: now,
             access_token: tokens.access_token,
             refresh_token: tokens.refresh_token,
             created: now,
@@ -328,13 +329,19 @@ impl LoginService {
         let Some(mut session) = loaded else { return Ok(None) };
         let now = unix_now();
         let mut changed = false;
-        if session.refresh_token.is_some() && session.access_exp <= now + self.cfg.refresh_before.as_secs() {
+        if session.refresh_token.is_some() && session.access_exp <= now + self.refresh_window(&session) {
             match self.refresh(&session).await {
-                Some(fresh) => {
+                Refreshed::Fresh(fresh) => {
                     session = fresh;
                     changed = true;
                 }
-                None => return Ok(None),
+                Refreshed::Ended => return Ok(None),
+                // The provider is down: a token that is still valid keeps the session going
+                // (the next request tries again); an expired one cannot be vouched for.
+                Refreshed::Unavailable if session.access_exp > now => {}
+                Refreshed::Unavailable => {
+                    return Err(AuthError::Unavailable("the identity provider cannot refresh the session"))
+                }
             }
         }
         // Slide the idle timeout, but rewrite the cookie at most every tenth of it.
@@ -352,27 +359,57 @@ impl LoginService {
         Ok(Some(SessionCaller { principal: Arc::new(principal), session, set_cookie }))
     }
 
-    /// One refresh per session and refresh token, however many requests ask at once.
-    async fn refresh(&self, session: &Session) -> Option<Session> {
-        let token = session.refresh_token.clone()?;
+    /// How long before expiry to refresh: `refresh_before`, but at most half the token's
+    /// lifetime, so a short-lived token is not refreshed on every request.
+    fn refresh_window(&self, s: &Session) -> u64 {
+        let configured = self.cfg.refresh_before.as_secs();
+        match s.access_exp.checked_sub(s.access_issued) {
+            Some(lifetime) if s.access_issued > 0 => configured.min(lifetime / 2),
+            _ => configured,
+        }
+    }
+
+    /// One refresh per session and refresh token, however many requests ask at once. Fresh and
+    /// ended outcomes are remembered briefly (late requests with the old cookie reuse them);
+    /// an unavailable provider is not, so the next request tries again.
+    async fn refresh(&self, session: &Session) -> Refreshed {
+        let Some(token) = session.refresh_token.clone() else { return Refreshed::Ended };
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
         let key = format!(
             "{}:{}",
             session.id,
             digest.as_ref().iter().take(12).map(|b| format!("{b:02x}")).collect::<String>()
         );
-        self.refreshes.get_with(key, self.refresh_once(session.clone(), token)).await
+        let outcome = self
+            .refreshes
+            .try_get_with(key, async {
+                match self.refresh_once(session.clone(), token).await {
+                    Refreshed::Fresh(s) => Ok(Some(s)),
+                    Refreshed::Ended => Ok(None),
+                    Refreshed::Unavailable => Err(()),
+                }
+            })
+            .await;
+        match outcome {
+            Ok(Some(s)) => Refreshed::Fresh(s),
+            Ok(None) => Refreshed::Ended,
+            Err(_) => Refreshed::Unavailable,
+        }
     }
 
     /// With a store the replicas share (Redis), one replica refreshes and stores the result while
     /// the others wait for it: a rotated refresh token can be spent only once, and spending it
     /// twice makes the provider refuse (and may make it revoke the whole grant).
-    async fn refresh_once(&self, session: Session, token: String) -> Option<Session> {
+    async fn refresh_once(&self, session: Session, token: String) -> Refreshed {
         if !self.sessions.is_shared() {
             return self.do_refresh(session, token).await;
         }
         let changed = |stored: &Session| {
             stored.refresh_token != session.refresh_token || stored.access_token != session.access_token
+        };
+        let store_failed = |e: SessionError| {
+            tracing::warn!(error = %e, "session store failed during refresh");
+            Refreshed::Unavailable
         };
         let deadline = tokio::time::Instant::now() + REFRESH_WAIT;
         loop {
@@ -380,22 +417,16 @@ impl LoginService {
                 Ok(true) => {
                     // Another replica may have finished between our load and the lock.
                     let result = match self.sessions.load_id(&session.id).await {
-                        Ok(Some(stored)) if changed(&stored) => Some(stored),
+                        Ok(Some(stored)) if changed(&stored) => Refreshed::Fresh(stored),
                         Ok(Some(_)) => match self.do_refresh(session.clone(), token.clone()).await {
-                            Some(fresh) => match self.sessions.store(&fresh).await {
-                                Ok(()) => Some(fresh),
-                                Err(e) => {
-                                    tracing::warn!(error = %e, "storing the refreshed session failed");
-                                    None
-                                }
+                            Refreshed::Fresh(fresh) => match self.sessions.store(&fresh).await {
+                                Ok(()) => Refreshed::Fresh(fresh),
+                                Err(e) => store_failed(e),
                             },
-                            None => None,
+                            other => other,
                         },
-                        Ok(None) => None,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "session store failed during refresh");
-                            None
-                        }
+                        Ok(None) => Refreshed::Ended,
+                        Err(e) => store_failed(e),
                     };
                     if let Err(e) = self.sessions.unlock_refresh(&session.id).await {
                         tracing::warn!(error = %e, "releasing the refresh lock failed; it expires by itself");
@@ -403,30 +434,34 @@ impl LoginService {
                     return result;
                 }
                 Ok(false) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "session store failed during refresh");
-                    return None;
-                }
+                Err(e) => return store_failed(e),
             }
+            // Another replica holds the lock: wait for the session it stores.
             tokio::time::sleep(Duration::from_millis(50)).await;
             match self.sessions.load_id(&session.id).await {
-                Ok(Some(stored)) if changed(&stored) => return Some(stored),
+                Ok(Some(stored)) if changed(&stored) => return Refreshed::Fresh(stored),
                 Ok(Some(_)) if tokio::time::Instant::now() < deadline => {}
-                _ => return None,
+                Ok(Some(_)) => return Refreshed::Unavailable,
+                Ok(None) => return Refreshed::Ended,
+                Err(e) => return store_failed(e),
             }
         }
     }
 
-    async fn do_refresh(&self, mut session: Session, token: String) -> Option<Session> {
+    async fn do_refresh(&self, mut session: Session, token: String) -> Refreshed {
         // No `scope`: RFC 6749 §6 then means "as originally granted". Asking for the configured
         // scopes again fails (invalid_scope) whenever the provider granted fewer of them, e.g.
         // `offline_access` without a consent prompt, and would end every session at its first
         // refresh.
         let tokens = match self.token_request(&[("grant_type", "refresh_token"), ("refresh_token", &token)]).await {
             Ok(t) => t,
+            Err(e) if e.is_outage() => {
+                tracing::warn!(reason = %e.describe(), "refresh failed: the provider is unavailable");
+                return Refreshed::Unavailable;
+            }
             Err(e) => {
-                tracing::info!(reason = %e.describe(), "refresh failed; the session ends");
-                return None;
+                tracing::info!(reason = %e.describe(), "refresh refused; the session ends");
+                return Refreshed::Ended;
             }
         };
         if let Some(id_token) = &tokens.id_token {
@@ -436,18 +471,21 @@ impl LoginService {
                     session.claims = claims;
                     session.id_token = id_token.clone();
                 }
+                Err(AuthError::Unavailable(_)) => return Refreshed::Unavailable,
                 Ok(_) | Err(_) => {
                     tracing::warn!("the refreshed ID token was not valid for this session; the session ends");
-                    return None;
+                    return Refreshed::Ended;
                 }
             }
         }
-        session.access_exp = unix_now() + tokens.expires_in.unwrap_or(300);
+        let now = unix_now();
+        session.access_issued = now;
+        session.access_exp = now + tokens.expires_in.unwrap_or(300);
         session.access_token = tokens.access_token;
         if tokens.refresh_token.is_some() {
             session.refresh_token = tokens.refresh_token;
         }
-        Some(session)
+        Refreshed::Fresh(session)
     }
 
     /// `/oauth2/sign_out?rd=...`: the session and all its cookies go; then the provider's
@@ -598,11 +636,11 @@ impl LoginService {
     /// the session.
     pub fn strip_cookies(&self, headers: &mut HeaderMap) {
         let name = self.sessions.cookie_name();
-        if !cookie::request_cookies(headers).any(|(n, _)| n.starts_with(name)) {
+        if !cookie::request_cookies(headers).any(|(n, _)| is_own_cookie(name, n)) {
             return;
         }
         let kept: Vec<String> = cookie::request_cookies(headers)
-            .filter(|(n, _)| !n.starts_with(name))
+            .filter(|(n, _)| !is_own_cookie(name, n))
             .map(|(n, v)| format!("{n}={v}"))
             .collect();
         headers.remove(http::header::COOKIE);
@@ -614,6 +652,27 @@ impl LoginService {
     }
 }
 
+/// The session cookie `base`, its chunks `base_N` and flow cookies `base_flow_HEX`; not an
+/// application's cookie that merely starts the same way (`sessionid` next to `session`).
+fn is_own_cookie(base: &str, name: &str) -> bool {
+    let Some(rest) = name.strip_prefix(base) else { return false };
+    if rest.is_empty() {
+        return true;
+    }
+    let Some(rest) = rest.strip_prefix('_') else { return false };
+    (!rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()))
+        || rest.strip_prefix("flow_").is_some_and(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// What a refresh came to.
+enum Refreshed {
+    Fresh(Session),
+    /// The provider refused (the grant is spent, revoked or expired): sign in again.
+    Ended,
+    /// The provider could not be reached or failed: try again later.
+    Unavailable,
+}
+
 enum LoginFailure {
     /// `invalid_grant`: the code was spent or expired.
     Grant,
@@ -623,6 +682,17 @@ enum LoginFailure {
 }
 
 impl LoginFailure {
+    /// Network failures and 5xx answers: the provider may recover; nothing was refused.
+    fn is_outage(&self) -> bool {
+        match self {
+            LoginFailure::Provider(TokenError::Http(_)) => true,
+            LoginFailure::Provider(TokenError::Refused { status, error, .. }) => {
+                status.is_server_error() || error == "temporarily_unavailable"
+            }
+            _ => false,
+        }
+    }
+
     fn describe(&self) -> String {
         match self {
             LoginFailure::Grant => "invalid_grant".into(),

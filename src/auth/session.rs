@@ -24,6 +24,9 @@ pub struct Session {
     pub refresh_token: Option<String>,
     /// When the access token expires (Unix seconds).
     pub access_exp: u64,
+    /// When the access token was issued (0 in sessions sealed before this field existed).
+    #[serde(default)]
+    pub access_issued: u64,
     pub created: u64,
     pub seen: u64,
 }
