@@ -26,9 +26,10 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
-use crate::auth::login::{escape, query_param};
+use crate::auth::login::escape;
 use crate::auth::session::random_token;
 use crate::auth::unix_now;
+use crate::util::query_param;
 
 /// A client registered at the development issuer.
 #[derive(Debug, Clone)]

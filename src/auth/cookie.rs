@@ -8,7 +8,7 @@ use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LE
 use aws_lc_rs::hkdf::{Salt, HKDF_SHA256};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use http::header::{HeaderMap, HeaderValue, COOKIE, SET_COOKIE};
+use http::header::{HeaderMap, HeaderValue, SET_COOKIE};
 
 use crate::secret::Secret;
 
@@ -82,12 +82,7 @@ pub struct Attributes {
 
 /// All cookies of the request, as (name, value) pairs.
 pub fn request_cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
+    crate::util::cookies(headers)
 }
 
 /// The value of `name`, reassembled from `name_0`, `name_1`, … when it was chunked.
@@ -158,6 +153,7 @@ pub fn append(out: &mut HeaderMap, name: &str, value: &str, max_age: Option<Dura
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::COOKIE;
 
     fn sealer(keys: &[&str]) -> Sealer {
         Sealer::new(&keys.iter().map(|k| Secret::new(*k)).collect::<Vec<_>>())

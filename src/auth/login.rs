@@ -21,6 +21,7 @@ use crate::body::Body;
 use crate::config::{Bearer, Config, Login, TokenSource};
 use crate::oidc::http::{encode_form, form_encode};
 use crate::oidc::token_client::{self, TokenError, TokenResponse};
+use crate::util::query_param;
 
 const FLOW_PURPOSE: &str = "tollgate login flow";
 /// A login must finish within this long after it started.
@@ -636,19 +637,7 @@ impl LoginService {
     /// the session.
     pub fn strip_cookies(&self, headers: &mut HeaderMap) {
         let name = self.sessions.cookie_name();
-        if !cookie::request_cookies(headers).any(|(n, _)| is_own_cookie(name, n)) {
-            return;
-        }
-        let kept: Vec<String> = cookie::request_cookies(headers)
-            .filter(|(n, _)| !is_own_cookie(name, n))
-            .map(|(n, v)| format!("{n}={v}"))
-            .collect();
-        headers.remove(http::header::COOKIE);
-        if !kept.is_empty() {
-            if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
-                headers.insert(http::header::COOKIE, v);
-            }
-        }
+        crate::util::strip_cookies(headers, |n| is_own_cookie(name, n));
     }
 }
 
@@ -725,38 +714,8 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    query?.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then(|| url_decode(v)).flatten()
-    })
-}
-
 fn form_param(body: &Bytes, name: &str) -> Option<String> {
     query_param(std::str::from_utf8(body).ok(), name)
-}
-
-fn url_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' => {
-                out.push(u8::from_str_radix(s.get(i + 1..i + 3)?, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 pub fn redirect(location: &str) -> Response<Body> {

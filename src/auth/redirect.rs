@@ -34,7 +34,7 @@ fn is_safe(rd: &str, public_origin: &str, allowed_hosts: &[String]) -> bool {
     if rd.is_empty() || rd.len() > 2048 || !clean(rd) {
         return false;
     }
-    let Some(decoded) = percent_decode(rd) else { return false };
+    let Some(decoded) = crate::util::percent_decode(rd, false) else { return false };
     // Decoded, the part before the query must still be clean: a server that decodes once
     // must not find `\`, a tab or `//` there. (An encoded space in the query is fine.)
     let decoded_head = decoded.split(['?', '#']).next().unwrap_or("");
@@ -75,23 +75,6 @@ fn is_local_path(p: &str) -> bool {
 /// No backslash, whitespace or control character anywhere (browsers strip or reinterpret them).
 fn clean(s: &str) -> bool {
     !s.chars().any(|c| c == '\\' || c.is_whitespace() || c.is_control())
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    Some(String::from_utf8_lossy(&out).into_owned())
 }
 
 #[cfg(test)]

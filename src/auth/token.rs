@@ -1,7 +1,7 @@
 //! Finding the bearer token in a request (RFC 6750 §2): the `Authorization` header, and the
 //! query or a cookie only where a route opts in. A token in more than one place is refused.
 
-use http::header::{HeaderMap, AUTHORIZATION, COOKIE};
+use http::header::{HeaderMap, AUTHORIZATION};
 use http::Uri;
 
 use super::AuthError;
@@ -13,8 +13,11 @@ pub fn extract(headers: &HeaderMap, uri: &Uri, sources: &[TokenSource]) -> Resul
     for source in sources {
         let token = match source {
             TokenSource::Header => from_header(headers)?,
-            TokenSource::Query(name) => uri.query().and_then(|q| query_param(q, name)),
-            TokenSource::Cookie(name) => cookie(headers, name),
+            TokenSource::Query(name) => crate::util::query_param(uri.query(), name).filter(|t| !t.is_empty()),
+            TokenSource::Cookie(name) => crate::util::cookies(headers)
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.to_string())
+                .filter(|t| !t.is_empty()),
         };
         if let Some(t) = token {
             if found.is_some() {
@@ -49,47 +52,6 @@ fn from_header(headers: &HeaderMap) -> Result<Option<String>, AuthError> {
 fn is_token68(s: &str) -> bool {
     let body = s.trim_end_matches('=');
     !body.is_empty() && body.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
-}
-
-fn query_param(query: &str, name: &str) -> Option<String> {
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=')?;
-        (k == name).then(|| percent_decode(v)).flatten().filter(|t| !t.is_empty())
-    })
-}
-
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|c| c.trim().strip_prefix(name)?.strip_prefix('=').map(str::to_string))
-        .filter(|t| !t.is_empty())
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' => {
-                let hex = s.get(i + 1..i + 3)?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
