@@ -21,8 +21,8 @@ pub enum RedisError {
     Server(String),
     #[error("unexpected redis reply")]
     Protocol,
-    #[error("invalid redis URL {0:?}: expected redis://[:PASSWORD@]HOST:PORT[/DB]")]
-    Url(String),
+    #[error("invalid redis URL: expected redis://[:PASSWORD@]HOST:PORT[/DB] (TLS, rediss://, is not supported)")]
+    Url,
 }
 
 /// A reply value.
@@ -52,9 +52,10 @@ impl std::fmt::Debug for Redis {
 }
 
 impl Redis {
-    /// `redis://[:password@]host:port[/db]`. (TLS, `rediss://`, is not supported yet.)
+    /// `redis://[:password@]host:port[/db]`. (TLS, `rediss://`, is not supported yet, and is
+    /// refused when the configuration is checked.)
     pub fn from_url(url: &str) -> Result<Redis, RedisError> {
-        let bad = || RedisError::Url(url.to_string());
+        let bad = || RedisError::Url;
         let rest = url.strip_prefix("redis://").ok_or_else(bad)?;
         let (auth, rest) = match rest.rsplit_once('@') {
             Some((a, r)) => (Some(a), r),
@@ -69,7 +70,11 @@ impl Redis {
             return Err(bad());
         }
         let addr = if hostport.contains(':') { hostport.to_string() } else { format!("{hostport}:6379") };
-        let password = auth.map(|a| a.rsplit_once(':').map_or(a, |(_, p)| p).to_string()).filter(|p| !p.is_empty());
+        // The password is percent-encoded in the URL, like any userinfo.
+        let password = match auth.map(|a| a.rsplit_once(':').map_or(a, |(_, p)| p)) {
+            Some(p) if !p.is_empty() => Some(crate::util::percent_decode(p, false).ok_or_else(bad)?),
+            _ => None,
+        };
         Ok(Redis { addr, password, db, idle: Mutex::new(Vec::new()), timeout: Duration::from_secs(3) })
     }
 
@@ -228,10 +233,10 @@ mod tests {
     fn urls() {
         let r = Redis::from_url("redis://127.0.0.1:6380/2").unwrap();
         assert_eq!((r.addr.as_str(), r.db, r.password.as_deref()), ("127.0.0.1:6380", 2, None));
-        let r = Redis::from_url("redis://:s3cret@redis.local").unwrap();
-        assert_eq!((r.addr.as_str(), r.password.as_deref()), ("redis.local:6379", Some("s3cret")));
-        assert!(format!("{r:?}").find("s3cret").is_none());
-        for bad in ["http://x", "redis://", "redis://h:1/x"] {
+        let r = Redis::from_url("redis://:s3cret%40x@redis.local").unwrap();
+        assert_eq!((r.addr.as_str(), r.password.as_deref()), ("redis.local:6379", Some("s3cret@x")));
+        assert!(!format!("{r:?}").contains("s3cret"));
+        for bad in ["http://x", "redis://", "redis://h:1/x", "rediss://h:6380"] {
             assert!(Redis::from_url(bad).is_err(), "{bad}");
         }
     }

@@ -114,9 +114,15 @@ pub(super) fn login(c: &mut Check, raw: Option<RawLogin>, issuers: &[Issuer], ba
     let store = match r.session_store.as_deref() {
         None | Some("cookie") => SessionStore::Cookie,
         Some("redis") => match r.redis_url {
-            Some(u) if u.starts_with("redis://") || u.starts_with("rediss://") => SessionStore::Redis(u),
-            _ => {
-                c.err("login.redis_url", "required with session_store = \"redis\": redis://HOST:PORT[/DB]");
+            Some(u) => match crate::auth::redis::Redis::from_url(&u) {
+                Ok(_) => SessionStore::Redis(u),
+                Err(e) => {
+                    c.err("login.redis_url", e.to_string());
+                    SessionStore::Cookie
+                }
+            },
+            None => {
+                c.err("login.redis_url", "required with session_store = \"redis\": redis://[:PASSWORD@]HOST:PORT[/DB]");
                 SessionStore::Cookie
             }
         },
