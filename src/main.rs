@@ -129,9 +129,11 @@ fn run_loaded(path: &std::path::Path, dev: Option<(&tollgate::dev::DevSetup, &Pa
              Open         {gw}/          (sign in with any user name)\n  \
              Public page  {gw}/public/\n  \
              Issuer       {}\n  \
+             Admin        http://{}/metrics  (/readyz, /healthz)\n  \
              Config       {}\n\n\
              Call the API with a client-credentials token:\n{}\n\nStop with Ctrl-C.\n",
             setup.issuer.url,
+            running.admin_addr,
             file.display(),
             setup.curl_line()
         );

@@ -1,6 +1,8 @@
 //! `tollgate dev` as a newcomer runs it: the printed URL serves a login page, signing in shows
 //! the demo page with the user's identity headers, and the printed `curl` line returns JSON.
 
+#[path = "support/browser.rs"]
+mod browser;
 mod common;
 
 use std::io::{BufRead, BufReader};
@@ -14,6 +16,7 @@ use common::{get, raw, RawResponse};
 struct Dev {
     child: Child,
     url: String,
+    admin: SocketAddr,
     curl: String,
     config: String,
 }
@@ -40,7 +43,7 @@ fn start_dev() -> Dev {
             let _ = tx.send(line);
         }
     });
-    let (mut url, mut curl, mut config) = (None, None, None);
+    let (mut url, mut curl, mut config, mut admin) = (None, None, None, None);
     let deadline = Instant::now() + Duration::from_secs(20);
     while curl.is_none() {
         let line = rx
@@ -49,27 +52,33 @@ fn start_dev() -> Dev {
         let t = line.trim();
         if let Some(rest) = t.strip_prefix("Open") {
             url = rest.split_whitespace().next().map(str::to_string);
+        } else if let Some(rest) = t.strip_prefix("Admin") {
+            admin = rest.split_whitespace().next().map(addr_of);
         } else if let Some(rest) = t.strip_prefix("Config") {
             config = Some(rest.trim().to_string());
         } else if t.starts_with("curl ") {
             curl = Some(t.to_string());
         }
     }
-    Dev { child, url: url.expect("no Open line"), curl: curl.unwrap(), config: config.expect("no Config line") }
+    Dev {
+        child,
+        url: url.expect("no Open line"),
+        admin: admin.expect("no Admin line"),
+        curl: curl.unwrap(),
+        config: config.expect("no Config line"),
+    }
 }
 
 fn addr_of(url: &str) -> SocketAddr {
     url.trim_start_matches("http://").trim_end_matches('/').split('/').next().unwrap().parse().unwrap()
 }
 
-/// Waits (bounded) until the gateway has loaded the issuer's keys: the API then answers 401
-/// (no token) instead of 503 (keys not loaded yet).
+/// Waits (bounded) until the gateway has the issuer's metadata and keys (`/readyz`).
 fn wait_ready(dev: &Dev) {
-    let addr = addr_of(&dev.url);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let r = get(addr, "/api/x", &[]);
-        if r.status == 401 {
+        let r = get(dev.admin, "/readyz", &[]);
+        if r.status == 200 {
             return;
         }
         assert!(Instant::now() < deadline, "gateway never became ready: {r:?}");
@@ -185,4 +194,20 @@ fn dev_refuses_non_loopback_addresses() {
     let out = Command::new(common::bin()).args(["dev", "--listen", "0.0.0.0:18081"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The dev quick start in real headless Chromium: the printed URL leads to the development
+/// issuer's sign-in form; signing in lands on the demo page showing the user's headers.
+#[test]
+fn a_browser_signs_in_through_the_dev_issuer_form() {
+    browser::check_prerequisites();
+    let dev = start_dev();
+    wait_ready(&dev);
+    let seen = browser::run(&serde_json::json!({ "scenario": "dev", "url": dev.url, "user": "grace" }));
+    let form = seen["form_url"].as_str().unwrap();
+    assert!(form.contains("/authorize?") && form.contains("code_challenge_method=S256"), "{seen}");
+    assert_eq!(seen["final_url"], dev.url.as_str(), "{seen}");
+    assert!(seen["welcome"].as_str().unwrap().contains("grace"), "{seen}");
+    let headers = seen["headers"].as_str().unwrap();
+    assert!(headers.contains("x-forwarded-email") && headers.contains("grace@example.com"), "{headers}");
 }

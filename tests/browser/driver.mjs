@@ -208,6 +208,24 @@ async function readCounters(idp) {
 // ---------------------------------------------------------------------------------------------
 
 const scenarios = {
+  // `tollgate dev`: open the printed URL, sign in at the development issuer's own form, and
+  // land back on the demo page that shows the identity headers it received.
+  async dev(input, b) {
+    const { page } = b;
+    await page.goto(input.url);
+    await page.waitForSelector('#username', { state: 'visible' });
+    const formUrl = page.url();
+    await page.fill('#username', input.user);
+    await Promise.all([page.waitForURL(sameUrl(input.url)), page.click('#sign-in')]);
+    await page.waitForSelector('#welcome');
+    return {
+      form_url: formUrl,
+      final_url: page.url(),
+      welcome: await page.textContent('#welcome'),
+      headers: await page.textContent('#headers'),
+    };
+  },
+
   async login(input, b) {
     const first = await login(b.page, input.idp, input.url, input.user);
     const cookies = await cookieView(b.context, b.page);
