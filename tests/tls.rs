@@ -348,3 +348,77 @@ async fn plain_http_to_the_tls_port_is_closed() {
     assert_eq!(status, 200);
     assert_eq!(j["headers"]["x-forwarded-proto"][0], "https");
 }
+
+/// An HTTPS upstream that only a client certificate from `client_ca` may reach, trusted
+/// through a CA that is not in the webpki roots. Returns its address.
+async fn mtls_upstream(server: &Leaf, client_ca: &Ca) -> SocketAddr {
+    use rustls::pki_types::pem::PemObject;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(client_ca.der()).unwrap();
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build().unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(server.key_pem.as_bytes()).unwrap();
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![server.der.clone()], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let svc = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(full("hello over mutual TLS")))
+                });
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), svc).await;
+            });
+        }
+    });
+    addr
+}
+
+/// HTTPS upstreams: a private CA from `[upstream] ca_file`, and a client certificate from
+/// `client_cert_file`/`client_key_file` for upstreams that require one. Without either, 502.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_upstream_with_a_private_ca_and_a_client_certificate() {
+    let server_ca = Ca::new("upstream CA");
+    let client_ca = Ca::new("client CA");
+    let up = mtls_upstream(&server_ca.leaf("upstream", 10), &client_ca).await;
+    let files = TempDir::new("mtls");
+    let client = client_ca.leaf("tollgate", 11);
+    std::fs::write(files.path("ca.pem"), server_ca.issuer.pem()).unwrap();
+    std::fs::write(files.path("client.pem"), &client.cert_pem).unwrap();
+    std::fs::write(files.path("client.key"), &client.key_pem).unwrap();
+    let path = |name: &str| files.path(name).display().to_string();
+    let gateway = |upstream_section: &str| {
+        Gateway::start(&format!(
+            "{BASE}\n{upstream_section}\n[[route]]\nauth = \"none\"\nname = \"secure\"\npath = \"/\"\nupstream = \"https://localhost:{}\"\n",
+            up.port()
+        ))
+    };
+
+    let full_setup = gateway(&format!(
+        "[upstream]\nca_file = {:?}\nclient_cert_file = {:?}\nclient_key_file = {:?}",
+        path("ca.pem"),
+        path("client.pem"),
+        path("client.key")
+    ));
+    let r = get(full_setup.addr, "/", &[]);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body, "hello over mutual TLS");
+
+    let no_client_cert = gateway(&format!("[upstream]\nca_file = {:?}", path("ca.pem")));
+    let r = get(no_client_cert.addr, "/", &[]);
+    assert_eq!(r.status, 502, "the upstream requires a client certificate: {r:?}");
+    assert!(r.body.contains("route secure"), "{}", r.body);
+
+    let untrusted = gateway("");
+    let r = get(untrusted.addr, "/", &[]);
+    assert_eq!(r.status, 502, "the private CA is not in the webpki roots: {r:?}");
+}
