@@ -1,5 +1,6 @@
 //! Token verification hot paths, end to end through `Authenticator::authenticate`: one
-//! function per path (cold RS256, ES256 and EdDSA verification, and a verified-cache hit).
+//! function per path (cold RS256, ES256 and EdDSA verification, and a verified-cache hit),
+//! plus the bare signature check per algorithm as a baseline.
 //!
 //! The issuer is served in-process (discovery + JWKS on 127.0.0.1:0) by a multi-thread tokio
 //! runtime that lives as long as the benches; the authenticator loads its keys from there
@@ -54,6 +55,7 @@ struct Setup {
     config: Config,
     issuer: String,
     ed_pkcs8: Vec<u8>,
+    jwks: Value,
 }
 
 impl Setup {
@@ -62,14 +64,14 @@ impl Setup {
         let (pkcs8, ed_x) = ed25519();
         let jwks = json!({"keys": [public_jwk(RSA1_JWK), public_jwk(EC1_JWK),
             {"kty": "OKP", "crv": "Ed25519", "x": ed_x, "kid": "bench-ed", "alg": "EdDSA"}]});
-        let addr = rt.block_on(serve_issuer(jwks));
+        let addr = rt.block_on(serve_issuer(jwks.clone()));
         let issuer = format!("http://{addr}");
         let toml = format!(
             "[[issuer]]\nname = \"bench\"\nurl = \"{issuer}\"\naudiences = [\"api\"]\n\n\
              [[route]]\nauth = \"bearer\"\npath = \"/api/\"\nupstream = \"http://127.0.0.1:9\"\n"
         );
         let config = Config::from_str(&toml, Path::new("bench.toml"), &|_| None).unwrap();
-        Setup { rt, config, issuer, ed_pkcs8: pkcs8 }
+        Setup { rt, config, issuer, ed_pkcs8: pkcs8, jwks }
     }
 
     fn bearer(&self) -> &Bearer {
@@ -216,6 +218,26 @@ fn benches(c: &mut Criterion) {
     cold(c, "rs256_cold", &setup, &rs256);
     cold(c, "es256_cold", &setup, &es256);
     cold(c, "eddsa_cold", &setup, &eddsa);
+
+    // Baselines: the signature check alone (jsonwebtoken + aws-lc-rs, the key as the JWKS
+    // gives it), to read how much of a cold verification is the gateway's own work.
+    let jwks = setup.jwks.clone();
+    for (name, tokens, kid) in [
+        ("rs256_signature_only", &rs256, "test-rsa-1"),
+        ("es256_signature_only", &es256, "test-ec-1"),
+        ("eddsa_signature_only", &eddsa, "bench-ed"),
+    ] {
+        let jwk = jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"] == kid).unwrap();
+        let key = jsonwebtoken::DecodingKey::from_jwk(&serde_json::from_value(jwk.clone()).unwrap()).unwrap();
+        let alg: Algorithm = serde_json::from_value(jwk["alg"].clone()).unwrap();
+        let (message, signature) = tokens[0].rsplit_once('.').unwrap();
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                let ok = jsonwebtoken::crypto::verify(signature, message.as_bytes(), &key, alg).unwrap();
+                assert!(std::hint::black_box(ok));
+            })
+        });
+    }
 
     let auth = setup.authenticator();
     let bearer = setup.bearer();

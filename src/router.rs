@@ -27,6 +27,10 @@ pub enum PathError {
     /// `%` not followed by two hex digits.
     #[error("malformed percent-escape in the path")]
     BadEscape,
+    /// `..;x` or `.;x`: servlet containers drop `;params` and then resolve the dot segment,
+    /// so the gateway and the upstream would disagree on the path.
+    #[error("dot segment with path parameters in the path")]
+    DotSegmentParameters,
 }
 
 /// A route's host: exact (`api.example.com`) or a suffix wildcard (`*.example.com`).
@@ -72,6 +76,9 @@ pub fn normalize_path(raw: &str) -> Result<String, PathError> {
         let b = bytes.get(i).copied();
         match b {
             None | Some(b'/') => {
+                if matches!(seg.split(';').next(), Some("." | "..")) && seg.contains(';') {
+                    return Err(PathError::DotSegmentParameters);
+                }
                 match seg.as_str() {
                     "" | "." => {}
                     ".." => {
@@ -234,6 +241,8 @@ mod tests {
             ("/caf%c3%a9", "/caf%C3%A9"),
             ("/a%20b", "/a%20b"),
             ("/api", "/api"),
+            ("/a;b/c", "/a;b/c"),
+            ("/x/..y/b", "/x/..y/b"),
         ];
         for (input, want) in cases {
             assert_eq!(normalize_path(input).as_deref(), Ok(want), "{input}");
@@ -254,6 +263,9 @@ mod tests {
             ("/a%zz", PathError::BadEscape),
             ("/a%2", PathError::BadEscape),
             ("a/b", PathError::NotAbsolute),
+            ("/public/..;/api/x", PathError::DotSegmentParameters),
+            ("/public/..;jsessionid=1/api", PathError::DotSegmentParameters),
+            ("/a/.;x/b", PathError::DotSegmentParameters),
         ];
         for (input, want) in cases {
             assert_eq!(normalize_path(input), Err(want), "{input}");
