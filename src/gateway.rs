@@ -58,9 +58,11 @@ impl Conn {
 /// with the credential it presented.
 pub enum Caller {
     Anonymous,
+    /// `in_header`: the token came in `Authorization` (not a query parameter or cookie).
     Bearer {
         principal: Arc<Principal>,
         token: String,
+        in_header: bool,
     },
     /// A browser session; its access token may be passed upstream when the route asks.
     Session {
@@ -148,7 +150,8 @@ impl Gateway {
     /// Handles one request end to end; never fails, every error is a response.
     pub async fn handle(&self, req: Request<Incoming>, conn: &Conn) -> Response<Body> {
         let started = Instant::now();
-        self.metrics.in_flight.inc();
+        // Decremented on drop too: a request whose client went away still leaves the gauge.
+        let _in_flight = InFlight::new(&self.metrics.in_flight);
         let request_id = self.ids.accept_or_generate(req.headers());
         let method = self.access_log.then(|| req.method().clone());
         let (route, result) = self.pipeline(req, conn, &request_id).await;
@@ -165,7 +168,6 @@ impl Gateway {
         };
         resp.headers_mut().insert(X_REQUEST_ID.clone(), request_id.clone());
         let elapsed = started.elapsed();
-        self.metrics.in_flight.dec();
         self.metrics.requests.with_label_values(&[route_name, resp.status().as_str()]).inc();
         self.metrics.duration.with_label_values(&[route_name]).observe(elapsed.as_secs_f64());
         if let Some(method) = method {
@@ -269,7 +271,12 @@ impl Gateway {
     async fn bearer(&self, bearer: &Bearer, req: &Request<Incoming>) -> Result<Caller, GatewayError> {
         let token = token::extract(req.headers(), req.uri(), &bearer.sources)?.ok_or(AuthError::MissingToken)?;
         let principal = self.auth.authenticate(bearer, &token).await?;
-        Ok(Caller::Bearer { principal, token })
+        let in_header = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.ends_with(token.as_str()));
+        Ok(Caller::Bearer { principal, token, in_header })
     }
 
     /// Steps 4 and 5.
@@ -371,16 +378,27 @@ fn hidden_token_sources<'r>(route: &'r Route, caller: &Caller) -> Hidden<'r> {
 }
 
 /// Identity headers for the upstream (client-sent copies were removed by `clean_request`).
+/// `Authorization` goes upstream only when it is the credential the gateway verified (or, on a
+/// login route that asks for it, the session's own access token): an unchecked header must not
+/// reach an upstream that trusts its gateway.
 fn set_identity(headers: &mut HeaderMap, route: &Route, caller: &Caller) {
     let (p, token) = match caller {
         Caller::Anonymous => return,
-        Caller::Bearer { principal, token } => {
-            if route.auth.bearer().is_some_and(|b| !b.forward_authorization) {
+        Caller::Bearer { principal, token, in_header } => {
+            if !in_header || route.auth.bearer().is_some_and(|b| !b.forward_authorization) {
                 headers.remove(http::header::AUTHORIZATION);
             }
             (principal, token)
         }
-        Caller::Session { principal, access_token } => (principal, access_token),
+        Caller::Session { principal, access_token } => {
+            headers.remove(http::header::AUTHORIZATION);
+            if route.pass_authorization_header {
+                if let Ok(v) = HeaderValue::from_str(&format!("Bearer {access_token}")) {
+                    headers.insert(http::header::AUTHORIZATION, v);
+                }
+            }
+            (principal, access_token)
+        }
     };
     let mut set = |name: &'static str, value: &str| {
         match HeaderValue::from_bytes(value.as_bytes()) {
@@ -424,13 +442,15 @@ fn set_identity(headers: &mut HeaderMap, route: &Route, caller: &Caller) {
 /// The host the client asked for: the URI authority (HTTP/2, absolute form) or `Host`, without port.
 fn request_host<B>(req: &Request<B>) -> Option<&str> {
     if let Some(host) = req.uri().host() {
-        return Some(host);
+        return Some(host.strip_suffix('.').unwrap_or(host));
     }
     let value = req.headers().get(HOST)?.to_str().ok()?;
     let host = match value.rfind(':') {
         Some(i) if !value.ends_with(']') => &value[..i],
         _ => value,
     };
+    // `admin.example.com.` is the same name as `admin.example.com`.
+    let host = host.strip_suffix('.').unwrap_or(host);
     (!host.is_empty()).then_some(host)
 }
 
@@ -486,6 +506,21 @@ fn set_forwarding(headers: &mut HeaderMap, conn: &Conn, host: Option<HeaderValue
         if let Some(h) = host {
             headers.insert(X_FORWARDED_HOST.clone(), h);
         }
+    }
+}
+
+struct InFlight<'a>(&'a prometheus::IntGauge);
+
+impl<'a> InFlight<'a> {
+    fn new(gauge: &'a prometheus::IntGauge) -> InFlight<'a> {
+        gauge.inc();
+        InFlight(gauge)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -555,6 +590,7 @@ mod tests {
             auth: crate::config::RouteAuth::None,
             rules: Default::default(),
             pass_access_token: false,
+            pass_authorization_header: false,
             claim_headers: Vec::new(),
             upstream_token: None,
         }
@@ -590,6 +626,7 @@ mod tests {
         assert_eq!(request_host(&req("Example.com:8080")), Some("Example.com"));
         assert_eq!(request_host(&req("[::1]")), Some("[::1]"));
         assert_eq!(request_host(&req("[::1]:80")), Some("[::1]"));
+        assert_eq!(request_host(&req("admin.example.com.:443")), Some("admin.example.com"));
         assert_eq!(request_host(&Request::builder().uri("/x").body(()).unwrap()), None);
     }
 }

@@ -156,10 +156,15 @@ fn utf8_len(first: u8) -> usize {
     }
 }
 
-/// True when `path` is under `prefix` on a segment boundary (`/api` matches `/api/x`, not `/apix`).
+/// True when `path` is under `prefix` on a segment boundary: `/api` and `/api/` both match
+/// `/api`, `/api/x` and `/api;jsessionid=1/x` (servlet containers drop `;params`, so `;` ends a
+/// segment too), never `/apix`. Matching is case-sensitive.
 fn prefix_matches(prefix: &str, path: &str) -> bool {
-    path.starts_with(prefix)
-        && (prefix.ends_with('/') || path.len() == prefix.len() || path.as_bytes()[prefix.len()] == b'/')
+    if prefix == "/" {
+        return true;
+    }
+    let base = prefix.strip_suffix('/').unwrap_or(prefix);
+    path.starts_with(base) && matches!(path.as_bytes().get(base.len()), None | Some(b'/') | Some(b';'))
 }
 
 /// The route table: routes grouped by host kind, each group sorted by prefix length, longest first.
@@ -291,6 +296,7 @@ mod tests {
             auth: crate::config::RouteAuth::None,
             rules: Default::default(),
             pass_access_token: false,
+            pass_authorization_header: false,
             claim_headers: Vec::new(),
             upstream_token: None,
         }
@@ -310,6 +316,9 @@ mod tests {
         assert_eq!(name("x", "/api"), Some("api"));
         assert_eq!(name("x", "/api/x"), Some("api"));
         assert_eq!(name("x", "/apix"), Some("root"));
+        assert_eq!(name("x", "/api;jsessionid=1/secret"), Some("api"), "`;` ends a segment");
+        assert_eq!(name("x", "/api/v2"), Some("api-v2"), "a trailing-slash prefix matches without it");
+        assert_eq!(name("x", "/api/v2;x"), Some("api-v2"));
         assert_eq!(name("x", "/api/v2/x"), Some("api-v2"));
         assert_eq!(name("b.example.com", "/api/x"), Some("wild"));
         assert_eq!(name("a.example.com", "/api/x"), Some("exact"));

@@ -145,6 +145,13 @@ path = "/api/"
 upstream = "http://{echo}"
 
 [[route]]
+auth = "login"
+name = "with-token"
+path = "/with-token/"
+upstream = "http://{echo}"
+pass_authorization_header = true
+
+[[route]]
 auth = "none"
 name = "public"
 path = "/public/"
@@ -1010,4 +1017,26 @@ fn a_session_ends_at_its_lifetime_even_if_the_browser_keeps_the_cookie() {
     wait_until("the session to expire", Duration::from_secs(10), || works(&w.gw, &cookie).is_none().then_some(()));
     assert!(started.elapsed() >= Duration::from_millis(500), "ended too early");
     assert_eq!(get_with(w.gw.addr, "/", &cookie, HTML).status, 302);
+}
+
+// ---- 12. Authorization on session routes -------------------------------------------------------
+
+/// A signed-in browser's own `Authorization` header was never checked, so it never reaches the
+/// upstream (a forged bearer token next to a valid session must not look verified). A route may
+/// instead ask for the session's access token as `Authorization: Bearer`.
+#[test]
+fn only_verified_or_session_authorization_reaches_the_upstream() {
+    let w = World::start(&cookie_store(SECRET), "", &[]);
+    let done = login::login(&w.public, "/", "kim");
+    let cookie = done.cookie_header();
+    let forged = ("Authorization", "Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJhZG1pbiJ9.");
+    let r = get(w.gw.addr, "/", &[("Cookie", &cookie), JSON, forged]);
+    let v = echoed(&r);
+    assert_eq!(upstream_header(&v, "x-forwarded-user").as_deref(), Some("kim"));
+    assert_eq!(upstream_header(&v, "authorization"), None, "an unchecked Authorization was forwarded: {v}");
+    let session_token = upstream_header(&v, "x-forwarded-access-token").unwrap();
+
+    let r = get(w.gw.addr, "/with-token/x", &[("Cookie", &cookie), JSON, forged]);
+    let v = echoed(&r);
+    assert_eq!(upstream_header(&v, "authorization"), Some(format!("Bearer {session_token}")), "{v}");
 }

@@ -280,3 +280,21 @@ async fn admin_endpoints_and_access_log() {
     assert_eq!(v["status"], 200);
     assert_eq!(v["method"], "GET");
 }
+
+/// Only WebSocket upgrades are tunnelled. An `h2c` upgrade (which would let later requests on
+/// the tunnel skip the route's checks) is forwarded as a plain request without its upgrade
+/// headers, and the client gets the upstream's ordinary answer, not 101.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_upgrade_is_not_tunnelled() {
+    let up = echo_upstream().await;
+    let gw = Gateway::start(&config(up, ""));
+    let r = raw(
+        gw.addr,
+        b"GET /public/x HTTP/1.1\r\nHost: gateway.test\r\nConnection: Upgrade, HTTP2-Settings, close\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n",
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let h = &r.json()["headers"];
+    for gone in ["upgrade", "http2-settings", "connection"] {
+        assert!(h.get(gone).is_none(), "{gone} reached the upstream: {h}");
+    }
+}

@@ -185,11 +185,21 @@ impl IssuerState {
             return;
         }
         self.last_refetch_ms.store(now, Ordering::Release);
+        // Cleared and announced on drop: a caller that goes away mid-fetch (client reset)
+        // must not leave the gate closed for everyone after it.
+        let _fetching = FetchingGuard(self);
         if let Err(e) = self.fetch_keys(client, metrics).await {
             tracing::warn!(issuer = %self.config.name, error = %e, "key set refetch failed; keeping the last good keys");
         }
-        self.fetching.store(false, Ordering::Release);
-        self.fetched.notify_waiters();
+    }
+}
+
+struct FetchingGuard<'a>(&'a IssuerState);
+
+impl Drop for FetchingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetching.store(false, Ordering::Release);
+        self.0.fetched.notify_waiters();
     }
 }
 

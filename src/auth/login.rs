@@ -492,6 +492,11 @@ impl LoginService {
     /// `/oauth2/sign_out?rd=...`: the session and all its cookies go; then the provider's
     /// end-session endpoint when it has one.
     async fn sign_out(&self, req: &Request<Incoming>) -> Response<Body> {
+        // A link on another site must not sign users out (logout CSRF); browsers say where a
+        // navigation came from in Sec-Fetch-Site.
+        if header_str(req.headers(), "sec-fetch-site").is_some_and(|s| s.eq_ignore_ascii_case("cross-site")) {
+            return page(StatusCode::FORBIDDEN, "Sign-out refused", "Sign-out must be started from this site.");
+        }
         let session = self.sessions.load(req.headers()).await.ok().flatten();
         let rd = query_param(req.uri().query(), "rd").unwrap_or_else(|| "/".into());
         let rd = safe_target(&rd, &self.cfg.public_url, &self.cfg.allowed_redirect_hosts);

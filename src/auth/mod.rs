@@ -184,7 +184,8 @@ type TokenHash = [u8; 32];
 pub struct Authenticator {
     issuers: Vec<Arc<IssuerState>>,
     verified: moka::sync::Cache<TokenHash, Arc<Principal>>,
-    introspected: moka::future::Cache<TokenHash, Answer>,
+    /// Keyed by issuer and token: one issuer's answer says nothing about another's.
+    introspected: moka::future::Cache<(usize, TokenHash), Answer>,
     client: IdpClient,
     metrics: AuthMetrics,
 }
@@ -204,8 +205,8 @@ struct AnswerExpiry {
     inactive: Vec<Duration>,
 }
 
-impl moka::Expiry<TokenHash, Answer> for AnswerExpiry {
-    fn expire_after_create(&self, _: &TokenHash, a: &Answer, _: std::time::Instant) -> Option<Duration> {
+impl moka::Expiry<(usize, TokenHash), Answer> for AnswerExpiry {
+    fn expire_after_create(&self, _: &(usize, TokenHash), a: &Answer, _: std::time::Instant) -> Option<Duration> {
         Some(match a {
             Answer::Active(p) => Duration::from_secs(p.expires_at.saturating_sub(unix_now())),
             Answer::Inactive => self.inactive.iter().copied().min().unwrap_or(Duration::from_secs(10)),
@@ -370,7 +371,7 @@ impl Authenticator {
             issuer.introspection_endpoint().ok_or(AuthError::Unavailable("the issuer's metadata is not loaded yet"))?;
         let answer = self
             .introspected
-            .try_get_with(key, async {
+            .try_get_with((index, key), async {
                 let result =
                     introspection::introspect(&self.client, &endpoint, index, &issuer.config, token, unix_now()).await;
                 let outcome = match &result {

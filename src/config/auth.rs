@@ -146,6 +146,7 @@ pub(super) struct RouteAuthParts {
     pub auth: RouteAuth,
     pub rules: Rules,
     pub pass_access_token: bool,
+    pub pass_authorization_header: bool,
     pub claim_headers: Vec<(HeaderName, Vec<String>)>,
 }
 
@@ -195,7 +196,19 @@ pub(super) fn route_auth(c: &mut Check, i: usize, r: &mut RawRoute, issuers: &[I
             Err(_) => c.err(at(&format!("claim_headers.{name}")), "invalid header name"),
         }
     }
-    RouteAuthParts { auth, rules, pass_access_token: r.pass_access_token, claim_headers }
+    if r.pass_authorization_header && !matches!(auth, RouteAuth::Login | RouteAuth::LoginOrBearer(_)) {
+        c.err(
+            at("pass_authorization_header"),
+            "only applies to login routes (a bearer caller's own header is forwarded as is)",
+        );
+    }
+    RouteAuthParts {
+        auth,
+        rules,
+        pass_access_token: r.pass_access_token,
+        pass_authorization_header: r.pass_authorization_header,
+        claim_headers,
+    }
 }
 
 fn bearer(c: &mut Check, i: usize, r: &RawRoute, issuers: &[Issuer]) -> Bearer {

@@ -195,6 +195,7 @@ pub(super) fn egress(c: &mut Check, raw: Vec<RawEgress>, clients: &[Client], def
             auth: RouteAuth::None,
             rules: Rules::default(),
             pass_access_token: false,
+            pass_authorization_header: false,
             claim_headers: Vec::new(),
             upstream_token,
         };

@@ -111,6 +111,8 @@ pub struct Route {
     pub rules: Rules,
     /// Send the caller's access token upstream in `X-Forwarded-Access-Token`.
     pub pass_access_token: bool,
+    /// For session callers, send the session's access token as `Authorization: Bearer`.
+    pub pass_authorization_header: bool,
     /// Extra identity headers: header name → claim path.
     pub claim_headers: Vec<(http::HeaderName, Vec<String>)>,
     /// A client-credentials token to send upstream instead of the caller's credential.

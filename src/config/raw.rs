@@ -209,6 +209,8 @@ pub struct RawRoute {
     pub forward_authorization: Option<bool>,
     #[serde(default)]
     pub pass_access_token: bool,
+    #[serde(default)]
+    pub pass_authorization_header: bool,
     pub realm: Option<String>,
     pub rules: Option<RawRules>,
     #[serde(default)]

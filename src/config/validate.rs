@@ -244,6 +244,7 @@ fn routes(
             auth: parts.auth,
             rules: parts.rules,
             pass_access_token: parts.pass_access_token,
+            pass_authorization_header: parts.pass_authorization_header,
             claim_headers: parts.claim_headers,
             upstream_token: super::clients::upstream_token(
                 c,

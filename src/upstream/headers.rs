@@ -15,6 +15,8 @@ pub const HOP_BY_HOP: &[&str] = &[
     "trailer",
     "transfer-encoding",
     "upgrade",
+    // Only meaningful with `Upgrade: h2c`, which is never forwarded.
+    "http2-settings",
 ];
 
 /// Identity headers the gateway sets; any client-sent copy is always removed.
@@ -32,7 +34,22 @@ pub const IDENTITY: &[&str] = &[
 ];
 
 /// Forwarding headers: kept (and appended to) only when the peer is a trusted proxy.
-pub const FORWARDING: &[&str] = &["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "x-real-ip"];
+/// Some frameworks take the request's path or scheme from the last few.
+pub const FORWARDING: &[&str] = &[
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "forwarded",
+    "x-real-ip",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-ssl",
+    "x-forwarded-scheme",
+    "x-forwarded-uri",
+    "x-original-url",
+    "x-original-uri",
+    "x-rewrite-url",
+];
 
 /// Names the gateway protects: the fixed lists plus configured claim headers.
 #[derive(Debug, Clone)]
@@ -65,10 +82,14 @@ impl Protected {
     }
 
     /// Cleans a client request's headers before they go upstream. Returns the `Upgrade` value
-    /// when the client asked for a protocol upgrade (`Connection: upgrade`), which the caller
-    /// forwards deliberately.
+    /// when the client asked for a WebSocket upgrade (`Connection: upgrade`, `Upgrade:
+    /// websocket`), which the caller forwards deliberately. Other upgrades (such as `h2c`) are
+    /// dropped: a tunnel to the upstream would carry later requests past the route's checks.
     pub fn clean_request(&self, headers: &mut HeaderMap, trusted_peer: bool) -> Option<HeaderValue> {
-        let upgrade = if connection_has(headers, "upgrade") { headers.get(UPGRADE).cloned() } else { None };
+        let upgrade = headers
+            .get(UPGRADE)
+            .filter(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket") && connection_has(headers, "upgrade"))
+            .cloned();
         remove_connection_listed(headers);
         for name in HOP_BY_HOP {
             headers.remove(*name);
@@ -196,6 +217,20 @@ mod tests {
         assert_eq!(up.unwrap(), "websocket");
         assert!(!h.contains_key("upgrade") && !h.contains_key("connection"));
         assert!(h.contains_key("sec-websocket-key"));
+    }
+
+    #[test]
+    fn only_websocket_upgrades_are_kept() {
+        let mut h = map(&[
+            ("connection", "Upgrade, HTTP2-Settings"),
+            ("upgrade", "h2c"),
+            ("http2-settings", "AAMAAABkAAQAAP__"),
+        ]);
+        assert!(Protected::default().clean_request(&mut h, false).is_none());
+        assert!(h.is_empty(), "{h:?}");
+        let mut h = map(&[("connection", "keep-alive"), ("upgrade", "websocket"), ("http2-settings", "x")]);
+        assert!(Protected::default().clean_request(&mut h, false).is_none(), "no Connection: upgrade");
+        assert!(h.is_empty(), "{h:?}");
     }
 
     #[test]
