@@ -13,7 +13,7 @@ use super::{unix_now, Principal};
 use crate::config::{Login, SessionStore};
 
 /// One signed-in browser.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 pub struct Session {
     /// Random, 256 bits; with Redis it is the cookie's value.
     pub id: String,
@@ -29,6 +29,18 @@ pub struct Session {
     pub access_issued: u64,
     pub created: u64,
     pub seen: u64,
+}
+
+/// Tokens stay out of logs and panics.
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("sub", &self.claims.get("sub"))
+            .field("access_exp", &self.access_exp)
+            .field("created", &self.created)
+            .field("seen", &self.seen)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Session {
@@ -67,7 +79,7 @@ impl Sessions {
     pub fn new(cfg: &Login) -> Result<Sessions, RedisError> {
         let backend = match &cfg.store {
             SessionStore::Cookie => Backend::Cookie,
-            SessionStore::Redis(url) => Backend::Redis(Redis::from_url(url)?),
+            SessionStore::Redis(url) => Backend::Redis(Redis::from_url(url.expose())?),
         };
         Ok(Sessions {
             sealer: Sealer::new(&cfg.cookie_secrets),
@@ -244,4 +256,29 @@ pub fn random_token() -> String {
         return String::new();
     }
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_tokens() {
+        let s = Session {
+            id: "session-id-secret".into(),
+            claims: serde_json::json!({"sub": "ann"}),
+            id_token: "id.token.secret".into(),
+            access_token: "access-secret".into(),
+            refresh_token: Some("refresh-secret".into()),
+            access_exp: 1,
+            access_issued: 0,
+            created: 0,
+            seen: 0,
+        };
+        let shown = format!("{s:?}");
+        assert!(shown.contains("ann"), "{shown}");
+        for secret in ["session-id-secret", "id.token.secret", "access-secret", "refresh-secret"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+    }
 }

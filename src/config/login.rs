@@ -50,7 +50,8 @@ impl Login {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionStore {
     Cookie,
-    Redis(String),
+    /// The URL may hold a password.
+    Redis(Secret),
 }
 
 /// Client authentication at the token endpoint.
@@ -115,7 +116,7 @@ pub(super) fn login(c: &mut Check, raw: Option<RawLogin>, issuers: &[Issuer], ba
         None | Some("cookie") => SessionStore::Cookie,
         Some("redis") => match r.redis_url {
             Some(u) => match crate::auth::redis::Redis::from_url(&u) {
-                Ok(_) => SessionStore::Redis(u),
+                Ok(_) => SessionStore::Redis(Secret::new(u)),
                 Err(e) => {
                     c.err("login.redis_url", e.to_string());
                     SessionStore::Cookie
