@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::cookie;
 use super::id_token::{self, constant_time_eq, Expect};
 use super::redirect::safe_target;
-use super::session::{random_token, Session, SessionError, Sessions};
+use super::session::{random_token, Session, SessionError, Sessions, Write};
 use super::{unix_now, AuthError, Authenticator, Principal};
 use crate::body::Body;
 use crate::config::{Bearer, Config, Login, TokenSource};
@@ -276,7 +276,7 @@ impl LoginService {
             seen: now,
         };
         let mut resp = redirect(&flow.rd);
-        self.sessions.save(&session, req_headers, resp.headers_mut()).await.map_err(LoginFailure::Store)?;
+        self.sessions.save(&session, Write::New, req_headers, resp.headers_mut()).await.map_err(LoginFailure::Store)?;
         let sub = session.claims.get("sub").and_then(Value::as_str).unwrap_or("");
         tracing::info!(sub, "signed in");
         Ok(resp)
@@ -352,7 +352,11 @@ impl LoginService {
         }
         let mut set_cookie = HeaderMap::new();
         if changed {
-            self.sessions.save(&session, headers, &mut set_cookie).await.map_err(store_unavailable)?;
+            match self.sessions.save(&session, Write::Update, headers, &mut set_cookie).await {
+                Ok(()) => {}
+                Err(SessionError::Gone) => return Ok(None),
+                Err(e) => return Err(store_unavailable(e)),
+            }
         }
         let principal = session
             .principal(self.cfg.issuer, self.cfg.lifetime)
@@ -420,8 +424,9 @@ impl LoginService {
                     let result = match self.sessions.load_id(&session.id).await {
                         Ok(Some(stored)) if changed(&stored) => Refreshed::Fresh(stored),
                         Ok(Some(_)) => match self.do_refresh(session.clone(), token.clone()).await {
-                            Refreshed::Fresh(fresh) => match self.sessions.store(&fresh).await {
+                            Refreshed::Fresh(fresh) => match self.sessions.store(&fresh, Write::Update).await {
                                 Ok(()) => Refreshed::Fresh(fresh),
+                                Err(SessionError::Gone) => Refreshed::Ended,
                                 Err(e) => store_failed(e),
                             },
                             other => other,

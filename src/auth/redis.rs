@@ -130,6 +130,13 @@ impl Redis {
         self.cmd(&[b"SET", key.as_bytes(), value, b"EX", secs.as_bytes()]).await.map(drop)
     }
 
+    /// `SET key value EX ttl XX`: replaces the value only if the key still exists. False when
+    /// it was gone (deleted by a sign-out or logout meanwhile).
+    pub async fn replace_ex(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, RedisError> {
+        let secs = ttl.as_secs().max(1).to_string();
+        Ok(self.cmd(&[b"SET", key.as_bytes(), value, b"EX", secs.as_bytes(), b"XX"]).await? == Reply::Ok)
+    }
+
     pub async fn del(&self, keys: &[&str]) -> Result<(), RedisError> {
         let mut args: Vec<&[u8]> = vec![b"DEL"];
         args.extend(keys.iter().map(|k| k.as_bytes()));

@@ -55,6 +55,16 @@ pub enum SessionError {
     Redis(#[from] RedisError),
     #[error("sealing the session failed")]
     Seal,
+    /// The session was removed (sign-out, back-channel logout) while this request used it.
+    #[error("the session has ended")]
+    Gone,
+}
+
+/// Whether a write creates a session or updates one that must still exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Write {
+    New,
+    Update,
 }
 
 enum Backend {
@@ -155,13 +165,21 @@ impl Sessions {
     }
 
     /// Writes `session` to the shared store (no cookies; nothing to do for the cookie store).
-    pub async fn store(&self, session: &Session) -> Result<(), SessionError> {
+    /// An update never brings back a session that was removed meanwhile.
+    pub async fn store(&self, session: &Session, write: Write) -> Result<(), SessionError> {
         let Backend::Redis(redis) = &self.backend else { return Ok(()) };
         let json = serde_json::to_vec(session).map_err(|_| SessionError::Seal)?;
         let sealed = self.sealer.seal(SESSION_PURPOSE, &json).ok_or(SessionError::Seal)?;
         let remaining = Duration::from_secs((session.created + self.lifetime.as_secs()).saturating_sub(unix_now()));
         let key = redis_key(&session.id);
-        redis.set_ex(&key, sealed.as_bytes(), remaining.min(self.idle)).await?;
+        match write {
+            Write::New => redis.set_ex(&key, sealed.as_bytes(), remaining.min(self.idle)).await?,
+            Write::Update => {
+                if !redis.replace_ex(&key, sealed.as_bytes(), remaining.min(self.idle)).await? {
+                    return Err(SessionError::Gone);
+                }
+            }
+        }
         for index in logout_indexes(session) {
             redis.sadd_ex(&index, &key, remaining).await?;
         }
@@ -169,7 +187,13 @@ impl Sessions {
     }
 
     /// Stores `session` and writes its cookie(s) into `out`, clearing stale chunks.
-    pub async fn save(&self, session: &Session, req: &HeaderMap, out: &mut HeaderMap) -> Result<(), SessionError> {
+    pub async fn save(
+        &self,
+        session: &Session,
+        write: Write,
+        req: &HeaderMap,
+        out: &mut HeaderMap,
+    ) -> Result<(), SessionError> {
         let remaining = Duration::from_secs((session.created + self.lifetime.as_secs()).saturating_sub(unix_now()));
         let present = cookie::present(req, &self.cookie_name);
         match &self.backend {
@@ -179,7 +203,7 @@ impl Sessions {
                 cookie::write(out, &self.cookie_name, &sealed, remaining, self.attrs, &present)
             }
             Backend::Redis(_) => {
-                self.store(session).await?;
+                self.store(session, write).await?;
                 cookie::write(out, &self.cookie_name, &session.id, remaining, self.attrs, &present);
             }
         }
