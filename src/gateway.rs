@@ -23,7 +23,7 @@ use crate::auth::{rules, token, AuthError, Authenticator, Principal};
 use crate::body::{Body, LimitedBody};
 use crate::config::{Bearer, Config, IncomingAuthorization, IpRange, Route, RouteAuth};
 use crate::error::GatewayError;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RouteMetrics};
 use crate::router::{normalize_path, Router};
 use crate::upstream::credentials::Credentials;
 use crate::upstream::headers::{clean_response, Protected};
@@ -112,6 +112,9 @@ pub struct Gateway {
     proxy: Proxy,
     protected: Protected,
     metrics: Metrics,
+    /// Per-route handles by `Route::id` (its position in the route table), and one for "no route".
+    route_metrics: Vec<RouteMetrics>,
+    no_route_metrics: RouteMetrics,
     access_log: bool,
     ids: RequestIds,
 }
@@ -134,7 +137,11 @@ impl Gateway {
             });
             r.claim_headers.iter().map(|(h, _)| h.clone()).chain(moved)
         });
+        let route_metrics = router.routes().iter().map(|r| RouteMetrics::new(&metrics, &r.name)).collect();
+        let no_route_metrics = RouteMetrics::new(&metrics, "-");
         Gateway {
+            route_metrics,
+            no_route_metrics,
             router,
             auth,
             login,
@@ -168,8 +175,8 @@ impl Gateway {
         };
         resp.headers_mut().insert(X_REQUEST_ID.clone(), request_id.clone());
         let elapsed = started.elapsed();
-        self.metrics.requests.with_label_values(&[route_name, resp.status().as_str()]).inc();
-        self.metrics.duration.with_label_values(&[route_name]).observe(elapsed.as_secs_f64());
+        let stats = route.and_then(|r| self.route_metrics.get(r.id)).unwrap_or(&self.no_route_metrics);
+        stats.record(&self.metrics, resp.status(), elapsed.as_secs_f64());
         if let Some(method) = method {
             tracing::info!(
                 target: "tollgate::access",

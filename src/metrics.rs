@@ -1,8 +1,9 @@
 //! Prometheus metrics, registered on an explicit registry (never the global one) so tests and
 //! several gateways in one process do not share state.
 
+use http::StatusCode;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
 #[derive(Clone)]
@@ -75,5 +76,31 @@ impl Metrics {
             tracing::warn!(error = %e, "encoding metrics");
         }
         buf
+    }
+}
+
+/// Status codes whose counters are looked up once per route rather than on every request.
+const COMMON_CODES: [u16; 12] = [200, 201, 204, 301, 302, 304, 400, 401, 403, 404, 502, 503];
+
+/// One route's metric handles, resolved at start: recording a request then touches only
+/// atomics, never the label map (hashing and a lock shared by all workers).
+pub struct RouteMetrics {
+    name: String,
+    duration: Histogram,
+    codes: Vec<IntCounter>,
+}
+
+impl RouteMetrics {
+    pub fn new(metrics: &Metrics, route: &str) -> RouteMetrics {
+        let codes = COMMON_CODES.iter().map(|c| metrics.requests.with_label_values(&[route, &c.to_string()])).collect();
+        RouteMetrics { name: route.to_string(), duration: metrics.duration.with_label_values(&[route]), codes }
+    }
+
+    pub fn record(&self, metrics: &Metrics, status: StatusCode, seconds: f64) {
+        match COMMON_CODES.iter().position(|&c| c == status.as_u16()) {
+            Some(i) => self.codes[i].inc(),
+            None => metrics.requests.with_label_values(&[&self.name, status.as_str()]).inc(),
+        }
+        self.duration.observe(seconds);
     }
 }

@@ -183,7 +183,8 @@ pub(super) fn egress(c: &mut Check, raw: Vec<RawEgress>, clients: &[Client], def
             }),
         };
         let route = Route {
-            id: usize::MAX,
+            // The only route of its listener's own route table.
+            id: 0,
             name: name.clone(),
             host: None,
             path: "/".into(),

@@ -94,7 +94,8 @@ pub struct UpstreamClient {
 
 #[derive(Debug, Clone)]
 pub struct Route {
-    /// Position in the file, used to index per-route state.
+    /// Position in its route table (the file's order; 0 for an egress listener's one route),
+    /// used to index per-route state.
     pub id: usize,
     pub name: String,
     pub host: Option<HostPattern>,
