@@ -190,6 +190,12 @@ pub struct Authenticator {
     metrics: AuthMetrics,
 }
 
+/// Memory for verified tokens (about 30,000 typical access tokens): bounded by bytes, not by
+/// count, so a flood of distinct tokens cannot grow the process past it.
+const VERIFIED_CACHE_BYTES: u64 = 32 << 20;
+/// Memory for introspection answers.
+const INTROSPECTION_CACHE_BYTES: u64 = 8 << 20;
+
 /// Verified tokens live until their `exp`, and never longer than this.
 const VERIFIED_MAX_TTL: Duration = Duration::from_secs(3600);
 
@@ -232,9 +238,17 @@ impl Authenticator {
             config.issuers.iter().filter_map(|i| i.introspection.as_ref()).map(|c| c.cache_inactive).collect();
         Arc::new(Authenticator {
             issuers,
-            verified: moka::sync::Cache::builder().max_capacity(100_000).expire_after(UntilExp).build(),
+            verified: moka::sync::Cache::builder()
+                .weigher(|_, p: &Arc<Principal>| p.approx_size())
+                .max_capacity(VERIFIED_CACHE_BYTES)
+                .expire_after(UntilExp)
+                .build(),
             introspected: moka::future::Cache::builder()
-                .max_capacity(100_000)
+                .weigher(|_, a: &Answer| match a {
+                    Answer::Active(p) => p.approx_size(),
+                    Answer::Inactive => 64,
+                })
+                .max_capacity(INTROSPECTION_CACHE_BYTES)
                 .expire_after(AnswerExpiry { inactive })
                 .build(),
             client,

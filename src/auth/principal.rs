@@ -47,6 +47,21 @@ impl Principal {
         Some(v)
     }
 
+    /// Roughly how many bytes this principal holds, for caches bounded by memory.
+    pub fn approx_size(&self) -> u32 {
+        fn walk(v: &Value) -> usize {
+            32 + match v {
+                Value::String(s) => s.len(),
+                Value::Array(items) => items.iter().map(walk).sum(),
+                Value::Object(map) => map.iter().map(|(k, v)| k.len() + walk(v)).sum(),
+                _ => 0,
+            }
+        }
+        let strings: usize = self.groups.iter().chain(&self.scopes).map(|s| s.len() + 24).sum();
+        // The struct, the cache's own entry and the Arc come to about 400 bytes.
+        u32::try_from(400 + self.subject.len() + strings + walk(&self.claims)).unwrap_or(u32::MAX)
+    }
+
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes.iter().any(|s| s == scope)
     }
