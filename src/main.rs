@@ -60,6 +60,10 @@ fn dev(listen: std::net::SocketAddr) -> ExitCode {
         Ok((rt, setup, file)) => {
             let code = run_loaded(&file, Some((&setup, &file)));
             drop(rt);
+            // The configuration was there to copy while tollgate dev ran; its secrets go with it.
+            if let Some(dir) = file.parent() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
             code
         }
         Err(e) => {
