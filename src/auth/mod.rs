@@ -190,8 +190,8 @@ pub struct Authenticator {
     metrics: AuthMetrics,
 }
 
-/// Memory for verified tokens (about 30,000 typical access tokens): bounded by bytes, not by
-/// count, so a flood of distinct tokens cannot grow the process past it.
+/// Memory for verified tokens (by the estimate, about 12,000 typical access tokens): bounded by
+/// bytes, not by count, so a flood of distinct tokens cannot grow the process past it.
 const VERIFIED_CACHE_BYTES: u64 = 32 << 20;
 /// Memory for introspection answers.
 const INTROSPECTION_CACHE_BYTES: u64 = 8 << 20;
