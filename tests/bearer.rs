@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{admin, dead_port, echo_upstream, get, Gateway, RawResponse, BASE};
+use common::{admin, dead_port, echo, get, metric, wait_until, Gateway, RawResponse, BASE};
 use idp::{jwt_parts, key_file, kid_of, Idp, IdpOptions, API_RESOURCE};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
@@ -25,19 +25,6 @@ use serde_json::{json, Value};
 
 /// The `kid` the provider signs with by default (`keys/rsa1.json`).
 const KID1: &str = "test-rsa-1";
-
-/// An echo upstream (see `common::echo_upstream`) on its own small runtime, so the tests
-/// themselves can stay plain blocking `#[test]`s.
-struct Echo {
-    addr: SocketAddr,
-    _rt: tokio::runtime::Runtime,
-}
-
-fn echo() -> Echo {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let addr = rt.block_on(echo_upstream());
-    Echo { addr, _rt: rt }
-}
 
 /// One `[[issuer]]` named `idp` for `url`: audience `API_RESOURCE`, `typ` must be `at+jwt`,
 /// unknown-`kid` refetches at most once a second, and introspection as the `gateway` client.
@@ -75,18 +62,6 @@ fn route_toml(name: &str, path: &str, upstream: SocketAddr, keys: &str, rules: &
     s
 }
 
-/// Polls `f` every 25 ms until it returns `Some`, failing after `limit`.
-fn wait_until<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
-
 fn wait_ready(gw: &Gateway) {
     wait_until("/readyz to answer 200", Duration::from_secs(20), || (admin(gw, "/readyz").status == 200).then_some(()));
 }
@@ -96,32 +71,6 @@ fn start_ready(config: &str) -> Gateway {
     let gw = Gateway::start(&format!("{BASE}{config}"));
     wait_ready(&gw);
     gw
-}
-
-/// The sum of the samples of metric `name` whose labels include every pair in `labels`
-/// (0 when there is none).
-fn metric(gw: &Gateway, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let text = admin(gw, "/metrics").body;
-    let mut total = 0.0;
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some((series, value)) = line.rsplit_once(' ') else { continue };
-        let (metric_name, label_text) = match series.split_once('{') {
-            Some((n, rest)) => (n, rest.trim_end_matches('}')),
-            None => (series, ""),
-        };
-        if metric_name != name {
-            continue;
-        }
-        let present: Vec<(&str, &str)> = label_text
-            .split(',')
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (k.trim(), v.trim().trim_matches('"')))
-            .collect();
-        if labels.iter().all(|want| present.contains(want)) {
-            total += value.parse::<f64>().unwrap_or_else(|_| panic!("bad sample {line:?}"));
-        }
-    }
-    total
 }
 
 fn now() -> u64 {

@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{admin, dead_port, echo_upstream, get, Gateway, RawResponse, BASE};
+use common::{admin, dead_port, echo, get, wait_until, Echo, Gateway, RawResponse, BASE};
 use idp::{jwt_parts, key_file, Idp, IdpOptions, API_RESOURCE};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use login::{encode, query_param};
@@ -35,28 +35,6 @@ const HTML: (&str, &str) = ("Accept", "text/html,application/xhtml+xml");
 const JSON: (&str, &str) = ("Accept", "application/json");
 
 // ---- harness ------------------------------------------------------------------------------------
-
-struct Echo {
-    addr: SocketAddr,
-    _rt: tokio::runtime::Runtime,
-}
-
-fn echo() -> Echo {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let addr = rt.block_on(echo_upstream());
-    Echo { addr, _rt: rt }
-}
-
-fn wait_until<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
 
 /// The login section's store and secret lines for the cookie store.
 fn cookie_store(secret: &str) -> String {

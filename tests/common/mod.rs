@@ -313,3 +313,58 @@ pub fn dead_port() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap()
 }
+
+/// An echo upstream (see [`echo_upstream`]) on its own small runtime, so tests can stay plain
+/// blocking `#[test]`s.
+pub struct Echo {
+    pub addr: SocketAddr,
+    _rt: tokio::runtime::Runtime,
+}
+
+pub fn echo() -> Echo {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let addr = rt.block_on(echo_upstream());
+    Echo { addr, _rt: rt }
+}
+
+/// Polls `f` every 25 ms until it returns `Some`, failing after `limit`.
+pub fn wait_until<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// The sum of the samples of metric `name` on the gateway's admin listener whose labels include
+/// every pair in `labels` (0 when there is none).
+pub fn metric(gw: &Gateway, name: &str, labels: &[(&str, &str)]) -> f64 {
+    metric_in(&admin(gw, "/metrics").body, name, labels)
+}
+
+/// [`metric`] over a Prometheus text exposition already fetched.
+pub fn metric_in(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let mut total = 0.0;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else { continue };
+        let (metric_name, label_text) = match series.split_once('{') {
+            Some((n, rest)) => (n, rest.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        if metric_name != name {
+            continue;
+        }
+        let present: Vec<(&str, &str)> = label_text
+            .split(',')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.trim(), v.trim().trim_matches('"')))
+            .collect();
+        if labels.iter().all(|want| present.contains(want)) {
+            total += value.parse::<f64>().unwrap_or_else(|_| panic!("bad sample {line:?}"));
+        }
+    }
+    total
+}
