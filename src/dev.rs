@@ -346,7 +346,7 @@ fn redirect_error(redirect_uri: &str, error: &str, state: &str, iss: &str) -> Re
 }
 
 fn remembered_user(req: &Request<Incoming>) -> Option<String> {
-    crate::auth::cookie::request_cookies(req.headers())
+    crate::util::cookies(req.headers())
         .find(|(n, _)| *n == "dev_issuer_user")
         .map(|(_, v)| v.to_string())
         .filter(|v| !v.is_empty())

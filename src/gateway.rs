@@ -301,7 +301,11 @@ impl Gateway {
                 return Err(GatewayError::PayloadTooLarge);
             }
         }
-        let original_host = request_host(&req).and_then(|h| HeaderValue::from_str(h).ok());
+        // The host as the client sent it (port included), without parsing it again.
+        let original_host = match req.headers().get(HOST) {
+            Some(h) => Some(h.clone()),
+            None => req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+        };
         let upgrade = self.protected.clean_request(req.headers_mut(), conn.trusted);
         if let Some(login) = &self.login {
             login.strip_cookies(req.headers_mut());
@@ -575,32 +579,11 @@ fn hex_into(out: &mut [u8], mut v: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Upstream;
-    use http::uri::{Authority, Scheme};
 
     fn route(path: &str, strip: bool, base: &str) -> Route {
-        Route {
-            id: 0,
-            name: "r".into(),
-            host: None,
-            path: path.into(),
-            upstream: Upstream {
-                scheme: Scheme::HTTP,
-                authority: Authority::from_static("127.0.0.1:9"),
-                base_path: base.into(),
-                host_header: HeaderValue::from_static("127.0.0.1:9"),
-            },
-            strip_prefix: strip,
-            preserve_host: false,
-            max_body: None,
-            timeout: std::time::Duration::from_secs(1),
-            auth: crate::config::RouteAuth::None,
-            rules: Default::default(),
-            pass_access_token: false,
-            pass_authorization_header: false,
-            claim_headers: Vec::new(),
-            upstream_token: None,
-        }
+        let mut r = Route { strip_prefix: strip, ..Route::for_tests("r", path) };
+        r.upstream.base_path = base.into();
+        r
     }
 
     #[test]

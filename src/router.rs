@@ -278,28 +278,7 @@ mod tests {
     }
 
     fn route(name: &str, host: Option<&str>, path: &str) -> Route {
-        Route {
-            name: name.into(),
-            host: host.map(|h| HostPattern::parse(h).unwrap()),
-            path: path.into(),
-            upstream: crate::config::Upstream {
-                scheme: http::uri::Scheme::HTTP,
-                authority: http::uri::Authority::from_static("u"),
-                base_path: String::new(),
-                host_header: http::HeaderValue::from_static("u"),
-            },
-            id: 0,
-            strip_prefix: false,
-            preserve_host: false,
-            max_body: None,
-            timeout: std::time::Duration::from_secs(1),
-            auth: crate::config::RouteAuth::None,
-            rules: Default::default(),
-            pass_access_token: false,
-            pass_authorization_header: false,
-            claim_headers: Vec::new(),
-            upstream_token: None,
-        }
+        Route { host: host.map(|h| HostPattern::parse(h).unwrap()), ..Route::for_tests(name, path) }
     }
 
     #[test]

@@ -101,6 +101,20 @@ impl ReloadingCert {
     }
 }
 
+/// The connector for every outgoing HTTP(S) call (upstreams and identity providers): rustls
+/// with `tls`, HTTP/1.1, Nagle off, TCP keepalive, a connect timeout.
+pub fn https_connector(
+    tls: rustls::ClientConfig,
+    connect_timeout: Duration,
+) -> hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector> {
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connect_timeout));
+    http.set_keepalive(Some(Duration::from_secs(60)));
+    hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(http)
+}
+
 /// A server config offering HTTP/2 and HTTP/1.1 by ALPN.
 pub fn server_config(resolver: Arc<ReloadingCert>) -> Result<rustls::ServerConfig, TlsError> {
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider())

@@ -36,6 +36,38 @@ pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     })
 }
 
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    out
+}
+
+/// Exponential backoff from 1 s to 30 s with ±25 % jitter, for retries against identity
+/// providers (discovery, key sets, token endpoints).
+#[derive(Debug)]
+pub struct Backoff(std::time::Duration);
+
+impl Default for Backoff {
+    fn default() -> Backoff {
+        Backoff(std::time::Duration::from_millis(500))
+    }
+}
+
+impl Backoff {
+    pub fn next(&mut self) -> std::time::Duration {
+        self.0 = (self.0 * 2).min(std::time::Duration::from_secs(30));
+        let mut b = [0u8; 1];
+        // Without randomness the wait is merely not jittered.
+        let _ = aws_lc_rs::rand::fill(&mut b);
+        self.0.mul_f64(0.75 + f64::from(b[0]) / 1020.0)
+    }
+}
+
 /// The request's cookies as (name, value) pairs.
 pub fn cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
     headers
@@ -80,6 +112,17 @@ mod tests {
         assert_eq!(query_param(Some("x=1&rd=%2Fa%3Fb"), "rd").as_deref(), Some("/a?b"));
         assert_eq!(strip_query_params("a=1&access_token=t&b=2", &["access_token"]).as_deref(), Some("a=1&b=2"));
         assert_eq!(strip_query_params("access_token=t", &["access_token"]), None);
+    }
+
+    #[test]
+    fn hex_and_backoff() {
+        assert_eq!(hex(&[0x00, 0xab, 0x7f]), "00ab7f");
+        let mut b = Backoff::default();
+        let first = b.next();
+        assert!(first >= std::time::Duration::from_millis(750) && first <= std::time::Duration::from_millis(1250));
+        for _ in 0..10 {
+            assert!(b.next() <= std::time::Duration::from_millis(37_500));
+        }
     }
 
     #[test]

@@ -80,20 +80,15 @@ pub struct Attributes {
     pub secure: bool,
 }
 
-/// All cookies of the request, as (name, value) pairs.
-pub fn request_cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
-    crate::util::cookies(headers)
-}
-
 /// The value of `name`, reassembled from `name_0`, `name_1`, … when it was chunked.
 pub fn read(headers: &HeaderMap, name: &str) -> Option<String> {
-    if let Some((_, v)) = request_cookies(headers).find(|(n, _)| *n == name) {
+    if let Some((_, v)) = crate::util::cookies(headers).find(|(n, _)| *n == name) {
         return Some(v.to_string());
     }
     let mut out = String::new();
     for i in 0..MAX_CHUNKS {
         let chunk = format!("{name}_{i}");
-        match request_cookies(headers).find(|(n, _)| *n == chunk) {
+        match crate::util::cookies(headers).find(|(n, _)| *n == chunk) {
             Some((_, v)) => out.push_str(v),
             None if i == 0 => return None,
             None => break,
@@ -104,7 +99,7 @@ pub fn read(headers: &HeaderMap, name: &str) -> Option<String> {
 
 /// Names of `name` and its chunks that the request carries.
 pub fn present(headers: &HeaderMap, name: &str) -> Vec<String> {
-    request_cookies(headers)
+    crate::util::cookies(headers)
         .map(|(n, _)| n)
         .filter(|n| {
             *n == name

@@ -16,6 +16,7 @@ use super::AuthMetrics;
 use crate::config::Issuer;
 use crate::oidc::discovery::{self, Metadata};
 use crate::oidc::http::IdpClient;
+use crate::util::Backoff;
 
 pub struct IssuerState {
     pub config: Issuer,
@@ -82,7 +83,7 @@ impl IssuerState {
     /// before each expiry. Runs until the runtime stops.
     pub async fn maintain(self: Arc<Self>, client: IdpClient, metrics: AuthMetrics) {
         let name = self.config.name.clone();
-        let mut backoff = Backoff::new();
+        let mut backoff = Backoff::default();
         while self.config.discovery && self.metadata.load().is_none() {
             match discovery::discover(&client, &self.config).await {
                 Ok(m) => {
@@ -106,12 +107,12 @@ impl IssuerState {
             }
             return;
         }
-        let mut backoff = Backoff::new();
+        let mut backoff = Backoff::default();
         loop {
             let wait = match self.fetch_keys(&client, &metrics).await {
                 Ok(ttl) => {
                     self.mark_ready(&metrics);
-                    backoff = Backoff::new();
+                    backoff = Backoff::default();
                     // Refresh before expiry so readers never see an expired set.
                     ttl.mul_f64(0.8).max(Duration::from_secs(1))
                 }
@@ -200,20 +201,5 @@ impl Drop for FetchingGuard<'_> {
     fn drop(&mut self) {
         self.0.fetching.store(false, Ordering::Release);
         self.0.fetched.notify_waiters();
-    }
-}
-
-/// Exponential backoff from 1 s to 30 s, with jitter.
-struct Backoff(Duration);
-
-impl Backoff {
-    fn new() -> Backoff {
-        Backoff(Duration::from_millis(500))
-    }
-    fn next(&mut self) -> Duration {
-        self.0 = (self.0 * 2).min(Duration::from_secs(30));
-        let mut b = [0u8; 1];
-        let _ = aws_lc_rs::rand::fill(&mut b);
-        self.0.mul_f64(0.75 + f64::from(b[0]) / 1020.0)
     }
 }

@@ -104,10 +104,6 @@ impl KeySet {
             Some(_) => Lookup::AlgorithmMismatch,
         }
     }
-
-    pub fn has_kid(&self, kid: &str) -> bool {
-        self.by_kid.contains_key(kid)
-    }
 }
 
 /// `Ok(None)`: a key that is not for us (encryption). `Err`: a key we cannot use.

@@ -171,7 +171,7 @@ impl LoginService {
 
     fn flow_cookie(&self, state: &str) -> String {
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, state.as_bytes());
-        let tag: String = digest.as_ref()[..6].iter().map(|b| format!("{b:02x}")).collect();
+        let tag = crate::util::hex(&digest.as_ref()[..6]);
         format!("{}_flow_{tag}", self.sessions.cookie_name())
     }
 
@@ -380,11 +380,7 @@ impl LoginService {
     async fn refresh(&self, session: &Session) -> Refreshed {
         let Some(token) = session.refresh_token.clone() else { return Refreshed::Ended };
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-        let key = format!(
-            "{}:{}",
-            session.id,
-            digest.as_ref().iter().take(12).map(|b| format!("{b:02x}")).collect::<String>()
-        );
+        let key = format!("{}:{}", session.id, crate::util::hex(&digest.as_ref()[..12]));
         let outcome = self
             .refreshes
             .try_get_with(key, async {
@@ -750,7 +746,6 @@ fn restart_page(why: &str) -> Response<Body> {
         "Sign-in could not be completed",
         &format!("{why} <a href=\"/oauth2/start\">Sign in again</a>."),
     )
-    .map(|b| b)
 }
 
 /// A small HTML page. `message` may contain the fixed link markup of `restart_page`; everything

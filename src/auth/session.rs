@@ -267,7 +267,7 @@ fn refresh_lock_key(id: &str) -> String {
 
 fn id_hash(id: &str) -> String {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, id.as_bytes());
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    crate::util::hex(digest.as_ref())
 }
 
 /// 256 random bits, base64url (43 characters).

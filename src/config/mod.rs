@@ -234,6 +234,35 @@ pub enum ClaimTest {
     OneOf(Vec<serde_json::Value>),
 }
 
+#[cfg(test)]
+impl Route {
+    /// A public route on `path` to `http://127.0.0.1:9`, for unit tests to adjust.
+    pub(crate) fn for_tests(name: &str, path: &str) -> Route {
+        Route {
+            id: 0,
+            name: name.into(),
+            host: None,
+            path: path.into(),
+            upstream: Upstream {
+                scheme: Scheme::HTTP,
+                authority: Authority::from_static("127.0.0.1:9"),
+                base_path: String::new(),
+                host_header: http::HeaderValue::from_static("127.0.0.1:9"),
+            },
+            strip_prefix: false,
+            preserve_host: false,
+            max_body: None,
+            timeout: Duration::from_secs(1),
+            auth: RouteAuth::None,
+            rules: Rules::default(),
+            pass_access_token: false,
+            pass_authorization_header: false,
+            claim_headers: Vec::new(),
+            upstream_token: None,
+        }
+    }
+}
+
 /// Where a route forwards to: scheme, authority and a base path prepended to the request path.
 #[derive(Debug, Clone)]
 pub struct Upstream {

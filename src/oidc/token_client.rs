@@ -115,7 +115,7 @@ fn client_assertion(client_id: &str, endpoint: &Uri, key: &crate::config::Privat
     let now = crate::auth::unix_now();
     let mut jti = [0u8; 16];
     aws_lc_rs::rand::fill(&mut jti).map_err(|_| TokenError::Assertion("no randomness".into()))?;
-    let jti: String = jti.iter().map(|b| format!("{b:02x}")).collect();
+    let jti = crate::util::hex(&jti);
     let claims = serde_json::json!({
         "iss": client_id, "sub": client_id, "aud": endpoint.to_string(),
         "jti": jti, "iat": now, "exp": now + 60,

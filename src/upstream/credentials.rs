@@ -13,6 +13,7 @@ use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 use crate::auth::Authenticator;
 use crate::config::{Client, Config, TokenEndpoint};
 use crate::oidc::token_client::{self, TokenError};
+use crate::util::Backoff;
 
 /// A minted token, ready to be sent.
 #[derive(Debug)]
@@ -142,7 +143,7 @@ impl Credentials {
 
     async fn maintain(&self, index: usize) {
         let ct = &self.clients[index];
-        let mut backoff = Duration::from_millis(500);
+        let mut backoff = Backoff::default();
         loop {
             let now = Instant::now();
             let held = ct.held.load_full();
@@ -163,12 +164,11 @@ impl Credentials {
                 };
                 match result {
                     Ok(()) => {
-                        backoff = Duration::from_millis(500);
+                        backoff = Backoff::default();
                         Duration::from_secs(1)
                     }
                     Err(e) => {
-                        backoff = (backoff * 2).min(Duration::from_secs(30));
-                        let wait = jitter(backoff);
+                        let wait = backoff.next();
                         tracing::warn!(client = %ct.cfg.name, error = %e, retry_in = ?wait, "token request failed; the held token stays in use while valid");
                         wait
                     }
@@ -246,10 +246,4 @@ impl ClientToken {
         let held = self.held.load();
         held.as_ref().filter(|h| Instant::now() < h.expires_at).map(|h| h.authorization.clone())
     }
-}
-
-fn jitter(d: Duration) -> Duration {
-    let mut b = [0u8; 1];
-    let _ = aws_lc_rs::rand::fill(&mut b);
-    d.mul_f64(0.75 + f64::from(b[0]) / 1020.0)
 }
