@@ -23,6 +23,7 @@
 # Knobs (environment): WORKERS=2 CONNS=64 DURATION=5s WARMUP=1s ROUNDS=3 TOKENS=10000
 #   BIG_TOKENS=100000 (0 skips) FIXED=8s (0 skips) FIXED_RATE=RPS (default nginx best / 4)
 #   SKIP_BUILD=1 KEEP=1 (keep the work dir)
+#   INSTRUCTIONS=1 (instead: user-space instructions per request under callgrind; needs valgrind)
 #   PROFILE=1 (perf record tollgate during the public and bearer runs; reports in the work dir)
 set -euo pipefail
 
@@ -336,6 +337,57 @@ SESSION=$(sign_in)
 check_200 "http://127.0.0.1:$TG/public/x"
 check_200 "http://127.0.0.1:$TG/api/x" -H "Authorization: Bearer $ONE_TOKEN"
 check_200 "http://127.0.0.1:$TG/app/x" -H "Cookie: $SESSION"
+
+# ---------------------------------------------------------------- instructions per request
+# INSTRUCTIONS=1: instead of the timed runs, count the user-space instructions each proxy
+# executes per request under callgrind (one worker each). Repeatable on a busy machine, unlike
+# RPS; the kernel's share (the same for both, see README) is not counted.
+if [[ ${INSTRUCTIONS:-0} = 1 ]]; then
+    command -v valgrind >/dev/null || { log "INSTRUCTIONS=1 needs valgrind (apt-get install valgrind)"; exit 1; }
+    NGX_CG=$(free_port); TG_CG=$(free_port); ADMIN_CG=$(free_port)
+    nginx_conf proxy-cg 1 "upstream app { server 127.0.0.1:$UP; keepalive 256; }
+    server {
+        listen 127.0.0.1:$NGX_CG;
+        location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; }
+    }"
+    valgrind --tool=callgrind --callgrind-out-file="$W/cg-nginx.out" \
+        nginx -g 'master_process off;' -e "$W/proxy-cg/logs/error.log" -p "$W/proxy-cg" -c "$W/proxy-cg/nginx.conf" \
+        2>"$W/cg-nginx.err" &
+    NGX_CG_PID=$!; PIDS+=($NGX_CG_PID)
+    WORKERS=1 tollgate_conf "$W/tollgate-cg.toml" "$TG_CG" "$ADMIN_CG" false warn
+    valgrind --tool=callgrind --callgrind-out-file="$W/cg-tollgate.out" "$BIN" run --config "$W/tollgate-cg.toml" \
+        2>"$W/cg-tollgate.err" &
+    TG_CG_PID=$!; PIDS+=($TG_CG_PID)
+    wait_200 "http://127.0.0.1:$NGX_CG/public/x" 60
+    wait_200 "http://127.0.0.1:$ADMIN_CG/readyz" 60
+    # instr LABEL URL PID OUT [wrk options]: warm up, zero the counters, run, dump, divide.
+    instr() {
+        local label=$1 url=$2 pid=$3 out=$4; shift 4
+        wrk -t1 -c8 -d2s "$url" "$@" >/dev/null
+        callgrind_control -z "$pid" >/dev/null 2>&1
+        wrk -t1 -c8 -d"${IDURATION:-4s}" "$url" "$@" >"$W/wrk-cg.txt"
+        callgrind_control -d "$pid" >/dev/null 2>&1
+        local dump reqs ir
+        dump=$(ls -t "$out".* | head -1)
+        reqs=$(awk '/requests in/ {print $1}' "$W/wrk-cg.txt")
+        ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$dump")
+        printf '| %-34s | %8s | %12s |\n' "$label" "$reqs" "$(awk -v i="$ir" -v r="$reqs" 'BEGIN {printf "%.0f", i / r}')"
+    }
+    echo
+    echo "user-space instructions per request (callgrind, one worker each, wrk -t1 -c8)"
+    echo
+    printf '| %-34s | %8s | %12s |\n|%s|%s|%s|\n' mode requests "instr/req" "$(printf -- '-%.0s' {1..36})" \
+        ---------- --------------
+    instr "nginx proxy" "http://127.0.0.1:$NGX_CG/public/x" "$NGX_CG_PID" "$W/cg-nginx.out"
+    instr "tollgate public" "http://127.0.0.1:$TG_CG/public/x" "$TG_CG_PID" "$W/cg-tollgate.out"
+    instr "tollgate bearer, 1 token" "http://127.0.0.1:$TG_CG/api/x" "$TG_CG_PID" "$W/cg-tollgate.out" \
+        -H "Authorization: Bearer $ONE_TOKEN"
+    instr "tollgate session cookie" "http://127.0.0.1:$TG_CG/app/x" "$TG_CG_PID" "$W/cg-tollgate.out" \
+        -H "Cookie: $SESSION"
+    instr "tollgate bearer, $TOKENS tokens" "http://127.0.0.1:$TG_CG/api/x" "$TG_CG_PID" "$W/cg-tollgate.out" \
+        -s "$HERE/tokens.lua" -- "$W/tokens.txt"
+    exit 0
+fi
 
 for round in $(seq 1 "$ROUNDS"); do
     log "round $round of $ROUNDS"

@@ -75,7 +75,8 @@ pub enum RequestBodyError {
 /// A client request body forwarded upstream, counted frame by frame against a limit.
 #[derive(Debug)]
 pub struct LimitedBody {
-    inner: Incoming,
+    /// `None`: no body (a request replayed on a new connection).
+    inner: Option<Incoming>,
     remaining: u64,
     limit: u64,
 }
@@ -84,7 +85,11 @@ impl LimitedBody {
     /// `limit: None` means unlimited.
     pub fn new(inner: Incoming, limit: Option<u64>) -> LimitedBody {
         let limit = limit.unwrap_or(u64::MAX);
-        LimitedBody { inner, remaining: limit, limit }
+        LimitedBody { inner: Some(inner), remaining: limit, limit }
+    }
+
+    pub fn empty() -> LimitedBody {
+        LimitedBody { inner: None, remaining: 0, limit: 0 }
     }
 }
 
@@ -94,7 +99,8 @@ impl HttpBody for LimitedBody {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, RequestBodyError>>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        let Some(inner) = this.inner.as_mut() else { return Poll::Ready(None) };
+        match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     let len = data.len() as u64;
@@ -113,10 +119,10 @@ impl HttpBody for LimitedBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Incoming::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner.as_ref().map_or_else(|| SizeHint::with_exact(0), Incoming::size_hint)
     }
 }

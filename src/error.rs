@@ -26,13 +26,13 @@ pub enum GatewayError {
     PayloadTooLarge,
     /// The upstream could not be reached (refused, DNS, TLS handshake, connect timeout).
     #[error("upstream connect failed")]
-    UpstreamConnect(#[source] hyper_util::client::legacy::Error),
+    UpstreamConnect(#[source] crate::upstream::proxy::ConnectError),
     /// The upstream did not send response headers within the route's timeout.
     #[error("upstream timed out")]
     UpstreamTimeout,
     /// The upstream connection failed after connecting (reset, protocol error).
     #[error("upstream failed")]
-    Upstream(#[source] hyper_util::client::legacy::Error),
+    Upstream(#[source] hyper::Error),
     /// The caller is not authenticated or not allowed.
     #[error(transparent)]
     Auth(#[from] AuthError),

@@ -206,7 +206,11 @@ impl Gateway {
             },
             _ => req,
         };
-        let (route, path) = match self.route(&req) {
+        // The URI is cloned (reference counts) so that the normalised path may borrow from it
+        // while the request moves on.
+        let uri = req.uri().clone();
+        let found = normalize_path(uri.path()).map_err(GatewayError::from).and_then(|p| Ok((self.route(&req, &p)?, p)));
+        let (route, path) = match found {
             Ok(found) => found,
             Err(e) => return (None, Err(e)),
         };
@@ -233,16 +237,15 @@ impl Gateway {
         (Some(route), result)
     }
 
-    /// Step 1: the route for this host and normalised path, and that path.
-    fn route(&self, req: &Request<Incoming>) -> Result<(&Route, String), GatewayError> {
-        let path = normalize_path(req.uri().path())?;
+    /// Step 1: the route for this host and normalised path.
+    fn route(&self, req: &Request<Incoming>, path: &str) -> Result<&Route, GatewayError> {
         let host = request_host(req).ok_or(GatewayError::BadRequest("missing or invalid Host header"))?;
         let route = if host.bytes().any(|b| b.is_ascii_uppercase()) {
-            self.router.find(&host.to_ascii_lowercase(), &path)
+            self.router.find(&host.to_ascii_lowercase(), path)
         } else {
-            self.router.find(host, &path)
+            self.router.find(host, path)
         };
-        Ok((route.ok_or(GatewayError::NoRoute)?, path))
+        route.ok_or(GatewayError::NoRoute)
     }
 
     /// Step 2: the caller's identity, from the credential the route accepts.
@@ -346,7 +349,7 @@ impl Gateway {
             headers.insert(UPGRADE, protocol);
         }
         let upstream_req = Request::from_parts(parts, LimitedBody::new(body, route.max_body));
-        let mut resp = self.proxy.send(upstream_req, route.timeout).await?;
+        let mut resp = self.proxy.send(&route.upstream, upstream_req, route.timeout).await?;
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             let Some(client_upgrade) = client_upgrade else {
                 return Err(GatewayError::BadRequest("upstream switched protocols unasked"));
@@ -469,8 +472,9 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
-/// The upstream URI: upstream scheme and authority, base path, the normalised path (its route
-/// prefix stripped when configured) and the original query.
+/// The upstream request target, in origin form (the proxy connects to the route's upstream):
+/// base path, the normalised path (its route prefix stripped when configured) and the original
+/// query.
 fn upstream_uri(route: &Route, path: &str, query: Option<&str>) -> Result<Uri, GatewayError> {
     let rest = if route.strip_prefix {
         let prefix = route.path.trim_end_matches('/');
@@ -491,12 +495,7 @@ fn upstream_uri(route: &Route, path: &str, query: Option<&str>) -> Result<Uri, G
     }
     let pq = PathAndQuery::from_maybe_shared(bytes::Bytes::from(pq))
         .map_err(|_| GatewayError::BadRequest("invalid query string"))?;
-    Uri::builder()
-        .scheme(route.upstream.scheme.clone())
-        .authority(route.upstream.authority.clone())
-        .path_and_query(pq)
-        .build()
-        .map_err(|_| GatewayError::BadRequest("cannot build upstream URI"))
+    Ok(Uri::from(pq))
 }
 
 /// `X-Forwarded-For/Proto/Host`: appended to (For) or kept (Proto, Host) when the peer is a
@@ -589,11 +588,11 @@ mod tests {
     #[test]
     fn upstream_uris() {
         let uri = |r: &Route, p: &str, q: Option<&str>| upstream_uri(r, p, q).unwrap().to_string();
-        assert_eq!(uri(&route("/api/", false, ""), "/api/x", Some("a=1")), "http://127.0.0.1:9/api/x?a=1");
-        assert_eq!(uri(&route("/api/", true, ""), "/api/x", None), "http://127.0.0.1:9/x");
-        assert_eq!(uri(&route("/api", true, ""), "/api", None), "http://127.0.0.1:9/");
-        assert_eq!(uri(&route("/api", true, "/base"), "/api/x/y", None), "http://127.0.0.1:9/base/x/y");
-        assert_eq!(uri(&route("/", true, "/base"), "/x", None), "http://127.0.0.1:9/base/x");
+        assert_eq!(uri(&route("/api/", false, ""), "/api/x", Some("a=1")), "/api/x?a=1");
+        assert_eq!(uri(&route("/api/", true, ""), "/api/x", None), "/x");
+        assert_eq!(uri(&route("/api", true, ""), "/api", None), "/");
+        assert_eq!(uri(&route("/api", true, "/base"), "/api/x/y", None), "/base/x/y");
+        assert_eq!(uri(&route("/", true, "/base"), "/x", None), "/base/x");
     }
 
     #[test]

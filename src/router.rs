@@ -2,6 +2,7 @@
 //! never the query string; the normalised path is also what goes upstream, so the gateway and
 //! the upstream always agree on which resource was asked for.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use crate::config::Route;
@@ -60,8 +61,34 @@ impl HostPattern {
 }
 
 /// Normalises a request path (RFC 3986 §6.2.2): unreserved escapes decoded, hex made upper case,
-/// duplicate slashes merged, dot segments removed. Ambiguous encodings are refused.
-pub fn normalize_path(raw: &str) -> Result<String, PathError> {
+/// duplicate slashes merged, dot segments removed. Ambiguous encodings are refused. A path that
+/// is already normal (the usual case) is returned as it is, without copying.
+pub fn normalize_path(raw: &str) -> Result<Cow<'_, str>, PathError> {
+    if is_normal(raw) {
+        Ok(Cow::Borrowed(raw))
+    } else {
+        normalize_path_slow(raw).map(Cow::Owned)
+    }
+}
+
+/// True when `normalize_path_slow` would return `raw` unchanged: absolute, no escape, backslash
+/// or control byte, no empty segment but a trailing one, and no dot segment (also not `..;x`).
+fn is_normal(raw: &str) -> bool {
+    let Some(rest) = raw.strip_prefix('/') else { return false };
+    let mut segments = rest.split('/').peekable();
+    while let Some(seg) = segments.next() {
+        let last = segments.peek().is_none();
+        if (seg.is_empty() && !last) || matches!(seg.split(';').next(), Some("." | "..")) {
+            return false;
+        }
+        if seg.bytes().any(|c| c == b'%' || c == b'\\' || c < 0x20 || c == 0x7f) {
+            return false;
+        }
+    }
+    true
+}
+
+fn normalize_path_slow(raw: &str) -> Result<String, PathError> {
     let bytes = raw.as_bytes();
     if bytes.first() != Some(&b'/') {
         return Err(PathError::NotAbsolute);
@@ -252,6 +279,19 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(normalize_path(input).as_deref(), Ok(want), "{input}");
         }
+    }
+
+    #[test]
+    fn already_normal_paths_are_borrowed_and_agree_with_the_full_normaliser() {
+        let corpus = [
+            "/", "/a", "/a/", "/a/b;c", "/a/..;x", "/a/.;/b", "/a//b", "/.", "/..", "/a/.", "/a/..", "/a%2e", "/%41",
+            "/ä/b", "/a/b/", "/;x", "/a/...", "/a/.b", "/a/b.", "/a\\b", "/a\tb", "relative", "", "//",
+        ];
+        for p in corpus {
+            assert_eq!(normalize_path(p).map(Cow::into_owned), normalize_path_slow(p), "{p}");
+        }
+        assert!(matches!(normalize_path("/api/v1/things"), Ok(Cow::Borrowed(_))));
+        assert!(matches!(normalize_path("/api//v1"), Ok(Cow::Owned(_))));
     }
 
     #[test]

@@ -298,3 +298,77 @@ async fn h2c_upgrade_is_not_tunnelled() {
         assert!(h.get(gone).is_none(), "{gone} reached the upstream: {h}");
     }
 }
+
+/// A raw HTTP/1.1 upstream on a thread: answers `200 ok` to each request head on a connection
+/// for `per_conn` requests; the next request on that connection is read and the connection
+/// closed without an answer (an upstream's keep-alive timeout firing just as a request comes).
+/// Returns its address and a count of accepted connections.
+fn counting_upstream(per_conn: usize) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                for served in 0..=per_conn {
+                    let mut chunk = [0u8; 4096];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    buf.drain(..end);
+                    if served == per_conn {
+                        return;
+                    }
+                    if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connections_are_reused() {
+    let (up, accepted) = counting_upstream(usize::MAX);
+    let gw = Gateway::start(&config(up, ""));
+    for _ in 0..40 {
+        let r = get(gw.addr, "/x", &[]);
+        assert_eq!((r.status, r.body.as_str()), (200, "ok"));
+    }
+    // One pooled connection per worker at most (requests here are sequential).
+    let n = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    assert!((1..=4).contains(&n), "{n} upstream connections for 40 sequential requests");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_closing_pooled_connections_is_not_a_502() {
+    // Every upstream connection serves one request and closes under the second: each reused
+    // connection fails after the request went out, and the GET goes again on a new one.
+    let (up, accepted) = counting_upstream(1);
+    let gw = Gateway::start(&config(up, ""));
+    for i in 0..40 {
+        let r = get(gw.addr, "/x", &[]);
+        assert_eq!((r.status, r.body.as_str()), (200, "ok"), "request {i}: {r:?}");
+    }
+    let n = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    assert!((40..=80).contains(&n), "{n} connections");
+    // A POST is not sent twice: when its connection closes under it, the client gets the 502.
+    let mut failed = 0;
+    for _ in 0..10 {
+        let r = send(gw.addr, "POST", "/x", b"once");
+        assert!(r.status == 200 || r.status == 502, "{r:?}");
+        failed += usize::from(r.status == 502);
+    }
+    assert!(failed > 0, "every POST on a reused connection would fail here");
+}

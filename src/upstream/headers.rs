@@ -85,49 +85,54 @@ impl Protected {
     /// when the client asked for a WebSocket upgrade (`Connection: upgrade`, `Upgrade:
     /// websocket`), which the caller forwards deliberately. Other upgrades (such as `h2c`) are
     /// dropped: a tunnel to the upstream would carry later requests past the route's checks.
+    ///
+    /// One pass over the names present (a request has a handful), not a lookup per protected
+    /// name (there are dozens): names with `_` are judged as their `-` spelling, since
+    /// underscores and dashes are the same to CGI-style readers (`x_forwarded_user`).
     pub fn clean_request(&self, headers: &mut HeaderMap, trusted_peer: bool) -> Option<HeaderValue> {
-        let upgrade = headers
-            .get(UPGRADE)
-            .filter(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket") && connection_has(headers, "upgrade"))
-            .cloned();
-        remove_connection_listed(headers);
-        for name in HOP_BY_HOP {
-            headers.remove(*name);
-        }
-        for name in &self.identity {
-            headers.remove(name);
-        }
-        if !trusted_peer {
-            for name in FORWARDING {
-                headers.remove(*name);
+        let mut doomed = Vec::new();
+        for name in headers.keys() {
+            let n = name.as_str();
+            let protected = if n.contains('_') {
+                self.is_protected(&n.replace('_', "-"), trusted_peer)
+            } else {
+                self.is_protected(n, trusted_peer)
+            };
+            if protected {
+                doomed.push(name.clone());
             }
         }
-        self.remove_underscore_spellings(headers, trusted_peer);
+        let upgrade = match doomed.contains(&CONNECTION) {
+            true => headers
+                .get(UPGRADE)
+                .filter(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket") && connection_has(headers, "upgrade"))
+                .cloned(),
+            false => None,
+        };
+        remove_all(headers, doomed);
         upgrade
-    }
-
-    /// `x_forwarded_user` and friends: underscores and dashes are the same to CGI-style readers.
-    fn remove_underscore_spellings(&self, headers: &mut HeaderMap, trusted_peer: bool) {
-        if !headers.keys().any(|k| k.as_str().contains('_')) {
-            return;
-        }
-        let doomed: Vec<HeaderName> = headers
-            .keys()
-            .filter(|k| k.as_str().contains('_'))
-            .filter(|k| self.is_protected(&k.as_str().replace('_', "-"), trusted_peer))
-            .cloned()
-            .collect();
-        for name in doomed {
-            headers.remove(name);
-        }
     }
 }
 
-/// Cleans an upstream response's headers before they go to the client.
+/// Cleans an upstream response's headers before they go to the client (one pass, as above).
 pub fn clean_response(headers: &mut HeaderMap) {
-    remove_connection_listed(headers);
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
+    let doomed: Vec<HeaderName> = headers.keys().filter(|k| HOP_BY_HOP.contains(&k.as_str())).cloned().collect();
+    remove_all(headers, doomed);
+}
+
+/// Removes `doomed` and, when `Connection` is among them, the names it lists.
+fn remove_all(headers: &mut HeaderMap, mut doomed: Vec<HeaderName>) {
+    if doomed.contains(&CONNECTION) {
+        let listed = headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok());
+        doomed.extend(listed);
+    }
+    for name in doomed {
+        headers.remove(name);
     }
 }
 
@@ -138,22 +143,6 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case(token))
-}
-
-fn remove_connection_listed(headers: &mut HeaderMap) {
-    if !headers.contains_key(CONNECTION) {
-        return;
-    }
-    let listed: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for name in listed {
-        headers.remove(name);
-    }
 }
 
 #[cfg(test)]
