@@ -28,6 +28,10 @@ use crate::error::GatewayError;
 
 type Sender = SendRequest<LimitedBody>;
 
+/// A request on a connection idle for at least this long is copied first, to be sent again if
+/// the upstream closes the connection under it (see `send_now`).
+const REPLAY_AFTER_IDLE: Duration = Duration::from_millis(100);
+
 /// Why a connection to an upstream could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
@@ -66,13 +70,14 @@ struct Pool {
 impl Pool {
     /// The most recently used live connection to `key`, if any (warm caches, and the oldest
     /// ones age out).
-    fn checkout(&self, key: &Key) -> Option<Sender> {
+    fn checkout(&self, key: &Key) -> Option<(Sender, Duration)> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let (_, list) = idle.iter_mut().find(|(k, _)| k == key)?;
         while let Some(c) = list.pop() {
             // Dropping a closed or stale sender lets its connection task end.
-            if c.sender.is_ready() && c.since.elapsed() < self.idle_timeout {
-                return Some(c.sender);
+            let idle = c.since.elapsed();
+            if c.sender.is_ready() && idle < self.idle_timeout {
+                return Some((c.sender, idle));
             }
         }
         None
@@ -156,11 +161,12 @@ impl Proxy {
         let key = Key { https: upstream.scheme == http::uri::Scheme::HTTPS, authority: upstream.authority.clone() };
         // A pooled connection the upstream closed just now hands the request back unsent;
         // then the next one (or a new connection) takes it. If the upstream closed it while the
-        // request was on its way (an upstream's keep-alive timeout, such as Node's 5 s, racing
-        // the next request), a request that is safe to send twice goes again on a new
-        // connection; any other gets the 502.
-        while let Some(mut sender) = self.pool.checkout(&key) {
-            let replay = replayable(&req);
+        // request was on its way (its keep-alive timeout, such as Node's 5 s, firing as the
+        // request comes), a request that is safe to send twice goes again on a new connection;
+        // any other gets the 502. The copy that takes is made only for a connection idle for a
+        // while: under load, connections are reused within milliseconds and no copy is paid for.
+        while let Some((mut sender, idle)) = self.pool.checkout(&key) {
+            let replay = if idle >= REPLAY_AFTER_IDLE { replayable(&req) } else { None };
             match sender.try_send_request(req).await {
                 Ok(resp) => return Ok(self.release(key, sender, resp)),
                 Err(mut e) => match (e.take_message(), replay) {
