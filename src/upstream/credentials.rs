@@ -72,6 +72,8 @@ pub struct ClientToken {
     /// `fetch` while an attempt failed share its failure instead of each calling again.
     attempts: AtomicU64,
     last_error: ArcSwapOption<String>,
+    /// `tollgate_client_token_cache_total{client, result="hit"}`, resolved once.
+    hits: prometheus::IntCounter,
 }
 
 /// How long after start a token request waits for the issuer's discovery (the first requests
@@ -98,6 +100,7 @@ impl Credentials {
                     fetch: tokio::sync::Mutex::new(()),
                     attempts: AtomicU64::new(0),
                     last_error: ArcSwapOption::empty(),
+                    hits: metrics.cache.with_label_values(&[c.name.as_str(), "hit"]),
                 })
             })
             .collect();
@@ -107,11 +110,17 @@ impl Credentials {
     /// The `Authorization` value for `client`: the held token when still valid, else a fetch.
     pub async fn authorization(&self, client: usize) -> Result<HeaderValue, CredentialError> {
         let ct = &self.clients[client];
-        let name = ct.cfg.name.as_str();
         if let Some(v) = ct.valid() {
-            self.metrics.cache.with_label_values(&[name, "hit"]).inc();
+            ct.hits.inc();
             return Ok(v);
         }
+        // Boxed: the fetch's state is large, and the request future carrying this one should
+        // not grow (and be copied) by it on every request.
+        Box::pin(self.fetch_for_request(ct)).await
+    }
+
+    async fn fetch_for_request(&self, ct: &ClientToken) -> Result<HeaderValue, CredentialError> {
+        let name = ct.cfg.name.as_str();
         self.metrics.cache.with_label_values(&[name, "miss"]).inc();
         let attempts = ct.attempts.load(Ordering::Acquire);
         let _guard = ct.fetch.lock().await;

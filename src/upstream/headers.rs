@@ -90,7 +90,7 @@ impl Protected {
     /// name (there are dozens): names with `_` are judged as their `-` spelling, since
     /// underscores and dashes are the same to CGI-style readers (`x_forwarded_user`).
     pub fn clean_request(&self, headers: &mut HeaderMap, trusted_peer: bool) -> Option<HeaderValue> {
-        let mut doomed = Vec::new();
+        let mut doomed = Doomed::default();
         for name in headers.keys() {
             let n = name.as_str();
             let protected = if n.contains('_') {
@@ -116,22 +116,54 @@ impl Protected {
 
 /// Cleans an upstream response's headers before they go to the client (one pass, as above).
 pub fn clean_response(headers: &mut HeaderMap) {
-    let doomed: Vec<HeaderName> = headers.keys().filter(|k| HOP_BY_HOP.contains(&k.as_str())).cloned().collect();
+    let mut doomed = Doomed::default();
+    for name in headers.keys().filter(|k| HOP_BY_HOP.contains(&k.as_str())) {
+        doomed.push(name.clone());
+    }
     remove_all(headers, doomed);
 }
 
-/// Removes `doomed` and, when `Connection` is among them, the names it lists.
-fn remove_all(headers: &mut HeaderMap, mut doomed: Vec<HeaderName>) {
+/// Names to remove: a few on the stack (the usual case), more on the heap.
+#[derive(Default)]
+struct Doomed {
+    few: [Option<HeaderName>; 6],
+    len: usize,
+    more: Vec<HeaderName>,
+}
+
+impl Doomed {
+    fn push(&mut self, name: HeaderName) {
+        match self.few.get_mut(self.len) {
+            Some(slot) => *slot = Some(name),
+            None => self.more.push(name),
+        }
+        self.len += 1;
+    }
+
+    fn contains(&self, name: &HeaderName) -> bool {
+        self.few.iter().flatten().chain(&self.more).any(|n| n == name)
+    }
+}
+
+/// Removes `doomed` and, when `Connection` is among them, the names it lists (`close` and the
+/// hop-by-hop names, already doomed, need no parsing).
+fn remove_all(headers: &mut HeaderMap, mut doomed: Doomed) {
     if doomed.contains(&CONNECTION) {
-        let listed = headers
+        let listed: Vec<HeaderName> = headers
             .get_all(CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok());
-        doomed.extend(listed);
+            .map(str::trim)
+            .filter(|t| !t.eq_ignore_ascii_case("close") && !HOP_BY_HOP.iter().any(|h| t.eq_ignore_ascii_case(h)))
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+            .collect();
+        for name in listed {
+            doomed.push(name);
+        }
     }
-    for name in doomed {
+    let Doomed { few, more, .. } = doomed;
+    for name in few.into_iter().flatten().chain(more) {
         headers.remove(name);
     }
 }

@@ -180,7 +180,9 @@ impl Proxy {
                 },
             }
         }
-        let mut sender = self.connect(&key).await?;
+        // Boxed: a connection (DNS, TCP, TLS) is rare next to a request, and its large state
+        // would otherwise be part of every request's future.
+        let mut sender = Box::pin(self.connect(&key)).await?;
         match sender.send_request(req).await {
             Ok(resp) => Ok(self.release(key, sender, resp)),
             Err(e) => Err(upstream_error(e)),
