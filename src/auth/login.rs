@@ -346,7 +346,9 @@ impl LoginService {
         let Some(mut session) = self.sessions.open_sealed(&sealed, now) else { return Ok(None) };
         let mut changed = false;
         if self.refresh_due(&session, now) {
-            match self.refresh(&session).await {
+            // Boxed: the refresh's state (token request, ID token check, Redis lock) is tens of
+            // kilobytes, and would otherwise be part of this future, copied on every request.
+            match Box::pin(self.refresh(&session)).await {
                 Refreshed::Fresh(fresh) => {
                     session = fresh;
                     changed = true;
@@ -366,7 +368,7 @@ impl LoginService {
         }
         let mut set_cookie = HeaderMap::new();
         if changed {
-            match self.sessions.save(&session, Write::Update, headers, &mut set_cookie).await {
+            match Box::pin(self.sessions.save(&session, Write::Update, headers, &mut set_cookie)).await {
                 Ok(()) => {}
                 Err(SessionError::Gone) => return Ok(None),
                 Err(e) => return Err(store_unavailable(e)),
