@@ -264,7 +264,7 @@ impl Gateway {
                 let login = self.login.as_ref().ok_or(AuthError::Unavailable("login is not configured"))?;
                 if let Some(s) = Box::pin(login.session(req.headers())).await? {
                     set_cookie.extend(s.set_cookie);
-                    return Ok(Caller::Session { principal: s.principal, access_token: s.session.access_token });
+                    return Ok(Caller::Session { principal: s.principal, access_token: s.access_token });
                 }
                 if let RouteAuth::LoginOrBearer(b) = &route.auth {
                     if token::extract(req.headers(), req.uri(), &b.sources)?.is_some() {

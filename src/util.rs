@@ -68,7 +68,7 @@ impl Backoff {
     }
 }
 
-/// The request's cookies as (name, value) pairs.
+/// The request's cookies as (name, value) pairs, from `Cookie` lines that are visible ASCII.
 pub fn cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
     headers
         .get_all(COOKIE)
@@ -79,15 +79,56 @@ pub fn cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
 }
 
 /// Removes the cookies whose names `drop` selects, keeping the rest in one `Cookie` header.
+/// Nothing is allocated when no cookie is dropped, and a dropped value (the session, kilobytes)
+/// is not copied. Every `Cookie` line is searched, also one that is not visible ASCII (which
+/// [`cookies`] skips): such a line cannot smuggle a dropped cookie past, and its other cookies
+/// are kept.
 pub fn strip_cookies(headers: &mut HeaderMap, drop: impl Fn(&str) -> bool) {
-    if !cookies(headers).any(|(n, _)| drop(n)) {
+    let dropped = |name: &[u8]| std::str::from_utf8(name).is_ok_and(&drop);
+    let mut any = false;
+    for line in headers.get_all(COOKIE) {
+        each_cookie(line.as_bytes(), |n, _| any |= dropped(n));
+    }
+    if !any {
         return;
     }
-    let kept: Vec<String> = cookies(headers).filter(|(n, _)| !drop(n)).map(|(n, v)| format!("{n}={v}")).collect();
+    let mut kept: Vec<u8> = Vec::new();
+    for line in headers.get_all(COOKIE) {
+        each_cookie(line.as_bytes(), |n, v| {
+            if !dropped(n) {
+                if !kept.is_empty() {
+                    kept.extend_from_slice(b"; ");
+                }
+                kept.extend_from_slice(n);
+                kept.push(b'=');
+                kept.extend_from_slice(v);
+            }
+        });
+    }
     headers.remove(COOKIE);
-    if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
-        if !kept.is_empty() {
+    if !kept.is_empty() {
+        if let Ok(v) = HeaderValue::from_bytes(&kept) {
             headers.insert(COOKIE, v);
+        }
+    }
+}
+
+/// Calls `f` with each `name=value` pair of one `Cookie` line, trimmed like [`cookies`] (pairs
+/// without `=` are skipped there and here). UTF-8 lines (nearly all) are split with the
+/// standard library's fast searches, others byte by byte.
+fn each_cookie(line: &[u8], mut f: impl FnMut(&[u8], &[u8])) {
+    match std::str::from_utf8(line) {
+        Ok(line) => {
+            for (n, v) in line.split(';').filter_map(|c| c.trim_ascii().split_once('=')) {
+                f(n.as_bytes(), v.as_bytes());
+            }
+        }
+        Err(_) => {
+            for c in line.split(|b| *b == b';').map(<[u8]>::trim_ascii) {
+                if let Some(eq) = c.iter().position(|b| *b == b'=') {
+                    f(&c[..eq], &c[eq + 1..]);
+                }
+            }
         }
     }
 }
@@ -134,5 +175,18 @@ mod tests {
         assert_eq!(h.get_all(COOKIE).iter().collect::<Vec<_>>(), vec!["a=1; b=2"]);
         strip_cookies(&mut h, |_| true);
         assert!(h.get(COOKIE).is_none());
+        // Nothing to drop: untouched, even lines that are not visible ASCII.
+        let Ok(odd) = HeaderValue::from_bytes(b"caf\xc3\xa9=1;  tollgate=x") else { panic!("a valid header value") };
+        let mut h = HeaderMap::new();
+        h.append(COOKIE, HeaderValue::from_static("a=1;b=2"));
+        h.append(COOKIE, odd.clone());
+        strip_cookies(&mut h, |n| n == "c");
+        assert_eq!(h.get_all(COOKIE).iter().collect::<Vec<_>>(), vec![&HeaderValue::from_static("a=1;b=2"), &odd]);
+        // A dropped cookie is found in such a line too; the rest of it is kept.
+        strip_cookies(&mut h, |n| n == "tollgate");
+        assert_eq!(
+            h.get_all(COOKIE).iter().map(HeaderValue::as_bytes).collect::<Vec<_>>(),
+            vec![b"a=1; b=2; caf\xc3\xa9=1"]
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! all open, so keys rotate without logging anyone out), a version prefix so later releases can
 //! still open today's cookies, and chunking past the ~4 KB browsers keep per cookie.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
@@ -80,21 +81,33 @@ pub struct Attributes {
     pub secure: bool,
 }
 
-/// The value of `name`, reassembled from `name_0`, `name_1`, … when it was chunked.
-pub fn read(headers: &HeaderMap, name: &str) -> Option<String> {
-    if let Some((_, v)) = crate::util::cookies(headers).find(|(n, _)| *n == name) {
-        return Some(v.to_string());
-    }
-    let mut out = String::new();
-    for i in 0..MAX_CHUNKS {
-        let chunk = format!("{name}_{i}");
-        match crate::util::cookies(headers).find(|(n, _)| *n == chunk) {
-            Some((_, v)) => out.push_str(v),
-            None if i == 0 => return None,
-            None => break,
+/// The value of `name`, reassembled from `name_0`, `name_1`, … when it was chunked. Borrowed
+/// from the request unless it has to be reassembled. The first cookie of each name counts.
+pub fn read<'h>(headers: &'h HeaderMap, name: &str) -> Option<Cow<'h, str>> {
+    let mut chunks: [Option<&str>; MAX_CHUNKS] = [None; MAX_CHUNKS];
+    for (n, v) in crate::util::cookies(headers) {
+        let Some(rest) = n.strip_prefix(name) else { continue };
+        if rest.is_empty() {
+            return Some(Cow::Borrowed(v));
+        }
+        if let Some(slot) = rest.strip_prefix('_').and_then(chunk_index).and_then(|i| chunks.get_mut(i)) {
+            slot.get_or_insert(v);
         }
     }
-    Some(out)
+    chunks[0]?;
+    let parts = chunks.iter().map_while(|c| *c);
+    let mut out = String::with_capacity(parts.clone().map(str::len).sum());
+    parts.for_each(|p| out.push_str(p));
+    Some(Cow::Owned(out))
+}
+
+/// `N` of a chunk name `NAME_N`, written as `write` writes it (decimal, no leading zeros).
+fn chunk_index(digits: &str) -> Option<usize> {
+    let canonical = digits == "0" || (!digits.starts_with('0') && digits.len() <= 2);
+    if !canonical || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 /// Names of `name` and its chunks that the request carries.
@@ -198,5 +211,25 @@ mod tests {
         req.insert(COOKIE, HeaderValue::from_str(&jar.join("; ")).unwrap());
         assert_eq!(read(&req, "s").unwrap(), value);
         assert_eq!(present(&req, "s").len(), 3);
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn reading_borrows_a_whole_cookie_and_reassembles_chunks() {
+        let mut h = HeaderMap::new();
+        h.append(COOKIE, HeaderValue::from_static("a=1; s_1=B; sx=no; s_0=A; s_01=no; s_1=later"));
+        h.append(COOKIE, HeaderValue::from_static("s_2=C; s_4=gap"));
+        assert_eq!(read(&h, "s").as_deref(), Some("ABC"), "chunks in order, first of each, up to a gap");
+        assert!(read(&h, "sx").is_some_and(|v| matches!(v, Cow::Borrowed("no"))));
+        h.append(COOKIE, HeaderValue::from_static("s=whole; s=second"));
+        assert!(read(&h, "s").is_some_and(|v| matches!(v, Cow::Borrowed("whole"))), "the unchunked cookie wins");
+        let mut only_later = HeaderMap::new();
+        only_later.insert(COOKIE, HeaderValue::from_static("s_1=B; s_00=A"));
+        assert_eq!(read(&only_later, "s"), None, "no chunk 0");
+        assert_eq!(read(&HeaderMap::new(), "s"), None);
+        let mut many = HeaderMap::new();
+        let all: Vec<String> = (0..20).map(|i| format!("s_{i}=x")).collect();
+        many.insert(COOKIE, HeaderValue::from_str(&all.join("; ")).unwrap());
+        assert_eq!(read(&many, "s").unwrap().len(), MAX_CHUNKS);
     }
 }

@@ -15,6 +15,7 @@ use serde_json::Value;
 use super::cookie;
 use super::id_token::{self, constant_time_eq, Expect};
 use super::redirect::safe_target;
+use super::session::cache::{Opened, OpenedCache};
 use super::session::{random_token, Session, SessionError, Sessions, Write};
 use super::{unix_now, AuthError, Authenticator, Principal};
 use crate::body::Body;
@@ -40,11 +41,11 @@ struct Flow {
     created: u64,
 }
 
-/// A signed-in caller, and cookies to set on the response (after a refresh or to slide the
-/// idle timeout).
+/// A signed-in caller, the session's access token, and cookies to set on the response (after
+/// a refresh or to slide the idle timeout).
 pub struct SessionCaller {
     pub principal: Arc<Principal>,
-    pub session: Session,
+    pub access_token: String,
     pub set_cookie: HeaderMap,
 }
 
@@ -59,6 +60,8 @@ pub struct LoginService {
     logout_jtis: moka::sync::Cache<String, ()>,
     /// Accepts bearer tokens from every issuer, for `/oauth2/auth`.
     any_bearer: Bearer,
+    /// Sessions this worker thread opened recently (see [`OpenedCache`]).
+    opened: OpenedCache,
 }
 
 impl LoginService {
@@ -85,6 +88,7 @@ impl LoginService {
                 forward_authorization: false,
                 realm: "tollgate".into(),
             },
+            opened: OpenedCache::new(),
             cfg,
         })))
     }
@@ -326,12 +330,25 @@ impl LoginService {
     /// The request's session, refreshed when its access token is about to expire. `Ok(None)`
     /// when there is none, or it ended (the refresh failed).
     pub async fn session(&self, headers: &HeaderMap) -> Result<Option<SessionCaller>, AuthError> {
-        let loaded = self.sessions.load(headers).await.map_err(store_unavailable)?;
-        let Some(mut session) = loaded else { return Ok(None) };
-        let now = unix_now();
+        self.session_at(headers, unix_now()).await
+    }
+
+    /// [`LoginService::session`] at `now`. A session this thread opened before from the same
+    /// sealed bytes is answered from [`OpenedCache`] until [`LoginService::fresh_until`]: up to
+    /// then this path would accept it unchanged (no refresh, no new cookie). With Redis the
+    /// stored value is still fetched first, so a removed session is never answered.
+    async fn session_at(&self, headers: &HeaderMap, now: u64) -> Result<Option<SessionCaller>, AuthError> {
+        let sealed = self.sessions.load_sealed(headers).await.map_err(store_unavailable)?;
+        let Some(sealed) = sealed else { return Ok(None) };
+        if let Some((principal, access_token)) = self.opened.get(sealed.bytes(), sealed.id(), now) {
+            return Ok(Some(SessionCaller { principal, access_token, set_cookie: HeaderMap::new() }));
+        }
+        let Some(mut session) = self.sessions.open_sealed(&sealed, now) else { return Ok(None) };
         let mut changed = false;
-        if session.refresh_token.is_some() && session.access_exp <= now + self.refresh_window(&session) {
-            match self.refresh(&session).await {
+        if self.refresh_due(&session, now) {
+            // Boxed: the refresh's state (token request, ID token check, Redis lock) is tens of
+            // kilobytes, and would otherwise be part of this future, copied on every request.
+            match Box::pin(self.refresh(&session)).await {
                 Refreshed::Fresh(fresh) => {
                     session = fresh;
                     changed = true;
@@ -345,23 +362,57 @@ impl LoginService {
                 }
             }
         }
-        // Slide the idle timeout, but rewrite the cookie at most every tenth of it.
-        if now.saturating_sub(session.seen) > (self.cfg.idle_timeout.as_secs() / 10).max(1) {
+        if self.touch_due(&session, now) {
             session.seen = now;
             changed = true;
         }
         let mut set_cookie = HeaderMap::new();
         if changed {
-            match self.sessions.save(&session, Write::Update, headers, &mut set_cookie).await {
+            match Box::pin(self.sessions.save(&session, Write::Update, headers, &mut set_cookie)).await {
                 Ok(()) => {}
                 Err(SessionError::Gone) => return Ok(None),
                 Err(e) => return Err(store_unavailable(e)),
             }
         }
+        // A changed session has new sealed bytes: the old ones are not cached for it.
+        let fresh_until = if changed { 0 } else { self.fresh_until(&session) };
+        let (id, access_token) = (std::mem::take(&mut session.id), std::mem::take(&mut session.access_token));
         let principal = session
-            .principal(self.cfg.issuer, self.cfg.lifetime)
+            .into_principal(self.cfg.issuer, self.cfg.lifetime)
             .ok_or(AuthError::Forbidden("session without subject"))?;
-        Ok(Some(SessionCaller { principal: Arc::new(principal), session, set_cookie }))
+        let principal = Arc::new(principal);
+        if now < fresh_until {
+            let entry = Opened { principal: principal.clone(), access_token: access_token.clone(), id, fresh_until };
+            self.opened.insert(sealed.bytes(), entry, now);
+        }
+        Ok(Some(SessionCaller { principal, access_token, set_cookie }))
+    }
+
+    /// Whether the access token is due for a refresh at `now`.
+    fn refresh_due(&self, s: &Session, now: u64) -> bool {
+        s.refresh_token.is_some() && s.access_exp <= now + self.refresh_window(s)
+    }
+
+    /// Whether to slide the idle timeout at `now`: the cookie is rewritten at most every tenth
+    /// of it.
+    fn touch_due(&self, s: &Session, now: u64) -> bool {
+        now.saturating_sub(s.seen) > self.touch_every()
+    }
+
+    fn touch_every(&self) -> u64 {
+        (self.cfg.idle_timeout.as_secs() / 10).max(1)
+    }
+
+    /// The first second at which `session_at` would not accept `s` as it is: it has expired,
+    /// its token is due for refresh, or its idle timeout is due to slide (a new cookie).
+    /// Before then a cached answer is the same answer.
+    fn fresh_until(&self, s: &Session) -> u64 {
+        let touch = s.seen.saturating_add(self.touch_every()).saturating_add(1);
+        let mut until = self.sessions.live_until(s).min(touch);
+        if s.refresh_token.is_some() {
+            until = until.min(s.access_exp.saturating_sub(self.refresh_window(s)));
+        }
+        until
     }
 
     /// How long before expiry to refresh: `refresh_before`, but at most half the token's
@@ -526,7 +577,7 @@ impl LoginService {
     /// browser behind Traefik, which passes responses through, a redirect to sign in).
     async fn forward_auth(&self, req: &Request<Incoming>) -> Response<Body> {
         let principal = match self.session(req.headers()).await {
-            Ok(Some(s)) => Some((s.principal, Some(s.session.access_token), s.set_cookie)),
+            Ok(Some(s)) => Some((s.principal, Some(s.access_token), s.set_cookie)),
             _ => match super::token::extract(req.headers(), req.uri(), &self.any_bearer.sources) {
                 Ok(Some(token)) => {
                     self.auth.authenticate(&self.any_bearer, &token).await.ok().map(|p| (p, None, HeaderMap::new()))
@@ -807,6 +858,159 @@ mod tests {
         let mut api = HeaderMap::new();
         api.insert(ACCEPT, HeaderValue::from_static("application/json"));
         assert!(!is_browser(&api));
+    }
+
+    // Set-up that fails should stop the test loudly.
+    #[allow(clippy::unwrap_used)]
+    mod cached_sessions {
+        use super::super::*;
+        use crate::auth::session::cache::OpenedCache;
+        use http::header::{COOKIE, SET_COOKIE};
+        use serde_json::json;
+
+        const T0: u64 = 1_900_000_000;
+
+        fn service(login_lines: &str) -> Arc<LoginService> {
+            let text = format!(
+                "[[issuer]]\nname = \"idp\"\nurl = \"http://127.0.0.1:1\"\naudiences = [\"api\"]\n\n\
+                 [login]\nclient_id = \"web\"\nclient_secret = \"web-secret\"\n\
+                 public_url = \"http://127.0.0.1:8080\"\n\
+                 cookie_secret = \"unit-test-cookie-secret-of-32-bytes-or-more\"\n{login_lines}\n\
+                 [[route]]\nname = \"app\"\nauth = \"login\"\npath = \"/\"\nupstream = \"http://127.0.0.1:9\"\n"
+            );
+            let config = Config::from_str(&text, std::path::Path::new("t.toml"), &|_| None).unwrap();
+            let metrics = crate::auth::AuthMetrics::new(&prometheus::Registry::new()).unwrap();
+            let tls = crate::tls::client_config(&config.upstream).unwrap();
+            let client = crate::oidc::http::IdpClient::new(tls, Duration::from_secs(1));
+            let auth = Authenticator::new(&config, client, metrics);
+            LoginService::new(&config, auth).unwrap().unwrap()
+        }
+
+        fn session(refresh: bool, access_exp: u64) -> Session {
+            Session {
+                id: Sessions::new_id(),
+                claims: json!({"sub": "ann", "email": "ann@example.com", "groups": ["staff"]}),
+                id_token: "id-token".into(),
+                access_token: "access-token".into(),
+                refresh_token: refresh.then(|| "refresh-token".to_string()),
+                access_exp,
+                access_issued: T0,
+                created: T0,
+                seen: T0,
+            }
+        }
+
+        /// The request headers of a browser holding `s` as the cookie store seals it.
+        fn cookie_for(login: &LoginService, s: &Session) -> HeaderMap {
+            let mut set = HeaderMap::new();
+            run(login.sessions.save(s, Write::New, &HeaderMap::new(), &mut set)).unwrap();
+            let jar: Vec<&str> =
+                set.get_all(SET_COOKIE).iter().map(|v| v.to_str().unwrap().split(';').next().unwrap()).collect();
+            let mut h = HeaderMap::new();
+            h.insert(COOKIE, HeaderValue::from_str(&format!("a=1; {}; b=2", jar.join("; "))).unwrap());
+            h
+        }
+
+        /// Everything here runs on the test's thread, where its cache lives.
+        fn run<F: std::future::Future>(f: F) -> F::Output {
+            tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+        }
+
+        fn at(login: &LoginService, h: &HeaderMap, now: u64) -> Option<SessionCaller> {
+            run(login.session_at(h, now)).unwrap()
+        }
+
+        #[test]
+        fn fresh_until_is_exactly_where_the_uncached_path_would_act() {
+            let login =
+                service("session_idle_timeout = \"1000s\"\nsession_lifetime = \"5000s\"\nrefresh_before = \"60s\"\n");
+            let mut cases = Vec::new();
+            for refresh in [false, true] {
+                for exp in [T0, T0 + 30, T0 + 100, T0 + 300, T0 + 10_000] {
+                    for seen in [T0, T0 + 50, T0 + 4990] {
+                        let mut s = session(refresh, exp);
+                        s.seen = seen;
+                        cases.push(s.clone());
+                        s.access_issued = 0;
+                        cases.push(s);
+                    }
+                }
+            }
+            for s in &cases {
+                let until = login.fresh_until(s);
+                for now in T0.saturating_sub(10)..T0 + 5100 {
+                    let unchanged =
+                        now < login.sessions.live_until(s) && !login.refresh_due(s, now) && !login.touch_due(s, now);
+                    assert_eq!(now < until, unchanged, "{s:?} at {now}: fresh until {until}");
+                }
+            }
+        }
+
+        #[test]
+        fn a_repeated_cookie_is_answered_from_the_cache_until_the_token_is_due_for_refresh() {
+            let login = service("refresh_before = \"60s\"\n");
+            let h = cookie_for(&login, &session(true, T0 + 1000));
+            let first = at(&login, &h, T0).unwrap();
+            assert!(first.set_cookie.is_empty());
+            assert_eq!(first.access_token, "access-token");
+            let again = at(&login, &h, T0 + 939).unwrap();
+            assert!(Arc::ptr_eq(&first.principal, &again.principal), "answered from the cache");
+            assert_eq!(again.principal.subject, "ann");
+            // From T0 + 940 the uncached path refreshes; with no provider reachable here the
+            // refresh is refused and the session ends. A cached answer would still say "ann".
+            assert!(at(&login, &h, T0 + 940).is_none(), "the refresh was skipped");
+            let reopened = at(&login, &h, T0 + 939).unwrap();
+            assert!(!Arc::ptr_eq(&first.principal, &reopened.principal), "the stale entry was dropped");
+        }
+
+        #[test]
+        fn a_repeated_cookie_still_gets_its_idle_timeout_slid_and_ends_with_its_session() {
+            let login = service("session_idle_timeout = \"100s\"\nsession_lifetime = \"300s\"\n");
+            let s = session(false, T0 + 50);
+            let h = cookie_for(&login, &s);
+            let first = at(&login, &h, T0).unwrap();
+            let cached = at(&login, &h, T0 + 10).unwrap();
+            assert!(Arc::ptr_eq(&first.principal, &cached.principal) && cached.set_cookie.is_empty());
+            // seen + a tenth of the idle timeout: the cookie is rewritten (Set-Cookie goes out).
+            let slid = at(&login, &h, T0 + 11).unwrap();
+            assert!(!slid.set_cookie.is_empty(), "the idle timeout did not slide");
+            assert!(!Arc::ptr_eq(&first.principal, &slid.principal));
+            // A cookie whose `seen` is the last second of its lifetime, cached, then expired.
+            let mut late = s.clone();
+            late.seen = T0 + 290;
+            let h = cookie_for(&login, &late);
+            assert!(at(&login, &h, T0 + 290).is_some() && at(&login, &h, T0 + 299).unwrap().set_cookie.is_empty());
+            assert!(at(&login, &h, T0 + 300).is_none(), "the session outlived its lifetime");
+        }
+
+        #[test]
+        fn forged_cookies_are_never_cached() {
+            let login = service("");
+            let h = cookie_for(&login, &session(false, T0 + 1000));
+            let value = h.get(COOKIE).unwrap().to_str().unwrap().to_string();
+            let (before, _) = OpenedCache::thread_usage();
+            for i in 0..200 {
+                let mut forged = value.clone().into_bytes();
+                let at_byte = 20 + i * 7 % (forged.len() - 30);
+                forged[at_byte] = if forged[at_byte] == b'A' { b'B' } else { b'A' };
+                let mut f = HeaderMap::new();
+                f.insert(COOKIE, HeaderValue::from_bytes(&forged).unwrap());
+                let mut junk = HeaderMap::new();
+                junk.insert(
+                    COOKIE,
+                    HeaderValue::from_str(&format!("tollgate=v1.{i}AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"))
+                        .unwrap(),
+                );
+                for h in [&f, &junk] {
+                    if let Some(s) = at(&login, h, T0) {
+                        panic!("a forged cookie opened: {}", s.principal.subject);
+                    }
+                }
+            }
+            assert_eq!(OpenedCache::thread_usage().0, before, "forged cookies took room in the cache");
+            assert!(at(&login, &h, T0).is_some());
+            assert_eq!(OpenedCache::thread_usage().0, before + 1);
+        }
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! Browser sessions: what tollgate remembers about a signed-in user, kept either in sealed
 //! cookies (nothing shared between replicas) or in Redis (revocable: back-channel logout).
 
+pub mod cache;
+
+use std::borrow::Cow;
 use std::time::Duration;
 
 use http::HeaderMap;
@@ -46,6 +49,36 @@ impl std::fmt::Debug for Session {
 impl Session {
     pub fn principal(&self, issuer: usize, lifetime: Duration) -> Option<Principal> {
         Principal::from_claims(issuer, self.claims.clone(), self.created + lifetime.as_secs())
+    }
+
+    /// The principal, taking the claims instead of copying them (the session is done with).
+    pub fn into_principal(self, issuer: usize, lifetime: Duration) -> Option<Principal> {
+        Principal::from_claims(issuer, self.claims, self.created + lifetime.as_secs())
+    }
+}
+
+/// A request's session before it is opened: the cookie's value (cookie store), or the value
+/// stored under the cookie's id (Redis), fetched on every request so removal takes effect.
+pub enum Sealed<'h> {
+    Cookie(Cow<'h, str>),
+    Stored { id: Cow<'h, str>, sealed: Vec<u8> },
+}
+
+impl Sealed<'_> {
+    /// The sealed bytes: authenticated, so equal bytes are the same session.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Sealed::Cookie(v) => v.as_bytes(),
+            Sealed::Stored { sealed, .. } => sealed,
+        }
+    }
+
+    /// The session id the cookie names (Redis store).
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            Sealed::Cookie(_) => None,
+            Sealed::Stored { id, .. } => Some(id),
+        }
     }
 }
 
@@ -113,33 +146,52 @@ impl Sessions {
     /// The request's session, if it has a valid, unexpired one. Anything that does not open
     /// (tampered, old key removed, unknown id) is simply no session.
     pub async fn load(&self, headers: &HeaderMap) -> Result<Option<Session>, SessionError> {
+        Ok(self.load_sealed(headers).await?.and_then(|s| self.open_sealed(&s, unix_now())))
+    }
+
+    /// The request's session still sealed: the cookie's value, or with Redis the value stored
+    /// under the cookie's id (`None` when there is none).
+    pub async fn load_sealed<'h>(&self, headers: &'h HeaderMap) -> Result<Option<Sealed<'h>>, SessionError> {
         let Some(value) = cookie::read(headers, &self.cookie_name) else { return Ok(None) };
         match &self.backend {
-            Backend::Cookie => Ok(self.open(value.as_bytes(), None)),
-            Backend::Redis(_) => self.load_id(&value).await,
+            Backend::Cookie => Ok(Some(Sealed::Cookie(value))),
+            Backend::Redis(redis) => {
+                if !is_id(&value) {
+                    return Ok(None);
+                }
+                Ok(redis.get(&redis_key(&value)).await?.map(|sealed| Sealed::Stored { id: value, sealed }))
+            }
         }
+    }
+
+    /// Opens what [`Sessions::load_sealed`] found: `None` unless it is ours, for this id, and
+    /// live at `now`.
+    pub fn open_sealed(&self, sealed: &Sealed<'_>, now: u64) -> Option<Session> {
+        self.open(sealed.bytes(), sealed.id(), now)
     }
 
     /// The stored session with this id (Redis store; the cookie store has none).
     pub async fn load_id(&self, id: &str) -> Result<Option<Session>, SessionError> {
         let Backend::Redis(redis) = &self.backend else { return Ok(None) };
-        if id.len() != 43 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        if !is_id(id) {
             return Ok(None);
         }
-        Ok(redis.get(&redis_key(id)).await?.and_then(|sealed| self.open(&sealed, Some(id))))
+        Ok(redis.get(&redis_key(id)).await?.and_then(|sealed| self.open(&sealed, Some(id), unix_now())))
     }
 
-    fn open(&self, sealed: &[u8], id: Option<&str>) -> Option<Session> {
+    fn open(&self, sealed: &[u8], id: Option<&str>, now: u64) -> Option<Session> {
         let plain = std::str::from_utf8(sealed).ok().and_then(|s| self.sealer.open(SESSION_PURPOSE, s))?;
         let session = serde_json::from_slice::<Session>(&plain).ok()?;
         if id.is_some_and(|id| session.id != id) {
             return None;
         }
-        let now = unix_now();
-        if now >= session.created + self.lifetime.as_secs() || now >= session.seen + self.idle.as_secs() {
-            return None;
-        }
-        Some(session)
+        (now < self.live_until(&session)).then_some(session)
+    }
+
+    /// When (Unix seconds) the session ends: its lifetime is over or it was idle too long.
+    pub fn live_until(&self, s: &Session) -> u64 {
+        let end_of_life = s.created.saturating_add(self.lifetime.as_secs());
+        end_of_life.min(s.seen.saturating_add(self.idle.as_secs()))
     }
 
     /// True when sessions live in a store every replica shares (Redis).
@@ -243,6 +295,11 @@ impl Sessions {
     pub fn cookie_name(&self) -> &str {
         &self.cookie_name
     }
+}
+
+/// What `random_token` makes: 43 base64url characters.
+fn is_id(id: &str) -> bool {
+    id.len() == 43 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn logout_indexes(s: &Session) -> Vec<String> {
