@@ -546,9 +546,10 @@ fn token_cache(c: &mut Criterion) {
     let owner = front::new_owner();
     let with_front = |i: u64| {
         let token = tokens[(i % 1024) as usize].as_str();
-        let p = front::get(owner, token).unwrap_or_else(|| {
+        let now = unix_now();
+        let p = front::get(owner, token, now).unwrap_or_else(|| {
             let p = cache.get(&sha256(token.as_bytes())).expect("hit");
-            front::put(owner, token, &p);
+            front::put(owner, token, &p, now + 10);
             p
         });
         black_box(p);
@@ -556,8 +557,9 @@ fn token_cache(c: &mut Criterion) {
     // Only front hits: as many tokens as there are slots would still collide, so one token.
     let front_hit = |_: u64| {
         let token = tokens[0].as_str();
-        let p = front::get(owner, token).unwrap_or_else(|| {
-            front::put(owner, token, &principal);
+        let now = unix_now();
+        let p = front::get(owner, token, now).unwrap_or_else(|| {
+            front::put(owner, token, &principal, now + 10);
             principal.clone()
         });
         black_box(p);

@@ -1,6 +1,8 @@
 //! Token verification hot paths, end to end through `Authenticator::authenticate`: one
 //! function per path (cold RS256, ES256 and EdDSA verification, and a verified-cache hit),
-//! plus the bare signature check per algorithm as a baseline.
+//! plus the bare signature check per algorithm as a baseline (`*_signature_only`: jsonwebtoken,
+//! which rebuilds the key from the JWK's numbers on every call; `*_signature_prepared_key`: the
+//! gateway's `VerifyKey::verify`, the key parsed once).
 //!
 //! The issuer is served in-process (discovery + JWKS on 127.0.0.1:0) by a multi-thread tokio
 //! runtime that lives as long as the benches; the authenticator loads its keys from there
@@ -50,6 +52,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{json, Value};
+use tollgate::auth::jwks::{KeySet, Lookup};
 use tollgate::auth::{AuthMetrics, Authenticator};
 use tollgate::config::{Bearer, Config, RouteAuth};
 use tollgate::oidc::http::IdpClient;
@@ -357,6 +360,12 @@ fn benches(c: &mut Criterion) {
                 let ok = jsonwebtoken::crypto::verify(signature, message.as_bytes(), &key, alg).unwrap();
                 assert!(std::hint::black_box(ok));
             })
+        });
+        // The same check as the gateway does it: the key parsed once (`VerifyKey::verify`).
+        let set = KeySet::parse(json!({"keys": [jwk]}).to_string().as_bytes(), &[alg]).unwrap();
+        let Lookup::Found(prepared) = set.find(Some(kid), alg) else { panic!("{kid} not in the key set") };
+        c.bench_function(&name.replace("_only", "_prepared_key"), |b| {
+            b.iter(|| assert!(std::hint::black_box(prepared.verify(alg, message.as_bytes(), signature))))
         });
     }
 

@@ -5,10 +5,11 @@
 //! bytes (a JWS's signature) and holding the whole token, which must match exactly. It holds
 //! only principals the shared cache gave out or a verification produced, and the caller applies
 //! every check of a shared-cache hit (the route's issuers, `exp` with leeway) on each hit here,
-//! so it answers exactly as the shared cache would. An entry can outlive its shared-cache entry
-//! (evicted for room): it stays until overwritten by another token or found expired, so the
-//! memory bound is the shared cache's plus at most `SLOTS` entries of `MAX_TOKEN` bytes per
-//! thread (and their principals).
+//! so it answers exactly as the shared cache would. An entry is kept for a short time only (the
+//! caller's `until`, a few seconds): the shared cache's own limit on how long a verification is
+//! trusted (an hour) is then exceeded by at most that, and an entry whose shared-cache entry was
+//! evicted for room goes soon after. The memory bound is the shared cache's plus at most `SLOTS`
+//! entries of `MAX_TOKEN` bytes per thread (and their principals).
 
 use std::cell::RefCell;
 use std::hash::{BuildHasher, Hasher, RandomState};
@@ -33,6 +34,8 @@ pub fn new_owner() -> u64 {
 
 struct Slot {
     owner: u64,
+    /// Unix seconds from which the entry is no longer answered.
+    until: u64,
     token: Box<str>,
     principal: Arc<Principal>,
 }
@@ -57,21 +60,22 @@ impl Front {
         (h.finish() as usize) & (SLOTS - 1)
     }
 
-    /// The principal kept for exactly `token` by `owner`.
-    pub fn get(&self, owner: u64, token: &str) -> Option<Arc<Principal>> {
+    /// The principal kept for exactly `token` by `owner`, unless its time here is up at `now`.
+    pub fn get(&self, owner: u64, token: &str, now: u64) -> Option<Arc<Principal>> {
         match &self.slots[self.index(token)] {
-            Some(s) if s.owner == owner && *s.token == *token => Some(s.principal.clone()),
+            Some(s) if s.owner == owner && now < s.until && *s.token == *token => Some(s.principal.clone()),
             _ => None,
         }
     }
 
-    /// Keeps `principal` for `token`, replacing whatever shared its slot.
-    pub fn put(&mut self, owner: u64, token: &str, principal: &Arc<Principal>) {
+    /// Keeps `principal` for `token` until `until` (Unix seconds), replacing whatever shared its
+    /// slot.
+    pub fn put(&mut self, owner: u64, token: &str, principal: &Arc<Principal>, until: u64) {
         if token.len() > MAX_TOKEN {
             return;
         }
         let i = self.index(token);
-        self.slots[i] = Some(Slot { owner, token: token.into(), principal: principal.clone() });
+        self.slots[i] = Some(Slot { owner, until, token: token.into(), principal: principal.clone() });
     }
 
     /// Forgets `token` (found expired, or no longer accepted).
@@ -97,14 +101,14 @@ thread_local! {
 }
 
 /// This thread's entry for `token`, if any (see [`Front::get`]).
-pub fn get(owner: u64, token: &str) -> Option<Arc<Principal>> {
-    FRONT.try_with(|f| f.try_borrow().ok().and_then(|f| f.get(owner, token))).ok().flatten()
+pub fn get(owner: u64, token: &str, now: u64) -> Option<Arc<Principal>> {
+    FRONT.try_with(|f| f.try_borrow().ok().and_then(|f| f.get(owner, token, now))).ok().flatten()
 }
 
-pub fn put(owner: u64, token: &str, principal: &Arc<Principal>) {
+pub fn put(owner: u64, token: &str, principal: &Arc<Principal>, until: u64) {
     let _ = FRONT.try_with(|f| {
         if let Ok(mut f) = f.try_borrow_mut() {
-            f.put(owner, token, principal)
+            f.put(owner, token, principal, until)
         }
     });
 }
@@ -180,15 +184,16 @@ mod tests {
     fn answers_only_the_exact_token_and_owner() {
         let mut f = Front::default();
         let p = principal("a");
-        f.put(1, "aaa.bbb.ccc", &p);
-        assert_eq!(f.get(1, "aaa.bbb.ccc").map(|p| p.subject.clone()), Some("a".into()));
-        assert!(f.get(2, "aaa.bbb.ccc").is_none(), "another authenticator's entry");
-        assert!(f.get(1, "aaa.bbb.ccd").is_none());
-        assert!(f.get(1, "xaaa.bbb.ccc").is_none(), "same tail, different token");
+        f.put(1, "aaa.bbb.ccc", &p, 100);
+        assert_eq!(f.get(1, "aaa.bbb.ccc", 99).map(|p| p.subject.clone()), Some("a".into()));
+        assert!(f.get(1, "aaa.bbb.ccc", 100).is_none(), "its time here is up");
+        assert!(f.get(2, "aaa.bbb.ccc", 99).is_none(), "another authenticator's entry");
+        assert!(f.get(1, "aaa.bbb.ccd", 99).is_none());
+        assert!(f.get(1, "xaaa.bbb.ccc", 99).is_none(), "same tail, different token");
         f.remove(2, "aaa.bbb.ccc");
-        assert!(f.get(1, "aaa.bbb.ccc").is_some(), "only the owner removes");
+        assert!(f.get(1, "aaa.bbb.ccc", 99).is_some(), "only the owner removes");
         f.remove(1, "aaa.bbb.ccc");
-        assert!(f.get(1, "aaa.bbb.ccc").is_none());
+        assert!(f.get(1, "aaa.bbb.ccc", 99).is_none());
     }
 
     #[test]
@@ -196,13 +201,13 @@ mod tests {
         let mut f = Front::default();
         let p = principal("a");
         for i in 0..SLOTS * 8 {
-            f.put(1, &format!("h.p.sig{i}"), &p);
+            f.put(1, &format!("h.p.sig{i}"), &p, u64::MAX);
         }
         assert!(f.len() <= SLOTS);
         assert!(f.len() > SLOTS / 2, "tokens spread over the slots: {}", f.len());
         let long = "x".repeat(MAX_TOKEN + 1);
-        f.put(1, &long, &p);
-        assert!(f.get(1, &long).is_none());
+        f.put(1, &long, &p, u64::MAX);
+        assert!(f.get(1, &long, 0).is_none());
     }
 
     #[test]

@@ -201,6 +201,9 @@ const INTROSPECTION_CACHE_BYTES: u64 = 8 << 20;
 
 /// Verified tokens live until their `exp`, and never longer than this.
 const VERIFIED_MAX_TTL: Duration = Duration::from_secs(3600);
+/// Seconds a per-thread front-cache entry is answered (`front.rs`) before the shared cache is
+/// asked again: the most by which a verification can be trusted past `VERIFIED_MAX_TTL`.
+const FRONT_TTL_SECS: u64 = 10;
 
 struct UntilExp;
 
@@ -296,7 +299,8 @@ impl Authenticator {
             return Err(AuthError::InvalidToken(Invalid::TooLarge));
         }
         // This thread's front cache, then the shared cache: the same checks on a hit from either.
-        if let Some(p) = front::get(self.front_owner, token) {
+        let now = unix_now();
+        if let Some(p) = front::get(self.front_owner, token, now) {
             self.metrics.cache_hits.inc();
             let accepted = self.accept_cached(route, p);
             if matches!(accepted, Err(AuthError::InvalidToken(Invalid::Expired))) {
@@ -307,14 +311,14 @@ impl Authenticator {
         let key = hash(token);
         if let Some(p) = self.verified.get(&key) {
             self.metrics.cache_hits.inc();
-            front::put(self.front_owner, token, &p);
+            front::put(self.front_owner, token, &p, now + FRONT_TTL_SECS);
             return self.accept_cached(route, p);
         }
         self.metrics.cache_misses.inc();
         if jwt::looks_like_jws(token) {
             let principal = self.verify_jwt(route, token).await?;
             self.verified.insert(key, principal.clone());
-            front::put(self.front_owner, token, &principal);
+            front::put(self.front_owner, token, &principal, now + FRONT_TTL_SECS);
             Ok(principal)
         } else if token.split('.').count() == 5 {
             Err(AuthError::InvalidToken(Invalid::Encrypted))
@@ -465,18 +469,18 @@ mod tests {
         let (auth, config) = authenticator();
         let now = unix_now();
         // Expired 2 s ago, within issuer a's 5 s leeway: accepted from the front cache alone.
-        front::put(auth.front_owner, TOKEN, &principal(0, now - 2));
+        front::put(auth.front_owner, TOKEN, &principal(0, now - 2), now + 60);
         assert!(run(&auth, route(&config, 0), TOKEN).is_ok());
         // Expired 10 s ago: refused on the front hit (not verified again) and dropped from it.
-        front::put(auth.front_owner, TOKEN, &principal(0, now - 10));
+        front::put(auth.front_owner, TOKEN, &principal(0, now - 10), now + 60);
         assert_eq!(run(&auth, route(&config, 0), TOKEN), Err(AuthError::InvalidToken(Invalid::Expired)));
-        assert!(front::get(auth.front_owner, TOKEN).is_none());
+        assert!(front::get(auth.front_owner, TOKEN, now).is_none());
     }
 
     #[tokio::test]
     async fn front_hit_checks_the_routes_issuers() {
         let (auth, config) = authenticator();
-        front::put(auth.front_owner, TOKEN, &principal(1, unix_now() + 60));
+        front::put(auth.front_owner, TOKEN, &principal(1, unix_now() + 60), unix_now() + 60);
         assert_eq!(run(&auth, route(&config, 0), TOKEN), Err(AuthError::InvalidToken(Invalid::UnknownIssuer)));
         assert_eq!(run(&auth, route(&config, 1), TOKEN).map(|p| p.issuer), Ok(1));
     }
@@ -485,7 +489,7 @@ mod tests {
     async fn front_entries_belong_to_one_authenticator() {
         let (auth, config) = authenticator();
         let (other, _) = authenticator();
-        front::put(other.front_owner, TOKEN, &principal(0, unix_now() + 60));
+        front::put(other.front_owner, TOKEN, &principal(0, unix_now() + 60), unix_now() + 60);
         assert!(run(&auth, route(&config, 0), TOKEN).is_err(), "another authenticator's entry answered");
         assert!(run(&other, route(&config, 0), TOKEN).is_ok());
     }
@@ -501,12 +505,14 @@ mod tests {
         for t in &tokens {
             assert!(run(&auth, route(&config, 0), t).is_ok());
         }
-        assert!(front::get(auth.front_owner, tokens.last().unwrap()).is_some(), "the last hit is in front");
+        let now = unix_now();
+        assert!(front::get(auth.front_owner, tokens.last().unwrap(), now).is_some(), "the last hit is in front");
+        assert!(front::get(auth.front_owner, tokens.last().unwrap(), now + FRONT_TTL_SECS + 1).is_none());
         assert!(front::thread_len() <= front::SLOTS);
         // Invalid tokens never enter either cache.
         let bad = format!("{TOKEN}x");
         assert!(run(&auth, route(&config, 1), &bad).is_err());
-        assert!(front::get(auth.front_owner, &bad).is_none());
+        assert!(front::get(auth.front_owner, &bad, now).is_none());
         assert!(auth.verified.get(&hash(&bad)).is_none());
     }
 }
