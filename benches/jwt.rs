@@ -1,6 +1,8 @@
 //! Token verification hot paths, end to end through `Authenticator::authenticate`: one
 //! function per path (cold RS256, ES256 and EdDSA verification, and a verified-cache hit),
-//! plus the bare signature check per algorithm as a baseline.
+//! plus the bare signature check per algorithm as a baseline (`*_signature_only`: jsonwebtoken,
+//! which rebuilds the key from the JWK's numbers on every call; `*_signature_prepared_key`: the
+//! gateway's `VerifyKey::verify`, the key parsed once).
 //!
 //! The issuer is served in-process (discovery + JWKS on 127.0.0.1:0) by a multi-thread tokio
 //! runtime that lives as long as the benches; the authenticator loads its keys from there
@@ -20,7 +22,20 @@
 //! token is ever presented twice to the same cache, whatever iteration counts criterion picks,
 //! and the cost of inserting into the cache (part of a real miss) is included.
 //!
+//! Every request a miss at the cache's bound (`rs256_miss_at_bound`): an issuer with a fixed
+//! identifier (`MISS_ISSUER`, keys from the in-process JWKS), `MISS_TOKENS` distinct RS256
+//! tokens kept in `target/bench-tokens/` between runs (minting 100,000 RSA signatures takes
+//! about a minute; a file whose tokens expire within the day is minted again). Before timing,
+//! an authenticator's verified-token cache is filled past its 32 MiB bound with `MISS_PREFILL`
+//! tokens, untimed, so every timed call pays what a miss costs in steady state under a flood
+//! of fresh tokens: verification, insertion, and eviction. A sample that needs more tokens than
+//! remain gets a fresh, pre-filled authenticator, untimed; no token is ever presented twice to
+//! the same cache.
+//!
 //! Run: `cargo bench --bench jwt -- --warm-up-time 1 --measurement-time 3`
+
+// A bench is set-up code: a failed set-up should stop it loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -37,12 +52,20 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{json, Value};
+use tollgate::auth::jwks::{KeySet, Lookup};
 use tollgate::auth::{AuthMetrics, Authenticator};
 use tollgate::config::{Bearer, Config, RouteAuth};
 use tollgate::oidc::http::IdpClient;
 
 /// Distinct tokens minted per algorithm for the cold benches.
 const TOKENS: usize = 20_000;
+/// Distinct RS256 tokens for `rs256_miss_at_bound`.
+const MISS_TOKENS: usize = 100_000;
+/// Tokens verified, untimed, to fill a new authenticator's cache past its bound (about 17,000
+/// of these principals fit in 32 MiB).
+const MISS_PREFILL: usize = 30_000;
+/// The issuer identifier of the miss bench: fixed, so its minted tokens can be kept on disk.
+const MISS_ISSUER: &str = "https://bench-issuer.tollgate.invalid";
 
 const RSA1_PEM: &[u8] = include_bytes!("../tests/idp/keys/rsa1.pem");
 const RSA1_JWK: &str = include_str!("../tests/idp/keys/rsa1.json");
@@ -53,6 +76,8 @@ const EC1_JWK: &str = include_str!("../tests/idp/keys/ec1.json");
 struct Setup {
     rt: tokio::runtime::Runtime,
     config: Config,
+    /// The same keys under `MISS_ISSUER` (no discovery, the JWKS named by `jwks_uri`).
+    miss_config: Config,
     issuer: String,
     ed_pkcs8: Vec<u8>,
     jwks: Value,
@@ -71,22 +96,29 @@ impl Setup {
              [[route]]\nauth = \"bearer\"\npath = \"/api/\"\nupstream = \"http://127.0.0.1:9\"\n"
         );
         let config = Config::from_str(&toml, Path::new("bench.toml"), &|_| None).unwrap();
-        Setup { rt, config, issuer, ed_pkcs8: pkcs8, jwks }
+        let toml = format!(
+            "[[issuer]]\nname = \"bench\"\nurl = \"{MISS_ISSUER}\"\njwks_uri = \"{issuer}/jwks\"\n\
+             discovery = false\naudiences = [\"api\"]\n\n\
+             [[route]]\nauth = \"bearer\"\npath = \"/api/\"\nupstream = \"http://127.0.0.1:9\"\n"
+        );
+        let miss_config = Config::from_str(&toml, Path::new("bench-miss.toml"), &|_| None).unwrap();
+        Setup { rt, config, miss_config, issuer, ed_pkcs8: pkcs8, jwks }
     }
 
     fn bearer(&self) -> &Bearer {
-        match &self.config.routes[0].auth {
-            RouteAuth::Bearer(b) => b,
-            _ => panic!("route 0 is not a bearer route"),
-        }
+        bearer_of(&self.config)
     }
 
     /// A new authenticator (empty caches) with its keys loaded; waits at most 10 s.
     fn authenticator(&self) -> Arc<Authenticator> {
+        self.authenticator_for(&self.config)
+    }
+
+    fn authenticator_for(&self, config: &Config) -> Arc<Authenticator> {
         let _in_runtime = self.rt.enter();
-        let tls = tollgate::tls::client_config(&self.config.upstream).unwrap();
+        let tls = tollgate::tls::client_config(&config.upstream).unwrap();
         let metrics = AuthMetrics::new(&prometheus::Registry::new()).unwrap();
-        let auth = Authenticator::new(&self.config, IdpClient::new(tls, Duration::from_secs(5)), metrics);
+        let auth = Authenticator::new(config, IdpClient::new(tls, Duration::from_secs(5)), metrics);
         auth.spawn_maintenance();
         let deadline = Instant::now() + Duration::from_secs(10);
         while !auth.is_ready() {
@@ -98,27 +130,61 @@ impl Setup {
 
     /// `n` distinct tokens signed with `alg` by `key` under `kid`.
     fn mint(&self, n: usize, alg: Algorithm, kid: &str, key: &EncodingKey) -> Vec<String> {
-        let header = b64(json!({"alg": alg, "typ": "JWT", "kid": kid}).to_string().as_bytes());
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
-        let mint = |i: usize| {
-            let claims = json!({
-                "iss": self.issuer, "aud": "api", "sub": "user-1234", "iat": now, "exp": now + 86_400,
-                "jti": format!("{alg:?}-{i}"), "scope": "read write", "email": "user@example.com",
-            });
-            let message = format!("{header}.{}", b64(claims.to_string().as_bytes()));
-            let sig = jsonwebtoken::crypto::sign(message.as_bytes(), key, alg).unwrap();
-            format!("{message}.{sig}")
-        };
-        // RSA signing is slow (~1 ms); use every core.
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let chunk = n.div_ceil(threads);
-        std::thread::scope(|s| {
-            let handles: Vec<_> = (0..threads)
-                .map(|t| s.spawn(move || (t * chunk..((t + 1) * chunk).min(n)).map(mint).collect::<Vec<_>>()))
-                .collect();
-            handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
-        })
+        mint(&self.issuer, n, alg, kid, key)
     }
+}
+
+fn bearer_of(config: &Config) -> &Bearer {
+    match &config.routes[0].auth {
+        RouteAuth::Bearer(b) => b,
+        _ => panic!("route 0 is not a bearer route"),
+    }
+}
+
+/// `n` distinct tokens from `issuer`, signed with `alg` by `key` under `kid`, valid for a day.
+fn mint(issuer: &str, n: usize, alg: Algorithm, kid: &str, key: &EncodingKey) -> Vec<String> {
+    let header = b64(json!({"alg": alg, "typ": "JWT", "kid": kid}).to_string().as_bytes());
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let mint = |i: usize| {
+        let claims = json!({
+            "iss": issuer, "aud": "api", "sub": "user-1234", "iat": now, "exp": now + 86_400,
+            "jti": format!("{alg:?}-{i}"), "scope": "read write", "email": "user@example.com",
+        });
+        let message = format!("{header}.{}", b64(claims.to_string().as_bytes()));
+        let sig = jsonwebtoken::crypto::sign(message.as_bytes(), key, alg).unwrap();
+        format!("{message}.{sig}")
+    };
+    // RSA signing is slow (~1 ms); use every core.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = n.div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| s.spawn(move || (t * chunk..((t + 1) * chunk).min(n)).map(mint).collect::<Vec<_>>()))
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    })
+}
+
+/// `MISS_TOKENS` RS256 tokens from `MISS_ISSUER`, from `target/bench-tokens/` when a file there
+/// still has them valid for at least 12 hours, minted (and written there) otherwise.
+fn miss_tokens(key: &EncodingKey) -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-tokens");
+    let file = dir.join(format!("rs256-{MISS_TOKENS}.txt"));
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    if let Ok(text) = std::fs::read_to_string(&file) {
+        let mut lines = text.lines();
+        let fresh = lines.next().and_then(|l| l.parse::<u64>().ok()).is_some_and(|exp| exp > now + 12 * 3600);
+        let tokens: Vec<String> = lines.map(str::to_string).collect();
+        if fresh && tokens.len() == MISS_TOKENS {
+            return tokens;
+        }
+    }
+    let minted = Instant::now();
+    let tokens = mint(MISS_ISSUER, MISS_TOKENS, Algorithm::RS256, "test-rsa-1", key);
+    eprintln!("minted {MISS_TOKENS} tokens for the miss bench in {:?}", minted.elapsed());
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(&file, format!("{}\n{}\n", now + 86_400, tokens.join("\n")));
+    tokens
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -203,12 +269,72 @@ fn cold(c: &mut Criterion, name: &str, setup: &Setup, tokens: &[String]) {
     });
 }
 
+/// Every call a miss on a cache already at its bound (see the module comment).
+fn miss_at_bound(c: &mut Criterion, setup: &Setup, tokens: &[String]) {
+    let bearer = bearer_of(&setup.miss_config);
+    let (prefill, timed) = tokens.split_at(MISS_PREFILL);
+    let fresh = || {
+        let auth = setup.authenticator_for(&setup.miss_config);
+        for token in prefill {
+            let principal = auth.authenticate(bearer, token).now_or_never();
+            principal.expect("completed without waiting").expect("a valid token");
+        }
+        auth
+    };
+    let mut state = (fresh(), 0usize);
+    let mut group = c.benchmark_group("miss");
+    group.sample_size(20);
+    group.bench_function("rs256_miss_at_bound", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            let mut remaining = iters as usize;
+            while remaining > 0 {
+                if state.1 == timed.len() {
+                    state = (fresh(), 0);
+                }
+                let (auth, next) = (&state.0, state.1);
+                let batch = &timed[next..(next + remaining).min(timed.len())];
+                let start = Instant::now();
+                for token in batch {
+                    let principal = auth.authenticate(bearer, token).now_or_never();
+                    std::hint::black_box(principal.expect("completed without waiting").expect("a valid token"));
+                }
+                total += start.elapsed();
+                remaining -= batch.len();
+                state.1 += batch.len();
+            }
+            total
+        })
+    });
+    group.finish();
+}
+
+/// True when the command line asks for the miss bench alone (`cargo bench --bench jwt -- miss`):
+/// the other benches' 60,000 tokens are then not minted.
+fn only_miss() -> bool {
+    // Options' values (`--measurement-time 3`) are numbers; a filter is not.
+    let filters: Vec<String> =
+        std::env::args().skip(1).filter(|a| !a.starts_with('-') && a.parse::<f64>().is_err()).collect();
+    // Filters are regular expressions: only plain names of the miss bench count.
+    !filters.is_empty()
+        && filters.iter().all(|f| ["miss", "miss/rs256_miss_at_bound", "rs256_miss_at_bound"].contains(&f.as_str()))
+}
+
+fn miss_benches(c: &mut Criterion) {
+    let setup = Setup::new();
+    let tokens = miss_tokens(&EncodingKey::from_rsa_pem(RSA1_PEM).unwrap());
+    miss_at_bound(c, &setup, &tokens);
+}
+
 fn benches(c: &mut Criterion) {
     let setup = Setup::new();
     let rsa = EncodingKey::from_rsa_pem(RSA1_PEM).unwrap();
     let ec = EncodingKey::from_ec_pem(EC1_PEM).unwrap();
     let ed = EncodingKey::from_ed_der(&setup.ed_pkcs8);
 
+    if only_miss() {
+        return;
+    }
     let minted = Instant::now();
     let rs256 = setup.mint(TOKENS, Algorithm::RS256, "test-rsa-1", &rsa);
     let es256 = setup.mint(TOKENS, Algorithm::ES256, "test-ec-1", &ec);
@@ -237,6 +363,12 @@ fn benches(c: &mut Criterion) {
                 assert!(std::hint::black_box(ok));
             })
         });
+        // The same check as the gateway does it: the key parsed once (`VerifyKey::verify`).
+        let set = KeySet::parse(json!({"keys": [jwk]}).to_string().as_bytes(), &[alg]).unwrap();
+        let Lookup::Found(prepared) = set.find(Some(kid), alg) else { panic!("{kid} not in the key set") };
+        c.bench_function(&name.replace("_only", "_prepared_key"), |b| {
+            b.iter(|| assert!(std::hint::black_box(prepared.verify(alg, message.as_bytes(), signature))))
+        });
     }
 
     let auth = setup.authenticator();
@@ -250,5 +382,5 @@ fn benches(c: &mut Criterion) {
     });
 }
 
-criterion_group!(jwt, benches);
+criterion_group!(jwt, benches, miss_benches);
 criterion_main!(jwt);

@@ -287,8 +287,8 @@ impl Gateway {
             .headers()
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.ends_with(token.as_str()));
-        Ok(Caller::Bearer { principal, token, in_header })
+            .is_some_and(|v| v.ends_with(&*token));
+        Ok(Caller::Bearer { principal, token: token.into_owned(), in_header })
     }
 
     /// Steps 4 and 5.

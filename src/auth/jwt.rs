@@ -111,9 +111,10 @@ impl Token<'_> {
         if !key.algorithms.contains(&self.alg) {
             return Err(Invalid::AlgorithmMismatch);
         }
-        match jsonwebtoken::crypto::verify(self.signature, self.message.as_bytes(), &key.key, self.alg) {
-            Ok(true) => Ok(()),
-            Ok(false) | Err(_) => Err(Invalid::BadSignature),
+        if key.verify(self.alg, self.message.as_bytes(), self.signature) {
+            Ok(())
+        } else {
+            Err(Invalid::BadSignature)
         }
     }
 

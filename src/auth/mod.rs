@@ -2,6 +2,7 @@
 //! opaque tokens introspected) become a [`Principal`]; rules decide what it may do.
 
 pub mod cookie;
+pub mod front;
 pub mod id_token;
 pub mod introspection;
 pub mod issuer;
@@ -183,7 +184,9 @@ type TokenHash = [u8; 32];
 /// Shared by every worker: issuers' keys, the verified-token cache and introspection answers.
 pub struct Authenticator {
     issuers: Vec<Arc<IssuerState>>,
-    verified: moka::sync::Cache<TokenHash, Arc<Principal>>,
+    verified: moka::sync::Cache<TokenHash, Arc<Principal>, front::DigestHasherBuilder>,
+    /// This authenticator's mark on the entries of the per-thread front caches (`front.rs`).
+    front_owner: u64,
     /// Keyed by issuer and token: one issuer's answer says nothing about another's.
     introspected: moka::future::Cache<(usize, TokenHash), Answer>,
     client: IdpClient,
@@ -198,6 +201,9 @@ const INTROSPECTION_CACHE_BYTES: u64 = 8 << 20;
 
 /// Verified tokens live until their `exp`, and never longer than this.
 const VERIFIED_MAX_TTL: Duration = Duration::from_secs(3600);
+/// Seconds a per-thread front-cache entry is answered (`front.rs`) before the shared cache is
+/// asked again: the most by which a verification can be trusted past `VERIFIED_MAX_TTL`.
+const FRONT_TTL_SECS: u64 = 10;
 
 struct UntilExp;
 
@@ -242,7 +248,8 @@ impl Authenticator {
                 .weigher(|_, p: &Arc<Principal>| p.approx_size())
                 .max_capacity(VERIFIED_CACHE_BYTES)
                 .expire_after(UntilExp)
-                .build(),
+                .build_with_hasher(front::DigestHasherBuilder::default()),
+            front_owner: front::new_owner(),
             introspected: moka::future::Cache::builder()
                 .weigher(|_, a: &Answer| match a {
                     Answer::Active(p) => p.approx_size(),
@@ -291,15 +298,27 @@ impl Authenticator {
         if token.len() > limit {
             return Err(AuthError::InvalidToken(Invalid::TooLarge));
         }
+        // This thread's front cache, then the shared cache: the same checks on a hit from either.
+        let now = unix_now();
+        if let Some(p) = front::get(self.front_owner, token, now) {
+            self.metrics.cache_hits.inc();
+            let accepted = self.accept_cached(route, p);
+            if matches!(accepted, Err(AuthError::InvalidToken(Invalid::Expired))) {
+                front::remove(self.front_owner, token);
+            }
+            return accepted;
+        }
         let key = hash(token);
         if let Some(p) = self.verified.get(&key) {
             self.metrics.cache_hits.inc();
+            front::offer(self.front_owner, token, &p, now + FRONT_TTL_SECS);
             return self.accept_cached(route, p);
         }
         self.metrics.cache_misses.inc();
         if jwt::looks_like_jws(token) {
             let principal = self.verify_jwt(route, token).await?;
             self.verified.insert(key, principal.clone());
+            front::put(self.front_owner, token, &principal, now + FRONT_TTL_SECS);
             Ok(principal)
         } else if token.split('.').count() == 5 {
             Err(AuthError::InvalidToken(Invalid::Encrypted))
@@ -405,5 +424,99 @@ impl Authenticator {
             Answer::Active(p) => self.accept_cached(route, p),
             Answer::Inactive => Err(AuthError::InvalidToken(Invalid::Inactive)),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::config::RouteAuth;
+    use futures_util::FutureExt;
+
+    /// Two issuers (`a`, `b`); route 0 accepts only `a`, route 1 both. Nothing is fetched.
+    fn authenticator() -> (Arc<Authenticator>, Config) {
+        let toml = "[[issuer]]\nname = \"a\"\nurl = \"https://a.example\"\naudiences = [\"api\"]\nleeway = \"5s\"\n\n\
+                    [[issuer]]\nname = \"b\"\nurl = \"https://b.example\"\naudiences = [\"api\"]\n\n\
+                    [[route]]\nauth = \"bearer\"\npath = \"/a/\"\nissuers = [\"a\"]\nupstream = \"http://127.0.0.1:9\"\n\n\
+                    [[route]]\nauth = \"bearer\"\npath = \"/ab/\"\nupstream = \"http://127.0.0.1:9\"\n";
+        let config = Config::from_str(toml, std::path::Path::new("t.toml"), &|_| None).unwrap();
+        let tls = crate::tls::client_config(&config.upstream).unwrap();
+        let metrics = AuthMetrics::new(&Registry::new()).unwrap();
+        (Authenticator::new(&config, IdpClient::new(tls, Duration::from_secs(1)), metrics), config)
+    }
+
+    fn route(config: &Config, i: usize) -> &Bearer {
+        match &config.routes[i].auth {
+            RouteAuth::Bearer(b) => b,
+            _ => panic!("not a bearer route"),
+        }
+    }
+
+    fn principal(issuer: usize, expires_at: u64) -> Arc<Principal> {
+        Arc::new(Principal::from_claims(issuer, serde_json::json!({"sub": "u"}), expires_at).unwrap())
+    }
+
+    fn run(auth: &Authenticator, route: &Bearer, token: &str) -> Result<Arc<Principal>, AuthError> {
+        auth.authenticate(route, token).now_or_never().expect("no waiting")
+    }
+
+    // A JWS-shaped token no issuer signed: if a cache did not answer, verification refuses it.
+    const TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1In0.c2lnbmF0dXJl";
+
+    #[tokio::test]
+    async fn front_hit_checks_expiry_with_leeway() {
+        let (auth, config) = authenticator();
+        let now = unix_now();
+        // Expired 2 s ago, within issuer a's 5 s leeway: accepted from the front cache alone.
+        front::put(auth.front_owner, TOKEN, &principal(0, now - 2), now + 60);
+        assert!(run(&auth, route(&config, 0), TOKEN).is_ok());
+        // Expired 10 s ago: refused on the front hit (not verified again) and dropped from it.
+        front::put(auth.front_owner, TOKEN, &principal(0, now - 10), now + 60);
+        assert_eq!(run(&auth, route(&config, 0), TOKEN), Err(AuthError::InvalidToken(Invalid::Expired)));
+        assert!(front::get(auth.front_owner, TOKEN, now).is_none());
+    }
+
+    #[tokio::test]
+    async fn front_hit_checks_the_routes_issuers() {
+        let (auth, config) = authenticator();
+        front::put(auth.front_owner, TOKEN, &principal(1, unix_now() + 60), unix_now() + 60);
+        assert_eq!(run(&auth, route(&config, 0), TOKEN), Err(AuthError::InvalidToken(Invalid::UnknownIssuer)));
+        assert_eq!(run(&auth, route(&config, 1), TOKEN).map(|p| p.issuer), Ok(1));
+    }
+
+    #[tokio::test]
+    async fn front_entries_belong_to_one_authenticator() {
+        let (auth, config) = authenticator();
+        let (other, _) = authenticator();
+        front::put(other.front_owner, TOKEN, &principal(0, unix_now() + 60), unix_now() + 60);
+        assert!(run(&auth, route(&config, 0), TOKEN).is_err(), "another authenticator's entry answered");
+        assert!(run(&other, route(&config, 0), TOKEN).is_ok());
+    }
+
+    #[tokio::test]
+    async fn shared_hit_fills_the_front_and_both_stay_bounded() {
+        let (auth, config) = authenticator();
+        let p = principal(0, unix_now() + 60);
+        let tokens: Vec<String> = (0..front::SLOTS * 4).map(|i| format!("{TOKEN}{i}")).collect();
+        for t in &tokens {
+            auth.verified.insert(hash(t), p.clone());
+        }
+        for t in &tokens {
+            assert!(run(&auth, route(&config, 0), t).is_ok());
+        }
+        // A shared-cache hit enters the front on one lookup in a few.
+        for _ in 0..8 {
+            assert!(run(&auth, route(&config, 0), tokens.last().unwrap()).is_ok());
+        }
+        let now = unix_now();
+        assert!(front::get(auth.front_owner, tokens.last().unwrap(), now).is_some(), "the last hit is in front");
+        assert!(front::get(auth.front_owner, tokens.last().unwrap(), now + FRONT_TTL_SECS + 1).is_none());
+        assert!(front::thread_len() <= front::SLOTS);
+        // Invalid tokens never enter either cache.
+        let bad = format!("{TOKEN}x");
+        assert!(run(&auth, route(&config, 1), &bad).is_err());
+        assert!(front::get(auth.front_owner, &bad, now).is_none());
+        assert!(auth.verified.get(&hash(&bad)).is_none());
     }
 }

@@ -1,23 +1,33 @@
 //! Finding the bearer token in a request (RFC 6750 §2): the `Authorization` header, and the
 //! query or a cookie only where a route opts in. A token in more than one place is refused.
 
+use std::borrow::Cow;
+
 use http::header::{HeaderMap, AUTHORIZATION};
 use http::Uri;
 
 use super::AuthError;
 use crate::config::TokenSource;
 
-/// The token, if the request carries one.
-pub fn extract(headers: &HeaderMap, uri: &Uri, sources: &[TokenSource]) -> Result<Option<String>, AuthError> {
-    let mut found: Option<String> = None;
+/// The token, if the request carries one: borrowed from the `Authorization` header or a cookie,
+/// owned when it had to be decoded from the query.
+pub fn extract<'r>(
+    headers: &'r HeaderMap,
+    uri: &Uri,
+    sources: &[TokenSource],
+) -> Result<Option<Cow<'r, str>>, AuthError> {
+    let mut found: Option<Cow<'r, str>> = None;
     for source in sources {
         let token = match source {
-            TokenSource::Header => from_header(headers)?,
-            TokenSource::Query(name) => crate::util::query_param(uri.query(), name).filter(|t| !t.is_empty()),
+            TokenSource::Header => from_header(headers)?.map(Cow::Borrowed),
+            TokenSource::Query(name) => {
+                crate::util::query_param(uri.query(), name).filter(|t| !t.is_empty()).map(Cow::Owned)
+            }
             TokenSource::Cookie(name) => crate::util::cookies(headers)
                 .find(|(n, _)| n == name)
-                .map(|(_, v)| v.to_string())
-                .filter(|t| !t.is_empty()),
+                .map(|(_, v)| v)
+                .filter(|t| !t.is_empty())
+                .map(Cow::Borrowed),
         };
         if let Some(t) = token {
             if found.is_some() {
@@ -29,7 +39,7 @@ pub fn extract(headers: &HeaderMap, uri: &Uri, sources: &[TokenSource]) -> Resul
     Ok(found)
 }
 
-fn from_header(headers: &HeaderMap) -> Result<Option<String>, AuthError> {
+fn from_header(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(value) = values.next() else { return Ok(None) };
     if values.next().is_some() {
@@ -45,7 +55,7 @@ fn from_header(headers: &HeaderMap) -> Result<Option<String>, AuthError> {
     if token.is_empty() || !is_token68(token) {
         return Err(AuthError::InvalidRequest("malformed Bearer credentials"));
     }
-    Ok(Some(token.to_string()))
+    Ok(Some(token))
 }
 
 /// RFC 6750 `b64token`: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
@@ -55,6 +65,7 @@ fn is_token68(s: &str) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use http::HeaderValue;
