@@ -33,6 +33,11 @@ static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_FORWARDED_USER: HeaderName = HeaderName::from_static("x-forwarded-user");
+static X_FORWARDED_EMAIL: HeaderName = HeaderName::from_static("x-forwarded-email");
+static X_FORWARDED_PREFERRED_USERNAME: HeaderName = HeaderName::from_static("x-forwarded-preferred-username");
+static X_FORWARDED_GROUPS: HeaderName = HeaderName::from_static("x-forwarded-groups");
+static X_FORWARDED_ACCESS_TOKEN: HeaderName = HeaderName::from_static("x-forwarded-access-token");
 
 /// What the gateway knows about one client connection, computed once per connection.
 #[derive(Debug)]
@@ -89,10 +94,10 @@ pub struct Permitted<'r> {
 
 /// Step 3: the route's rules over the caller. Public routes have no rules (config refuses them).
 /// A signed-in browser that fails them gets a page, never a redirect back to sign-in (a loop).
-fn authorize<'r>(route: &'r Route, caller: Caller, browser: bool) -> Result<Permitted<'r>, GatewayError> {
+fn authorize<'r>(route: &'r Route, caller: Caller, headers: &HeaderMap) -> Result<Permitted<'r>, GatewayError> {
     if let Some(principal) = caller.principal() {
         if let Err(e) = rules::check(&route.rules, principal) {
-            if browser && matches!(caller, Caller::Session { .. }) {
+            if matches!(caller, Caller::Session { .. }) && is_browser(headers) {
                 let who = principal.email.as_deref().unwrap_or(&principal.subject);
                 let msg = format!("You are signed in as {who}, but this page needs more: {e}.");
                 return Err(GatewayError::Respond(Box::new(page(StatusCode::FORBIDDEN, "Access denied", &msg))));
@@ -219,7 +224,7 @@ impl Gateway {
         let mut set_cookie = HeaderMap::new();
         let result = async {
             let caller = self.authenticate(route, &req, &mut set_cookie).await?;
-            let permitted = authorize(route, caller, is_browser(req.headers()))?;
+            let permitted = authorize(route, caller, req.headers())?;
             self.forward(req, permitted, &path, conn, request_id).await
         }
         .await;
@@ -421,27 +426,27 @@ fn set_identity(headers: &mut HeaderMap, route: &Route, caller: &Caller) {
             (principal, access_token)
         }
     };
-    let mut set = |name: &'static str, value: &str| {
+    let mut set = |name: &HeaderName, value: &str| {
         match HeaderValue::from_bytes(value.as_bytes()) {
             Ok(v) => {
-                headers.insert(HeaderName::from_static(name), v);
+                headers.insert(name.clone(), v);
             }
             // A claim with control characters cannot be a header; leaving it out is safe.
-            Err(_) => tracing::debug!(header = name, "identity value not valid in a header; omitted"),
+            Err(_) => tracing::debug!(header = %name, "identity value not valid in a header; omitted"),
         }
     };
-    set("x-forwarded-user", &p.subject);
+    set(&X_FORWARDED_USER, &p.subject);
     if let Some(email) = &p.email {
-        set("x-forwarded-email", email);
+        set(&X_FORWARDED_EMAIL, email);
     }
     if let Some(username) = &p.username {
-        set("x-forwarded-preferred-username", username);
+        set(&X_FORWARDED_PREFERRED_USERNAME, username);
     }
     if !p.groups.is_empty() {
-        set("x-forwarded-groups", &p.groups.join(","));
+        set(&X_FORWARDED_GROUPS, &p.groups.join(","));
     }
     if route.pass_access_token {
-        set("x-forwarded-access-token", token);
+        set(&X_FORWARDED_ACCESS_TOKEN, token);
     }
     for (name, path) in &route.claim_headers {
         let value = match p.claim(path) {

@@ -45,23 +45,39 @@ fn from_header(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
     if values.next().is_some() {
         return Err(AuthError::InvalidRequest("more than one Authorization header"));
     }
-    let value = value.to_str().map_err(|_| AuthError::InvalidRequest("malformed Authorization header"))?;
-    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    let value = value.as_bytes();
+    let (scheme, rest) = match memchr::memchr(b' ', value) {
+        Some(i) => (&value[..i], &value[i + 1..]),
+        None => (value, &b""[..]),
+    };
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
         // Another scheme (Basic, …) is not a bearer token: treated as no token.
         return Ok(None);
     }
-    let token = rest.trim_start_matches(' ');
-    if token.is_empty() || !is_token68(token) {
+    let start = rest.iter().position(|&b| b != b' ').unwrap_or(rest.len());
+    let token = &rest[start..];
+    if !is_token68(token) {
         return Err(AuthError::InvalidRequest("malformed Bearer credentials"));
     }
-    Ok(Some(token))
+    // token68 is ASCII, so this cannot fail.
+    std::str::from_utf8(token).map(Some).map_err(|_| AuthError::InvalidRequest("malformed Bearer credentials"))
 }
 
-/// RFC 6750 `b64token`: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
-fn is_token68(s: &str) -> bool {
-    let body = s.trim_end_matches('=');
-    !body.is_empty() && body.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+/// RFC 6750 `b64token`: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=", checked
+/// with a table (a token is a kilobyte, checked on every request).
+fn is_token68(s: &[u8]) -> bool {
+    static B64TOKEN: [bool; 256] = {
+        let mut t = [false; 256];
+        let mut b = 0;
+        while b < 256 {
+            let c = b as u8;
+            t[b] = c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+            b += 1;
+        }
+        t
+    };
+    let body_len = s.len() - s.iter().rev().take_while(|&&b| b == b'=').count();
+    body_len > 0 && s[..body_len].iter().all(|&b| B64TOKEN[b as usize])
 }
 
 #[cfg(test)]
