@@ -22,7 +22,7 @@
 # Needs: cargo, wrk, nginx, curl; hey for the fixed-rate pass (skipped without it).
 # Knobs (environment): WORKERS=2 CONNS=64 DURATION=5s WARMUP=1s ROUNDS=3 TOKENS=10000
 #   BIG_TOKENS=100000 (0 skips) FIXED=8s (0 skips) FIXED_RATE=RPS (default nginx best / 4)
-#   SKIP_BUILD=1 KEEP=1 (keep the work dir)
+#   SKIP_BUILD=1 KEEP=1 (keep the work dir) TOLLGATE_BIN=path (another build of tollgate)
 #   INSTRUCTIONS=1 (instead: user-space instructions per request under callgrind; needs valgrind)
 #   PROFILE=1 (perf record tollgate during the public and bearer runs; reports in the work dir)
 set -euo pipefail
@@ -37,7 +37,7 @@ BIG_TOKENS=${BIG_TOKENS:-100000}
 FIXED=${FIXED:-8s}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 HERE="$ROOT/benches/load"
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/tollgate"
+BIN="${TOLLGATE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/tollgate}"
 [[ $BIN = /* ]] || BIN="$ROOT/$BIN"
 
 for tool in wrk nginx curl; do

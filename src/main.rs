@@ -1,8 +1,5 @@
 //! The `tollgate` command: `run`, `check` and `--version`.
 
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 
