@@ -2,7 +2,9 @@
 //! so tollgate can be seen working with nothing else installed. The issuer follows the
 //! standards the gateway relies on (discovery, JWKS, authorization code with PKCE S256, refresh
 //! tokens with rotation, client credentials, userinfo, RP-initiated logout), so the gateway
-//! uses its ordinary code paths against it. Tests reuse [`DevIssuer`] as a fast in-process
+//! uses its ordinary code paths against it. Tokens are signed ES256; a token request with
+//! `alg=RS256` gets them signed with the issuer's RSA 2048 key instead (both keys are in the
+//! JWKS), for measuring the gateway on the most common algorithm. Tests reuse [`DevIssuer`] as a fast in-process
 //! issuer.
 //!
 //! Never for production: any user name signs in, and keys live only in memory.
@@ -69,12 +71,22 @@ struct Grant {
     family: String,
 }
 
+/// The issuer's RS256 key.
+struct RsaKey {
+    pair: aws_lc_rs::signature::RsaKeyPair,
+    kid: String,
+    jwk: Value,
+}
+
 struct State {
     url: String,
     opts: DevIssuerOptions,
     key: EncodingKey,
     kid: String,
     jwk: Value,
+    /// Made on a blocking thread as the issuer starts (RSA key generation takes a while): the
+    /// JWKS and RS256 token requests wait for it. `None` if generation failed.
+    rsa: tokio::sync::OnceCell<Option<RsaKey>>,
     codes: Mutex<HashMap<String, Code>>,
     refresh: Mutex<HashMap<String, Grant>>,
     revoked_families: Mutex<Vec<String>>,
@@ -102,9 +114,14 @@ impl DevIssuer {
             key,
             kid,
             jwk,
+            rsa: tokio::sync::OnceCell::new(),
             codes: Mutex::new(HashMap::new()),
             refresh: Mutex::new(HashMap::new()),
             revoked_families: Mutex::new(Vec::new()),
+        });
+        let s = state.clone();
+        tokio::spawn(async move {
+            s.rsa_key().await;
         });
         let s = state.clone();
         tokio::spawn(serve(listener, move |req| {
@@ -117,24 +134,58 @@ impl DevIssuer {
     /// Signs `claims` with the issuer's key (`typ` as given), for tests that need tokens of
     /// their own making.
     pub fn sign(&self, claims: &Value, typ: &str) -> String {
-        self.state.sign(claims, typ)
+        self.state.sign(claims, typ, None)
     }
 
     /// An access token for `sub`, as the token endpoint would issue it.
     pub fn access_token(&self, sub: &str, scope: &str) -> String {
-        self.state.access_token(sub, scope, "dev-tests", None)
+        self.state.access_token(sub, scope, "dev-tests", None, None)
     }
 }
 
 impl State {
-    fn sign(&self, claims: &Value, typ: &str) -> String {
-        let mut header = Header::new(Algorithm::ES256);
-        header.kid = Some(self.kid.clone());
-        header.typ = Some(typ.to_string());
-        jsonwebtoken::encode(&header, claims, &self.key).unwrap_or_default()
+    /// The RS256 key, once generated (waits for it).
+    async fn rsa_key(&self) -> Option<&RsaKey> {
+        let generated = self.rsa.get_or_init(|| async {
+            let key =
+                tokio::task::spawn_blocking(generate_rsa_key).await.unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            key.inspect_err(|e| tracing::warn!(error = %e, "no RS256 key: the development issuer signs ES256 only"))
+                .ok()
+        });
+        generated.await.as_ref()
     }
 
-    fn access_token(&self, sub: &str, scope: &str, client_id: &str, resource: Option<&str>) -> String {
+    /// A JWT of `claims`, signed ES256, or RS256 with `rsa`.
+    fn sign(&self, claims: &Value, typ: &str, rsa: Option<&RsaKey>) -> String {
+        let Some(rsa) = rsa else {
+            let mut header = Header::new(Algorithm::ES256);
+            header.kid = Some(self.kid.clone());
+            header.typ = Some(typ.to_string());
+            return jsonwebtoken::encode(&header, claims, &self.key).unwrap_or_default();
+        };
+        // Signed with the key pair at hand: jsonwebtoken would take the private key as DER and
+        // parse (and check) it again for every token.
+        let header = json!({"typ": typ, "alg": "RS256", "kid": rsa.kid});
+        let mut jwt =
+            format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
+        let mut signature = vec![0; rsa.pair.public_modulus_len()];
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        if rsa.pair.sign(&aws_lc_rs::signature::RSA_PKCS1_SHA256, &rng, jwt.as_bytes(), &mut signature).is_err() {
+            return String::new();
+        }
+        jwt.push('.');
+        jwt.push_str(&URL_SAFE_NO_PAD.encode(&signature));
+        jwt
+    }
+
+    fn access_token(
+        &self,
+        sub: &str,
+        scope: &str,
+        client_id: &str,
+        resource: Option<&str>,
+        rsa: Option<&RsaKey>,
+    ) -> String {
         let now = unix_now();
         let claims = json!({
             "iss": self.url, "sub": sub, "aud": resource.unwrap_or(&self.opts.audience),
@@ -142,10 +193,10 @@ impl State {
             "iat": now, "exp": now + self.opts.access_token_ttl.as_secs(),
             "email": format!("{sub}@example.com"), "preferred_username": sub, "groups": groups(sub),
         });
-        self.sign(&claims, "at+jwt")
+        self.sign(&claims, "at+jwt", rsa)
     }
 
-    fn id_token(&self, sub: &str, client_id: &str, nonce: Option<&str>) -> String {
+    fn id_token(&self, sub: &str, client_id: &str, nonce: Option<&str>, rsa: Option<&RsaKey>) -> String {
         let now = unix_now();
         let mut claims = json!({
             "iss": self.url, "sub": sub, "aud": client_id, "iat": now, "exp": now + 3600,
@@ -155,7 +206,7 @@ impl State {
         if let Some(n) = nonce {
             claims["nonce"] = json!(n);
         }
-        self.sign(&claims, "JWT")
+        self.sign(&claims, "JWT", rsa)
     }
 
     fn client(&self, id: &str) -> Option<&DevClient> {
@@ -187,6 +238,21 @@ fn generate_key() -> std::io::Result<(EncodingKey, String, Value)> {
         "x": URL_SAFE_NO_PAD.encode(&public[1..33]), "y": URL_SAFE_NO_PAD.encode(&public[33..65]),
     });
     Ok((EncodingKey::from_ec_der(pkcs8.as_ref()), kid, jwk))
+}
+
+fn generate_rsa_key() -> std::io::Result<RsaKey> {
+    use aws_lc_rs::rsa::KeySize;
+    use aws_lc_rs::signature::{KeyPair, RsaKeyPair};
+    let pair = RsaKeyPair::generate(KeySize::Rsa2048)
+        .map_err(|_| std::io::Error::other("generating the dev issuer's RSA key failed"))?;
+    let public = pair.public_key();
+    let kid = random_token()[..16].to_string();
+    let jwk = json!({
+        "kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid,
+        "n": URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero()),
+        "e": URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero()),
+    });
+    Ok(RsaKey { pair, kid, jwk })
 }
 
 fn refuse_non_loopback(addr: SocketAddr) -> std::io::Result<()> {
@@ -223,20 +289,26 @@ where
     }
 }
 
-async fn issuer_route(s: &State, req: Request<Incoming>) -> Resp {
+async fn issuer_route(s: &Arc<State>, req: Request<Incoming>) -> Resp {
     let path = req.uri().path().to_string();
     let mut resp = match (req.method().clone(), path.as_str()) {
         (Method::GET, "/.well-known/openid-configuration") => json_resp(StatusCode::OK, discovery(s)),
-        (Method::GET, "/jwks") => json_resp(StatusCode::OK, json!({ "keys": [s.jwk] })),
+        (Method::GET, "/jwks") => jwks(s).await,
         (Method::GET, "/authorize") => authorize_form(s, &req),
         (Method::POST, "/authorize") => authorize_submit(s, req).await,
         (Method::POST, "/token") => token(s, req).await,
-        (Method::GET, "/userinfo") => userinfo(s, &req),
+        (Method::GET, "/userinfo") => userinfo(s, &req).await,
         (Method::GET, "/end_session") => end_session(s, &req),
         _ => json_resp(StatusCode::NOT_FOUND, json!({"error": "not_found"})),
     };
     resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
+}
+
+async fn jwks(s: &State) -> Resp {
+    let mut keys = vec![s.jwk.clone()];
+    keys.extend(s.rsa_key().await.map(|k| k.jwk.clone()));
+    json_resp(StatusCode::OK, json!({ "keys": keys }))
 }
 
 fn discovery(s: &State) -> Value {
@@ -252,7 +324,7 @@ fn discovery(s: &State) -> Value {
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "id_token_signing_alg_values_supported": ["ES256"],
+        "id_token_signing_alg_values_supported": ["ES256", "RS256"],
         "subject_types_supported": ["public"],
         "scopes_supported": ["openid", "email", "profile", "offline_access"],
         "authorization_response_iss_parameter_supported": true,
@@ -352,10 +424,30 @@ fn remembered_user(req: &Request<Incoming>) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-async fn token(s: &State, req: Request<Incoming>) -> Resp {
+async fn token(s: &Arc<State>, req: Request<Incoming>) -> Resp {
     let basic = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(parse_basic);
     let Some(form) = read_form(req).await else { return token_error("invalid_request", "unreadable form") };
-    let f = |name| query_param(Some(&form), name);
+    // `alg=RS256` (not a standard parameter): the tokens of this response signed RS256, on a
+    // blocking thread (an RSA signature takes over half a millisecond: a benchmark minting many
+    // tokens over parallel connections then uses every core).
+    match query_param(Some(&form), "alg").as_deref() {
+        None | Some("ES256") => grant(s, basic, &form, None),
+        Some("RS256") => {
+            if s.rsa_key().await.is_none() {
+                return token_error("server_error", "no RS256 key");
+            }
+            let s = s.clone();
+            tokio::task::spawn_blocking(move || grant(&s, basic, &form, s.rsa.get().and_then(Option::as_ref)))
+                .await
+                .unwrap_or_else(|_| token_error("server_error", "signing failed"))
+        }
+        Some(_) => token_error("invalid_request", "alg: ES256 (the default) or RS256"),
+    }
+}
+
+/// The token endpoint once the form is read: tokens signed RS256 with `rsa`, else ES256.
+fn grant(s: &State, basic: Option<(String, String)>, form: &str, rsa: Option<&RsaKey>) -> Resp {
+    let f = |name| query_param(Some(form), name);
     let (id, secret) = match basic {
         Some(pair) => pair,
         None => (f("client_id").unwrap_or_default(), f("client_secret").unwrap_or_default()),
@@ -372,11 +464,12 @@ async fn token(s: &State, req: Request<Incoming>) -> Resp {
             &f("code").unwrap_or_default(),
             &f("redirect_uri").unwrap_or_default(),
             &f("code_verifier").unwrap_or_default(),
+            rsa,
         ),
-        Some("refresh_token") => refresh_grant(s, client, &f("refresh_token").unwrap_or_default()),
+        Some("refresh_token") => refresh_grant(s, client, &f("refresh_token").unwrap_or_default(), rsa),
         Some("client_credentials") => {
             let scope = f("scope").unwrap_or_default();
-            let token = s.access_token(&client.id, &scope, &client.id, f("resource").as_deref());
+            let token = s.access_token(&client.id, &scope, &client.id, f("resource").as_deref(), rsa);
             json_resp(
                 StatusCode::OK,
                 json!({"access_token": token, "token_type": "Bearer", "expires_in": s.opts.access_token_ttl.as_secs(), "scope": scope}),
@@ -386,7 +479,14 @@ async fn token(s: &State, req: Request<Incoming>) -> Resp {
     }
 }
 
-fn code_grant(s: &State, client: &DevClient, code: &str, redirect_uri: &str, verifier: &str) -> Resp {
+fn code_grant(
+    s: &State,
+    client: &DevClient,
+    code: &str,
+    redirect_uri: &str,
+    verifier: &str,
+    rsa: Option<&RsaKey>,
+) -> Resp {
     // Codes are single use: taken out whether or not the rest checks out.
     let Some(c) = s.codes.lock().unwrap_or_else(|p| p.into_inner()).remove(code) else {
         return token_error("invalid_grant", "unknown or used code");
@@ -397,10 +497,10 @@ fn code_grant(s: &State, client: &DevClient, code: &str, redirect_uri: &str, ver
     {
         return token_error("invalid_grant", "code, redirect_uri or code_verifier does not match");
     }
-    tokens(s, client, &c.sub, &c.scope, c.nonce.as_deref(), random_token())
+    tokens(s, client, &c.sub, &c.scope, c.nonce.as_deref(), random_token(), rsa)
 }
 
-fn refresh_grant(s: &State, client: &DevClient, token: &str) -> Resp {
+fn refresh_grant(s: &State, client: &DevClient, token: &str, rsa: Option<&RsaKey>) -> Resp {
     let mut grants = s.refresh.lock().unwrap_or_else(|p| p.into_inner());
     let Some(g) = grants.get_mut(token).filter(|g| g.client_id == client.id) else {
         return token_error("invalid_grant", "unknown refresh token");
@@ -414,16 +514,24 @@ fn refresh_grant(s: &State, client: &DevClient, token: &str) -> Resp {
     g.spent = true;
     let (sub, scope, family) = (g.sub.clone(), g.scope.clone(), g.family.clone());
     drop(grants);
-    tokens(s, client, &sub, &scope, None, family)
+    tokens(s, client, &sub, &scope, None, family, rsa)
 }
 
-fn tokens(s: &State, client: &DevClient, sub: &str, scope: &str, nonce: Option<&str>, family: String) -> Resp {
+fn tokens(
+    s: &State,
+    client: &DevClient,
+    sub: &str,
+    scope: &str,
+    nonce: Option<&str>,
+    family: String,
+    rsa: Option<&RsaKey>,
+) -> Resp {
     let mut body = json!({
-        "access_token": s.access_token(sub, scope, &client.id, None),
+        "access_token": s.access_token(sub, scope, &client.id, None, rsa),
         "token_type": "Bearer",
         "expires_in": s.opts.access_token_ttl.as_secs(),
         "scope": scope,
-        "id_token": s.id_token(sub, &client.id, nonce),
+        "id_token": s.id_token(sub, &client.id, nonce, rsa),
     });
     if scope.split(' ').any(|x| x == "offline_access") {
         let refresh = random_token();
@@ -436,11 +544,19 @@ fn tokens(s: &State, client: &DevClient, sub: &str, scope: &str, nonce: Option<&
     json_resp(StatusCode::OK, body)
 }
 
-fn userinfo(s: &State, req: &Request<Incoming>) -> Resp {
+async fn userinfo(s: &State, req: &Request<Incoming>) -> Resp {
     let token = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let rsa = match token.and_then(|t| jsonwebtoken::decode_header(t).ok()) {
+        Some(h) if h.alg == Algorithm::RS256 => s.rsa_key().await,
+        _ => None,
+    };
     let claims = token.and_then(|t| {
-        let key = jsonwebtoken::DecodingKey::from_jwk(&serde_json::from_value(s.jwk.clone()).ok()?).ok()?;
-        let mut v = jsonwebtoken::Validation::new(Algorithm::ES256);
+        let (jwk, alg) = match rsa {
+            Some(k) => (&k.jwk, Algorithm::RS256),
+            None => (&s.jwk, Algorithm::ES256),
+        };
+        let key = jsonwebtoken::DecodingKey::from_jwk(&serde_json::from_value(jwk.clone()).ok()?).ok()?;
+        let mut v = jsonwebtoken::Validation::new(alg);
         v.validate_aud = false;
         v.set_issuer(&[&s.url]);
         jsonwebtoken::decode::<Value>(t, &key, &v).ok().map(|d| d.claims)
@@ -659,6 +775,7 @@ impl DevSetup {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -675,5 +792,87 @@ mod tests {
         let v = format!("Basic {}", STANDARD.encode("dev-cli:dev%20secret"));
         assert_eq!(parse_basic(&v), Some(("dev-cli".into(), "dev secret".into())));
         assert_eq!(parse_basic("Bearer x"), None);
+    }
+
+    /// One HTTP/1.1 exchange with the issuer: the response's status line and body.
+    async fn exchange(addr: SocketAddr, request: String) -> (String, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap();
+        (head.lines().next().unwrap().to_string(), body.to_string())
+    }
+
+    async fn client_credentials(issuer: &DevIssuer, extra: &str) -> (String, Value) {
+        let form = format!("grant_type=client_credentials&scope=api{extra}");
+        let (status, body) = exchange(
+            issuer.addr,
+            format!(
+                "POST /token HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Basic {}\r\n\
+                 Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+                STANDARD.encode("cli:cli-secret"),
+                form.len()
+            ),
+        )
+        .await;
+        (status, serde_json::from_str(&body).unwrap())
+    }
+
+    /// `alg=RS256` at the token endpoint: a token signed with the RSA key, which the JWKS
+    /// publishes next to the EC key, each pinned to its algorithm, as the gateway reads them.
+    #[tokio::test]
+    async fn rs256_tokens_verify_against_the_jwks() {
+        use crate::auth::jwks::{KeySet, Lookup};
+        let issuer = DevIssuer::start(
+            "127.0.0.1:0".parse().unwrap(),
+            DevIssuerOptions {
+                clients: vec![DevClient {
+                    id: "cli".into(),
+                    secret: "cli-secret".into(),
+                    redirect_uris: vec![],
+                    post_logout_redirect_uris: vec![],
+                }],
+                audience: "api".into(),
+                access_token_ttl: Duration::from_secs(60),
+            },
+        )
+        .await
+        .unwrap();
+        let (_, jwks) =
+            exchange(issuer.addr, "GET /jwks HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".into()).await;
+        let set = KeySet::parse(jwks.as_bytes(), &[Algorithm::RS256, Algorithm::ES256]).unwrap();
+        assert_eq!(set.len(), 2, "{jwks}");
+
+        for (extra, alg) in [("&alg=RS256", Algorithm::RS256), ("", Algorithm::ES256), ("&alg=ES256", Algorithm::ES256)]
+        {
+            let (status, body) = client_credentials(&issuer, extra).await;
+            assert!(status.contains(" 200 "), "{status} {body}");
+            let token = body["access_token"].as_str().unwrap();
+            let header = jsonwebtoken::decode_header(token).unwrap();
+            assert_eq!(header.alg, alg);
+            let (message, signature) = token.rsplit_once('.').unwrap();
+            let Lookup::Found(key) = set.find(header.kid.as_deref(), alg) else { panic!("{alg:?}: no key") };
+            assert!(key.verify(alg, message.as_bytes(), signature), "{alg:?}");
+            let other = if alg == Algorithm::RS256 { Algorithm::ES256 } else { Algorithm::RS256 };
+            assert!(matches!(set.find(header.kid.as_deref(), other), Lookup::AlgorithmMismatch), "{alg:?} key pinned");
+            // And as any JWT library would check it.
+            let jwk = serde_json::from_str::<Value>(&jwks).unwrap()["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|k| k["kid"].as_str() == header.kid.as_deref())
+                .cloned()
+                .unwrap();
+            let key = jsonwebtoken::DecodingKey::from_jwk(&serde_json::from_value(jwk).unwrap()).unwrap();
+            let mut v = jsonwebtoken::Validation::new(alg);
+            v.set_audience(&["api"]);
+            v.set_issuer(&[&issuer.url]);
+            let claims = jsonwebtoken::decode::<Value>(token, &key, &v).unwrap().claims;
+            assert_eq!(claims["sub"], "cli");
+        }
+        let (status, body) = client_credentials(&issuer, "&alg=HS256").await;
+        assert!(status.contains(" 400 ") && body["error"] == "invalid_request", "{status} {body}");
     }
 }
