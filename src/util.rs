@@ -59,7 +59,7 @@ impl Default for Backoff {
 }
 
 impl Backoff {
-    pub fn next(&mut self) -> std::time::Duration {
+    pub fn next_delay(&mut self) -> std::time::Duration {
         self.0 = (self.0 * 2).min(std::time::Duration::from_secs(30));
         let mut b = [0u8; 1];
         // Without randomness the wait is merely not jittered.
@@ -161,10 +161,10 @@ mod tests {
     fn hex_and_backoff() {
         assert_eq!(hex(&[0x00, 0xab, 0x7f]), "00ab7f");
         let mut b = Backoff::default();
-        let first = b.next();
+        let first = b.next_delay();
         assert!(first >= std::time::Duration::from_millis(750) && first <= std::time::Duration::from_millis(1250));
         for _ in 0..10 {
-            assert!(b.next() <= std::time::Duration::from_millis(37_500));
+            assert!(b.next_delay() <= std::time::Duration::from_millis(37_500));
         }
     }
 

@@ -92,7 +92,7 @@ impl IssuerState {
                 }
                 Err(e) => {
                     metrics.discovery_failures.with_label_values(&[&name]).inc();
-                    let wait = backoff.next();
+                    let wait = backoff.next_delay();
                     tracing::warn!(issuer = %name, error = %e, retry_in = ?wait, "discovery failed");
                     tokio::time::sleep(wait).await;
                 }
@@ -117,7 +117,7 @@ impl IssuerState {
                     ttl.mul_f64(0.8).max(Duration::from_secs(1))
                 }
                 Err(e) => {
-                    let wait = backoff.next();
+                    let wait = backoff.next_delay();
                     tracing::warn!(issuer = %name, error = %e, retry_in = ?wait, "key set fetch failed; keeping the last good keys");
                     wait
                 }

@@ -23,7 +23,7 @@ pub enum HttpError {
     Send {
         uri: Uri,
         #[source]
-        source: hyper_util::client::legacy::Error,
+        source: Box<hyper_util::client::legacy::Error>,
     },
     /// No complete answer within the time limit.
     #[error("request to {uri} timed out after {after:?}")]
@@ -96,7 +96,7 @@ impl IdpClient {
     async fn send(&self, req: Request<Full<Bytes>>) -> Result<Fetched, HttpError> {
         let uri = req.uri().clone();
         let work = async {
-            let resp = self.client.request(req).await.map_err(|source| HttpError::Send { uri: uri.clone(), source })?;
+            let resp = self.client.request(req).await.map_err(|source| HttpError::Send { uri: uri.clone(), source: Box::new(source) })?;
             let (parts, body) = resp.into_parts();
             let body = Limited::new(body, MAX_RESPONSE)
                 .collect()

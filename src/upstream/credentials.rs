@@ -177,7 +177,7 @@ impl Credentials {
                         Duration::from_secs(1)
                     }
                     Err(e) => {
-                        let wait = backoff.next();
+                        let wait = backoff.next_delay();
                         tracing::warn!(client = %ct.cfg.name, error = %e, retry_in = ?wait, "token request failed; the held token stays in use while valid");
                         wait
                     }
