@@ -96,7 +96,11 @@ impl IdpClient {
     async fn send(&self, req: Request<Full<Bytes>>) -> Result<Fetched, HttpError> {
         let uri = req.uri().clone();
         let work = async {
-            let resp = self.client.request(req).await.map_err(|source| HttpError::Send { uri: uri.clone(), source: Box::new(source) })?;
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|source| HttpError::Send { uri: uri.clone(), source: Box::new(source) })?;
             let (parts, body) = resp.into_parts();
             let body = Limited::new(body, MAX_RESPONSE)
                 .collect()
