@@ -101,7 +101,8 @@ impl ReloadingCert {
     }
 }
 
-/// The connector for every outgoing HTTP(S) call (upstreams and identity providers): rustls
+/// The connector for calls to identity providers (upstreams have their own pool, see
+/// `upstream::proxy`): rustls
 /// with `tls`, HTTP/1.1, Nagle off, TCP keepalive, a connect timeout.
 pub fn https_connector(
     tls: rustls::ClientConfig,
