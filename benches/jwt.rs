@@ -257,10 +257,7 @@ fn cold(c: &mut Criterion, name: &str, setup: &Setup, tokens: &[String]) {
                 let auth = setup.authenticator();
                 let batch = &tokens[..remaining.min(tokens.len())];
                 let start = Instant::now();
-                for token in batch {
-                    let principal = auth.authenticate(bearer, token).now_or_never();
-                    std::hint::black_box(principal.expect("completed without waiting").expect("a valid token"));
-                }
+                authenticate_all(&auth, bearer, batch);
                 total += start.elapsed();
                 remaining -= batch.len();
             }
@@ -269,16 +266,21 @@ fn cold(c: &mut Criterion, name: &str, setup: &Setup, tokens: &[String]) {
     });
 }
 
+/// Authenticates each of `tokens`, which must all be valid and answered without waiting.
+fn authenticate_all(auth: &Authenticator, bearer: &Bearer, tokens: &[String]) {
+    for token in tokens {
+        let principal = auth.authenticate(bearer, token).now_or_never();
+        std::hint::black_box(principal.expect("completed without waiting").expect("a valid token"));
+    }
+}
+
 /// Every call a miss on a cache already at its bound (see the module comment).
 fn miss_at_bound(c: &mut Criterion, setup: &Setup, tokens: &[String]) {
     let bearer = bearer_of(&setup.miss_config);
     let (prefill, timed) = tokens.split_at(MISS_PREFILL);
     let fresh = || {
         let auth = setup.authenticator_for(&setup.miss_config);
-        for token in prefill {
-            let principal = auth.authenticate(bearer, token).now_or_never();
-            principal.expect("completed without waiting").expect("a valid token");
-        }
+        authenticate_all(&auth, bearer, prefill);
         auth
     };
     let mut state = (fresh(), 0usize);
@@ -295,10 +297,7 @@ fn miss_at_bound(c: &mut Criterion, setup: &Setup, tokens: &[String]) {
                 let (auth, next) = (&state.0, state.1);
                 let batch = &timed[next..(next + remaining).min(timed.len())];
                 let start = Instant::now();
-                for token in batch {
-                    let principal = auth.authenticate(bearer, token).now_or_never();
-                    std::hint::black_box(principal.expect("completed without waiting").expect("a valid token"));
-                }
+                authenticate_all(auth, bearer, batch);
                 total += start.elapsed();
                 remaining -= batch.len();
                 state.1 += batch.len();
