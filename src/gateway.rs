@@ -72,7 +72,7 @@ pub enum Caller {
     /// A browser session; its access token may be passed upstream when the route asks.
     Session {
         principal: Arc<Principal>,
-        access_token: String,
+        access_token: Arc<str>,
     },
 }
 
@@ -414,7 +414,7 @@ fn set_identity(headers: &mut HeaderMap, route: &Route, caller: &Caller) {
             if !in_header || route.auth.bearer().is_some_and(|b| !b.forward_authorization) {
                 headers.remove(http::header::AUTHORIZATION);
             }
-            (principal, token)
+            (principal, token.as_str())
         }
         Caller::Session { principal, access_token } => {
             headers.remove(http::header::AUTHORIZATION);
@@ -423,7 +423,7 @@ fn set_identity(headers: &mut HeaderMap, route: &Route, caller: &Caller) {
                     headers.insert(http::header::AUTHORIZATION, v);
                 }
             }
-            (principal, access_token)
+            (principal, &**access_token)
         }
     };
     let mut set = |name: &HeaderName, value: &str| {

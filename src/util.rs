@@ -68,10 +68,12 @@ impl Backoff {
     }
 }
 
-/// The request's cookies as (name, value) pairs, from `Cookie` lines that are visible ASCII.
+/// The request's cookies as (name, value) pairs, from `Cookie` lines that are UTF-8.
 pub fn cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
-    headers.get_all(COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| {
-        // Visible ASCII, so every split below falls on a character boundary.
+    // `to_str` would check each byte for visible ASCII; hyper admits only visible ASCII,
+    // tabs and bytes ≥ 0x80 in a header value, so UTF-8 validity (checked a word at a time) is
+    // what is left to check, and `;` and `=` never split a character.
+    headers.get_all(COOKIE).iter().filter_map(|v| std::str::from_utf8(v.as_bytes()).ok()).flat_map(|v| {
         cookie_pairs(v.as_bytes())
             .filter_map(|(n, val)| Some((std::str::from_utf8(n).ok()?, std::str::from_utf8(val).ok()?)))
     })

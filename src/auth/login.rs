@@ -45,7 +45,7 @@ struct Flow {
 /// a refresh or to slide the idle timeout).
 pub struct SessionCaller {
     pub principal: Arc<Principal>,
-    pub access_token: String,
+    pub access_token: Arc<str>,
     pub set_cookie: HeaderMap,
 }
 
@@ -376,7 +376,8 @@ impl LoginService {
         }
         // A changed session has new sealed bytes: the old ones are not cached for it.
         let fresh_until = if changed { 0 } else { self.fresh_until(&session) };
-        let (id, access_token) = (std::mem::take(&mut session.id), std::mem::take(&mut session.access_token));
+        let (id, access_token) =
+            (std::mem::take(&mut session.id), Arc::<str>::from(std::mem::take(&mut session.access_token)));
         let principal = session
             .into_principal(self.cfg.issuer, self.cfg.lifetime)
             .ok_or(AuthError::Forbidden("session without subject"))?;
@@ -952,7 +953,7 @@ mod tests {
             let h = cookie_for(&login, &session(true, T0 + 1000));
             let first = at(&login, &h, T0).unwrap();
             assert!(first.set_cookie.is_empty());
-            assert_eq!(first.access_token, "access-token");
+            assert_eq!(&*first.access_token, "access-token");
             let again = at(&login, &h, T0 + 939).unwrap();
             assert!(Arc::ptr_eq(&first.principal, &again.principal), "answered from the cache");
             assert_eq!(again.principal.subject, "ann");

@@ -35,7 +35,8 @@ const TAIL: usize = 32;
 /// What a request on a cached session needs.
 pub struct Opened {
     pub principal: Arc<Principal>,
-    pub access_token: String,
+    /// Shared with every request on the session: a token is half a kilobyte.
+    pub access_token: Arc<str>,
     /// The session's id, checked against the cookie's on a hit (Redis store).
     pub id: String,
     /// Unix seconds from which the entry must not be used.
@@ -102,7 +103,7 @@ impl OpenedCache {
 
     /// The principal and access token of the entry for exactly these sealed bytes, if it is
     /// still fresh at `now` and (when the cookie names one) for this session id.
-    pub fn get(&self, sealed: &[u8], id: Option<&str>, now: u64) -> Option<(Arc<Principal>, String)> {
+    pub fn get(&self, sealed: &[u8], id: Option<&str>, now: u64) -> Option<(Arc<Principal>, Arc<str>)> {
         MAP.with(|m| {
             let mut m = m.borrow_mut();
             let slot = m.slot(self.instance, sealed);
@@ -181,7 +182,7 @@ mod tests {
         let principal = Principal::from_claims(0, json!({ "sub": sub }), fresh_until + 100).unwrap();
         Opened {
             principal: Arc::new(principal),
-            access_token: format!("at-{sub}"),
+            access_token: format!("at-{sub}").into(),
             id: format!("id-{sub}"),
             fresh_until,
         }
@@ -194,7 +195,7 @@ mod tests {
         assert!(cache.get(&sealed, None, 100).is_none());
         cache.insert(&sealed, opened("ann", 110), 100);
         assert_eq!(cache.get(&sealed, None, 100).unwrap().0.subject, "ann");
-        assert_eq!(cache.get(&sealed, None, 109).unwrap().1, "at-ann");
+        assert_eq!(&*cache.get(&sealed, None, 109).unwrap().1, "at-ann");
         assert!(cache.get(&sealed, None, 110).is_none(), "stale at fresh_until");
         assert!(cache.get(&sealed, None, 105).is_none(), "and the stale entry was dropped");
 
