@@ -75,6 +75,21 @@ client_secret = "m2m-secret"
 auth_method = "client_secret_basic""#;
 
 /// A `[[route]]` without caller authentication that sends `orders`' token upstream.
+/// A ready gateway with the provider's issuer, a client (`auth`, plus `extra` lines) and one
+/// route `name` at `/` to a new echo upstream.
+fn one_route_gateway(idp: &Idp, auth: &str, extra: &str, name: &str) -> (Gateway, common::Echo) {
+    let up = echo();
+    let config = format!(
+        "{BASE}{}{}{}",
+        issuer_toml(&idp.issuer),
+        client_toml(auth, extra),
+        route_toml(name, "/", up.addr, None)
+    );
+    let gw = Gateway::start(&config);
+    wait_ready(&gw);
+    (gw, up)
+}
+
 fn route_toml(name: &str, path: &str, upstream: SocketAddr, incoming: Option<&str>) -> String {
     let incoming = incoming.map(|h| format!("incoming_authorization = \"{h}\"\n")).unwrap_or_default();
     format!(
@@ -273,15 +288,7 @@ fn concurrent_cold_misses_make_one_token_request() {
 #[test]
 fn a_new_token_is_used_after_expiry() {
     let idp = Idp::start(IdpOptions { at_ttl: Some(3), ..Default::default() });
-    let up = echo();
-    let config = format!(
-        "{BASE}{}{}{}",
-        issuer_toml(&idp.issuer),
-        client_toml(BASIC, "refresh_skew = \"1s\""),
-        route_toml("api", "/", up.addr, None)
-    );
-    let gw = Gateway::start(&config);
-    wait_ready(&gw);
+    let (gw, _up) = one_route_gateway(&idp, BASIC, "refresh_skew = \"1s\"", "api");
     let keys = jwks(&idp);
 
     let first = upstream_bearer(&ok_json(&get(gw.addr, "/a", &[])));
@@ -314,15 +321,7 @@ fn a_new_token_is_used_after_expiry() {
 #[test]
 fn a_held_token_survives_the_provider_stopping() {
     let mut idp = Idp::start(IdpOptions::default());
-    let up = echo();
-    let config = format!(
-        "{BASE}{}{}{}",
-        issuer_toml(&idp.issuer),
-        client_toml(BASIC, ""),
-        route_toml("api", "/", up.addr, None)
-    );
-    let gw = Gateway::start(&config);
-    wait_ready(&gw);
+    let (gw, _up) = one_route_gateway(&idp, BASIC, "", "api");
     let token = upstream_bearer(&ok_json(&get(gw.addr, "/before", &[])));
     verify(&jwks(&idp), &idp.issuer, &token);
 
@@ -340,15 +339,7 @@ fn a_held_token_survives_the_provider_stopping() {
 #[test]
 fn a_held_token_stays_in_use_while_renewal_fails_then_503() {
     let idp = Idp::start(IdpOptions { at_ttl: Some(10), ..Default::default() });
-    let up = echo();
-    let config = format!(
-        "{BASE}{}{}{}",
-        issuer_toml(&idp.issuer),
-        client_toml(BASIC, "refresh_skew = \"1s\""),
-        route_toml("orders-api", "/", up.addr, None)
-    );
-    let gw = Gateway::start(&config);
-    wait_ready(&gw);
+    let (gw, _up) = one_route_gateway(&idp, BASIC, "refresh_skew = \"1s\"", "orders-api");
     let minted_at = Instant::now();
     let first = upstream_bearer(&ok_json(&get(gw.addr, "/a", &[])));
     idp.set_failure("token", 503);
@@ -481,11 +472,7 @@ fn a_failing_token_endpoint_is_503_without_a_stampede() {
 
 fn assert_method_accepted(auth: &str, client_id: &str) {
     let idp = Idp::start(IdpOptions::default());
-    let up = echo();
-    let config =
-        format!("{BASE}{}{}{}", issuer_toml(&idp.issuer), client_toml(auth, ""), route_toml("api", "/", up.addr, None));
-    let gw = Gateway::start(&config);
-    wait_ready(&gw);
+    let (gw, _up) = one_route_gateway(&idp, auth, "", "api");
     let resp = get(gw.addr, "/m", &[]);
     let claims = verify(&jwks(&idp), &idp.issuer, &upstream_bearer(&ok_json(&resp)));
     assert_eq!(claims["client_id"], client_id, "{claims}");
@@ -601,15 +588,7 @@ fn egress_must_listen_on_loopback() {
 #[test]
 fn metrics_count_requests_hits_and_expiry() {
     let idp = Idp::start(IdpOptions::default());
-    let up = echo();
-    let config = format!(
-        "{BASE}{}{}{}",
-        issuer_toml(&idp.issuer),
-        client_toml(BASIC, ""),
-        route_toml("api", "/", up.addr, None)
-    );
-    let gw = Gateway::start(&config);
-    wait_ready(&gw);
+    let (gw, _up) = one_route_gateway(&idp, BASIC, "", "api");
     for i in 0..10 {
         ok_json(&get(gw.addr, &format!("/m/{i}"), &[]));
     }
