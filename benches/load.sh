@@ -136,15 +136,21 @@ nginx_conf upstream 1 "server {
         listen 127.0.0.1:$UP backlog=4096;
         location / { default_type text/plain; return 200 'hello from upstream\n'; }
     }"
-nginx_conf proxy "$WORKERS" "upstream app { server 127.0.0.1:$UP; keepalive 256; }
+# The plain keep-alive reverse proxy tollgate is compared with, listening on $1 (options $2).
+proxy_block() {
+    cat <<EOF
+upstream app { server 127.0.0.1:$UP; keepalive 256; }
     server {
-        listen 127.0.0.1:$NGX reuseport backlog=4096;
+        listen 127.0.0.1:$1 $2;
         location / {
             proxy_pass http://app;
             proxy_http_version 1.1;
-            proxy_set_header Connection \"\";
+            proxy_set_header Connection "";
         }
-    }"
+    }
+EOF
+}
+nginx_conf proxy "$WORKERS" "$(proxy_block "$NGX" "reuseport backlog=4096")"
 for n in upstream proxy; do
     nginx -e "$W/$n/logs/error.log" -p "$W/$n" -c "$W/$n/nginx.conf" &
     PIDS+=($!)
@@ -346,11 +352,7 @@ check_200 "http://127.0.0.1:$TG/app/x" -H "Cookie: $SESSION"
 if [[ ${INSTRUCTIONS:-0} = 1 ]]; then
     command -v valgrind >/dev/null || { log "INSTRUCTIONS=1 needs valgrind (apt-get install valgrind)"; exit 1; }
     NGX_CG=$(free_port); TG_CG=$(free_port); ADMIN_CG=$(free_port)
-    nginx_conf proxy-cg 1 "upstream app { server 127.0.0.1:$UP; keepalive 256; }
-    server {
-        listen 127.0.0.1:$NGX_CG;
-        location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; }
-    }"
+    nginx_conf proxy-cg 1 "$(proxy_block "$NGX_CG" "")"
     valgrind --tool=callgrind --callgrind-out-file="$W/cg-nginx.out" \
         nginx -g 'master_process off;' -e "$W/proxy-cg/logs/error.log" -p "$W/proxy-cg" -c "$W/proxy-cg/nginx.conf" \
         2>"$W/cg-nginx.err" &

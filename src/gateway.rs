@@ -267,7 +267,7 @@ impl Gateway {
             RouteAuth::Bearer(b) => self.bearer(b, req).await,
             RouteAuth::Login | RouteAuth::LoginOrBearer(_) => {
                 let login = self.login.as_ref().ok_or(AuthError::Unavailable("login is not configured"))?;
-                if let Some(s) = Box::pin(login.session(req.headers())).await? {
+                if let Some(s) = login.session(req.headers()).await? {
                     set_cookie.extend(s.set_cookie);
                     return Ok(Caller::Session { principal: s.principal, access_token: s.access_token });
                 }
@@ -287,7 +287,7 @@ impl Gateway {
 
     async fn bearer(&self, bearer: &Bearer, req: &Request<Incoming>) -> Result<Caller, GatewayError> {
         let token = token::extract(req.headers(), req.uri(), &bearer.sources)?.ok_or(AuthError::MissingToken)?;
-        let principal = Box::pin(self.auth.authenticate(bearer, &token)).await?;
+        let principal = self.auth.authenticate(bearer, &token).await?;
         let in_header = req
             .headers()
             .get(http::header::AUTHORIZATION)

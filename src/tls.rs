@@ -101,6 +101,10 @@ impl ReloadingCert {
     }
 }
 
+/// Idle time before TCP keepalive probes on outgoing connections (identity providers and
+/// upstreams), so that a peer that vanished is noticed.
+pub const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+
 /// The connector for calls to identity providers (upstreams have their own pool, see
 /// `upstream::proxy`): rustls
 /// with `tls`, HTTP/1.1, Nagle off, TCP keepalive, a connect timeout.
@@ -112,7 +116,7 @@ pub fn https_connector(
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(connect_timeout));
-    http.set_keepalive(Some(Duration::from_secs(60)));
+    http.set_keepalive(Some(TCP_KEEPALIVE));
     hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(http)
 }
 

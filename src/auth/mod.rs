@@ -315,6 +315,18 @@ impl Authenticator {
             return self.accept_cached(route, p);
         }
         self.metrics.cache_misses.inc();
+        // Boxed: a miss (key refetch, introspection call) carries large state, and a request
+        // future holding it inline would be copied at that size on every request, hit or not.
+        Box::pin(self.authenticate_miss(route, token, key, now)).await
+    }
+
+    async fn authenticate_miss(
+        &self,
+        route: &Bearer,
+        token: &str,
+        key: TokenHash,
+        now: u64,
+    ) -> Result<Arc<Principal>, AuthError> {
         if jwt::looks_like_jws(token) {
             let principal = self.verify_jwt(route, token).await?;
             self.verified.insert(key, principal.clone());

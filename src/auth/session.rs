@@ -159,7 +159,10 @@ impl Sessions {
                 if !is_id(&value) {
                     return Ok(None);
                 }
-                Ok(redis.get(&redis_key(&value)).await?.map(|sealed| Sealed::Stored { id: value, sealed }))
+                // Boxed: the Redis call's state would otherwise sit in every session request's
+                // future (a network round trip dwarfs the allocation).
+                let stored = Box::pin(redis.get(&redis_key(&value))).await?;
+                Ok(stored.map(|sealed| Sealed::Stored { id: value, sealed }))
             }
         }
     }

@@ -212,14 +212,14 @@ impl Proxy {
 
     async fn connect(&self, key: &Key) -> Result<Sender, GatewayError> {
         let authority = &key.authority;
-        let fail = |e| GatewayError::UpstreamConnect(e);
+        let fail = GatewayError::UpstreamConnect;
         let host = authority.host().trim_start_matches('[').trim_end_matches(']');
         let port = authority.port_u16().unwrap_or(if key.https { 443 } else { 80 });
         let connect = async {
             let tcp = TcpStream::connect((host, port)).await.map_err(|e| ConnectError::Tcp(authority.clone(), e))?;
             let _ = tcp.set_nodelay(true);
             let _ = socket2::SockRef::from(&tcp)
-                .set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(Duration::from_secs(60)));
+                .set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(crate::tls::TCP_KEEPALIVE));
             if !key.https {
                 return handshake(tcp, authority).await;
             }
