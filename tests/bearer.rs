@@ -570,6 +570,40 @@ fn opaque_token_is_introspected_once() {
     assert_eq!(metric(&gw, "tollgate_introspections_total", &[("issuer", "idp"), ("outcome", "active")]), 1.0);
 }
 
+/// Introspection authenticates with `private_key_jwt` (RFC 7523), the same client
+/// authentication as token requests: the provider accepts the `m2m-jwt` client's signed
+/// assertion and answers for the opaque token. (Before, introspection knew only the two secret
+/// methods and `auth_method = "private_key_jwt"` was a configuration error.)
+#[test]
+fn introspection_authenticates_with_private_key_jwt() {
+    let idp = Idp::start(IdpOptions::default().with_env("IDP_INTROSPECTORS", "gateway,m2m-jwt"));
+    let up = echo();
+    let pem = key_file("m2m-jwt.pem");
+    let config = format!(
+        r#"
+[[issuer]]
+name = "idp"
+url = "{url}"
+audiences = ["{API_RESOURCE}"]
+token_type = "at+jwt"
+[issuer.introspection]
+client_id = "m2m-jwt"
+auth_method = "private_key_jwt"
+private_key_file = "{pem}"
+"#,
+        url = idp.issuer,
+        pem = pem.display()
+    ) + &route_toml("api", "/api/", up.addr, "", "");
+    let gw = start_ready(&config);
+    let token = idp.access_token("m2m", "m2m-secret", Some("api:read"), None);
+    assert!(!token.contains('.'), "expected an opaque token, got {token}");
+    idp.reset_counters();
+    let r = call(&gw, "/api/x", &token);
+    assert_eq!(upstream_headers(&r)["x-forwarded-user"], json!(["m2m"]), "{r:?}");
+    assert_eq!(idp.count("introspection"), 1, "{}", idp.counters());
+    assert_eq!(metric(&gw, "tollgate_introspections_total", &[("issuer", "idp"), ("outcome", "active")]), 1.0);
+}
+
 /// A random opaque string is introspected as inactive → 401 `invalid_token`; asking again is
 /// answered from the (negative) cache without a second call.
 #[test]

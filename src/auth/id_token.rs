@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::{jwt, AuthError, Authenticator, Invalid};
+use super::{claims, jwt, AuthError, Authenticator, Invalid};
 
 /// What the caller expects of the token.
 pub struct Expect<'a> {
@@ -32,31 +32,8 @@ pub async fn validate(auth: &Authenticator, token: &str, expect: &Expect<'_>, no
 }
 
 fn check(claims: &Value, issuer: &crate::config::Issuer, expect: &Expect<'_>, now: u64) -> Result<(), Invalid> {
-    let leeway = issuer.leeway.as_secs();
-    let auds: Vec<&str> = match claims.get("aud") {
-        Some(Value::String(a)) => vec![a.as_str()],
-        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
-        None => return Err(Invalid::MissingClaim("aud")),
-        Some(_) => return Err(Invalid::Malformed("aud must be a string or an array")),
-    };
-    if !auds.contains(&expect.client_id) {
-        return Err(Invalid::WrongAudience);
-    }
-    let azp = claims.get("azp").and_then(Value::as_str);
-    if (auds.len() > 1 && azp.is_none()) || azp.is_some_and(|a| a != expect.client_id) {
-        return Err(Invalid::WrongAudience);
-    }
-    let time = |name: &'static str| {
-        claims.get(name).map(|v| v.as_u64().ok_or(Invalid::Malformed("a time claim is not a whole number")))
-    };
-    let exp = time("exp").ok_or(Invalid::MissingClaim("exp"))??;
-    if now >= exp.saturating_add(leeway) {
-        return Err(Invalid::Expired);
-    }
-    let iat = time("iat").ok_or(Invalid::MissingClaim("iat"))??;
-    if iat > now.saturating_add(leeway) {
-        return Err(Invalid::IssuedInFuture);
-    }
+    let rule = claims::Expect::id_token(&issuer.url, expect.client_id, issuer.leeway.as_secs());
+    claims::verify(claims, &rule, now)?;
     if !expect.logout && claims.get("sub").and_then(Value::as_str).is_none_or(str::is_empty) {
         return Err(Invalid::MissingClaim("sub"));
     }

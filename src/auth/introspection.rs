@@ -5,9 +5,11 @@ use std::time::Duration;
 use http::Uri;
 use serde_json::Value;
 
+use super::claims;
 use super::principal::Principal;
-use crate::config::{ClientAuthMethod, Issuer};
-use crate::oidc::http::{FormAuth, HttpError, IdpClient};
+use crate::config::Issuer;
+use crate::oidc::client_auth::{Client, ClientAuthError};
+use crate::oidc::http::IdpClient;
 
 /// What the issuer said about a token.
 #[derive(Debug, Clone)]
@@ -18,8 +20,9 @@ pub enum Answer {
 
 #[derive(Debug, thiserror::Error)]
 pub enum IntrospectionError {
+    /// The request could not be made (connection, timeout, client assertion).
     #[error(transparent)]
-    Http(#[from] HttpError),
+    Request(#[from] ClientAuthError),
     /// The endpoint refused our client authentication or failed.
     #[error("introspection endpoint answered {0}")]
     Status(http::StatusCode),
@@ -39,24 +42,8 @@ pub async fn introspect(
     now: u64,
 ) -> Result<Answer, IntrospectionError> {
     let Some(cfg) = &issuer.introspection else { return Err(IntrospectionError::Invalid("not configured")) };
-    let id = cfg.client_id.as_str();
-    let secret = cfg.client_secret.expose();
-    let fetched = match cfg.auth_method {
-        ClientAuthMethod::ClientSecretBasic => {
-            client
-                .post_form(
-                    endpoint,
-                    &[("token", token), ("token_type_hint", "access_token")],
-                    FormAuth::Basic { id, secret },
-                )
-                .await?
-        }
-        ClientAuthMethod::ClientSecretPost => {
-            let form =
-                [("token", token), ("token_type_hint", "access_token"), ("client_id", id), ("client_secret", secret)];
-            client.post_form(endpoint, &form, FormAuth::None).await?
-        }
-    };
+    let form = [("token", token), ("token_type_hint", "access_token")];
+    let fetched = Client { id: &cfg.client_id, auth: &cfg.auth }.post_form(client, endpoint, &form).await?;
     if !fetched.status.is_success() {
         return Err(IntrospectionError::Status(fetched.status));
     }
@@ -68,25 +55,14 @@ fn interpret(doc: Value, issuer_index: usize, issuer: &Issuer, now: u64) -> Answ
     if doc.get("active") != Some(&Value::Bool(true)) {
         return Answer::Inactive;
     }
-    if doc.get("iss").is_some_and(|iss| iss.as_str() != Some(issuer.url.as_str())) {
+    let leeway = issuer.leeway.as_secs();
+    let Ok(times) = claims::verify(&doc, &claims::Expect::introspection(&issuer.url, &issuer.audiences, leeway), now)
+    else {
+        // Another issuer's or audience's token, expired, or malformed claims: not one for us.
         return Answer::Inactive;
-    }
-    let aud_ok = match doc.get("aud") {
-        None => true,
-        Some(Value::String(a)) => issuer.audiences.contains(a),
-        Some(Value::Array(items)) => {
-            items.iter().any(|a| a.as_str().is_some_and(|a| issuer.audiences.iter().any(|w| w == a)))
-        }
-        Some(_) => false,
     };
-    if !aud_ok {
-        return Answer::Inactive;
-    }
     let max = issuer.introspection.as_ref().map_or(Duration::from_secs(60), |c| c.cache_max).as_secs();
-    let exp = doc.get("exp").and_then(Value::as_u64).unwrap_or(now + max);
-    if exp <= now {
-        return Answer::Inactive;
-    }
+    let exp = times.exp.unwrap_or(now + max);
     // Trusted (and so cached) until the token's `exp`, but never longer than `cache_max`, so a
     // revocation at the issuer is noticed within that bound.
     let trusted_until = exp.min(now.saturating_add(max));
@@ -124,5 +100,9 @@ mod tests {
         };
         assert_eq!(until(json!({"active": true, "sub": "u", "exp": 200})), 200);
         assert_eq!(until(json!({"active": true, "sub": "u", "exp": 100_000})), 400, "capped at cache_max (5m)");
+        // A fractional `exp` is a NumericDate like any other (it was read as absent: cache_max).
+        assert_eq!(until(json!({"active": true, "sub": "u", "exp": 200.5})), 200);
+        assert!(!active(json!({"active": true, "sub": "u", "exp": 10.5})));
+        assert!(!active(json!({"active": true, "sub": "u", "exp": "200"})), "a string exp is malformed");
     }
 }

@@ -9,6 +9,7 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::claims;
 use super::jwks::VerifyKey;
 use super::Invalid;
 use crate::config::Issuer;
@@ -118,8 +119,8 @@ impl Token<'_> {
         }
     }
 
-    /// Checks `typ`, `iss`, `aud`, `exp`, `nbf` and `iat` for `issuer` at `now` (Unix seconds).
-    /// Returns `exp`.
+    /// Checks `typ` (the issuer's `token_type`), then `iss`, `aud` and the time claims through
+    /// the one claims verifier. Returns `exp`.
     pub fn check_claims(&self, issuer: &Issuer, now: u64) -> Result<u64, Invalid> {
         if let Some(want) = &issuer.token_type {
             let typ = self.typ.as_deref().unwrap_or("");
@@ -128,48 +129,8 @@ impl Token<'_> {
                 return Err(Invalid::WrongType);
             }
         }
-        if self.issuer()? != issuer.url {
-            return Err(Invalid::UnknownIssuer);
-        }
-        let audience_ok = match self.claims.get("aud") {
-            Some(Value::String(a)) => issuer.audiences.contains(a),
-            Some(Value::Array(items)) => {
-                items.iter().any(|a| a.as_str().is_some_and(|a| issuer.audiences.iter().any(|w| w == a)))
-            }
-            None => return Err(Invalid::MissingClaim("aud")),
-            Some(_) => return Err(Invalid::Malformed("aud must be a string or an array")),
-        };
-        if !audience_ok {
-            return Err(Invalid::WrongAudience);
-        }
-        let leeway = issuer.leeway.as_secs();
-        let exp = numeric(&self.claims, "exp")?.ok_or(Invalid::MissingClaim("exp"))?;
-        if now >= exp.saturating_add(leeway) {
-            return Err(Invalid::Expired);
-        }
-        if let Some(nbf) = numeric(&self.claims, "nbf")? {
-            if nbf > now.saturating_add(leeway) {
-                return Err(Invalid::NotYetValid);
-            }
-        }
-        if let Some(iat) = numeric(&self.claims, "iat")? {
-            if iat > now.saturating_add(leeway) {
-                return Err(Invalid::IssuedInFuture);
-            }
-        }
-        Ok(exp)
-    }
-}
-
-/// A NumericDate claim: a non-negative number (fractions are truncated).
-fn numeric(claims: &Value, name: &'static str) -> Result<Option<u64>, Invalid> {
-    match claims.get(name) {
-        None => Ok(None),
-        Some(Value::Number(n)) => match (n.as_u64(), n.as_f64()) {
-            (Some(v), _) => Ok(Some(v)),
-            (None, Some(f)) if f >= 0.0 && f.is_finite() => Ok(Some(f as u64)),
-            _ => Err(Invalid::Malformed("a time claim is negative or too large")),
-        },
-        Some(_) => Err(Invalid::Malformed("a time claim is not a number")),
+        let expect = claims::Expect::access_token(&issuer.url, &issuer.audiences, issuer.leeway.as_secs());
+        let times = claims::verify(&self.claims, &expect, now)?;
+        times.exp.ok_or(Invalid::MissingClaim("exp"))
     }
 }

@@ -1,6 +1,7 @@
 //! Authentication: who is calling. Bearer tokens (JWT verified against the issuer's keys, or
 //! opaque tokens introspected) become a [`Principal`]; rules decide what it may do.
 
+pub mod claims;
 pub mod cookie;
 pub mod front;
 pub mod id_token;

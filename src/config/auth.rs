@@ -9,14 +9,13 @@ use super::raw::{RawClaimRule, RawIssuer, RawRoute, RawRules};
 use super::units::parse_size;
 use super::validate::Check;
 use super::*;
-use crate::secret::Secret;
 
 /// Algorithms a key without `alg` may verify unless the issuer lists its own. Symmetric ones
 /// are never accepted from a key set.
 const DEFAULT_ALGORITHMS: &[Algorithm] =
     &[Algorithm::RS256, Algorithm::RS384, Algorithm::RS512, Algorithm::ES256, Algorithm::ES384, Algorithm::EdDSA];
 
-pub(super) fn issuers(c: &mut Check, raw: Vec<RawIssuer>) -> Vec<Issuer> {
+pub(super) fn issuers(c: &mut Check, raw: Vec<RawIssuer>, base_dir: &Path) -> Vec<Issuer> {
     let mut out: Vec<Issuer> = Vec::with_capacity(raw.len());
     for (i, r) in raw.into_iter().enumerate() {
         let at = |f: &str| format!("issuer[{i}].{f}");
@@ -77,26 +76,18 @@ pub(super) fn issuers(c: &mut Check, raw: Vec<RawIssuer>) -> Vec<Issuer> {
                     None
                 }
             });
-            let auth_method = match ri.auth_method.as_deref() {
-                None | Some("client_secret_basic") => ClientAuthMethod::ClientSecretBasic,
-                Some("client_secret_post") => ClientAuthMethod::ClientSecretPost,
-                Some(other) => {
-                    c.err(
-                        at("introspection.auth_method"),
-                        format!("unknown method {other:?}: use client_secret_basic or client_secret_post"),
-                    );
-                    ClientAuthMethod::ClientSecretBasic
-                }
-            };
-            let client_secret = ri.client_secret.map(Secret::new).unwrap_or_else(|| {
-                c.err(at("introspection.client_secret"), "required (or client_secret_file)");
-                Secret::new("")
-            });
+            let auth = super::login::client_auth(
+                c,
+                &at("introspection"),
+                ri.auth_method.as_deref(),
+                ri.client_secret,
+                ri.private_key_file.as_deref(),
+                base_dir,
+            );
             Introspection {
                 endpoint,
                 client_id: ri.client_id,
-                client_secret,
-                auth_method,
+                auth,
                 cache_inactive: c.duration(
                     &at("introspection.cache_inactive"),
                     ri.cache_inactive.as_deref(),

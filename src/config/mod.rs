@@ -154,18 +154,12 @@ pub struct Introspection {
     /// Explicit endpoint; without it, the discovery document's `introspection_endpoint`.
     pub endpoint: Option<http::Uri>,
     pub client_id: String,
-    pub client_secret: crate::secret::Secret,
-    pub auth_method: ClientAuthMethod,
+    /// How tollgate authenticates to the endpoint (the same methods as for token requests).
+    pub auth: ClientAuth,
     /// How long an inactive answer is remembered.
     pub cache_inactive: Duration,
     /// Upper bound on how long an active answer is remembered (never past the token's `exp`).
     pub cache_max: Duration,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientAuthMethod {
-    ClientSecretBasic,
-    ClientSecretPost,
 }
 
 /// How a route authenticates callers.

@@ -112,6 +112,7 @@ pub struct RawIntrospection {
     pub client_id: String,
     pub client_secret: Option<String>,
     pub auth_method: Option<String>,
+    pub private_key_file: Option<String>,
     pub cache_inactive: Option<String>,
     pub cache_max: Option<String>,
 }

@@ -56,7 +56,7 @@ pub(super) fn validate(raw: RawConfig, file: &Path, base_dir: &Path) -> Result<C
     }
     let log = log(&mut c, raw.log);
     let upstream = upstream_client(&mut c, raw.upstream, base_dir);
-    let issuers = super::auth::issuers(&mut c, raw.issuers);
+    let issuers = super::auth::issuers(&mut c, raw.issuers, base_dir);
     let login = super::login::login(&mut c, raw.login, &issuers, base_dir);
     let clients = super::clients::clients(&mut c, raw.clients, &issuers, base_dir);
     let egress = super::clients::egress(&mut c, raw.egress, &clients, upstream.timeout);

@@ -1,11 +1,11 @@
 //! The token endpoint (RFC 6749 §3.2): code exchange, refresh and client credentials, with
-//! `client_secret_basic`, `client_secret_post` or `private_key_jwt` (RFC 7523) authentication.
+//! the client authenticated as `client_auth` says.
 
 use http::Uri;
 use serde::Deserialize;
 
-use super::http::{FormAuth, HttpError, IdpClient};
-use crate::config::ClientAuth;
+use super::client_auth::ClientAuthError;
+use super::http::{HttpError, IdpClient};
 
 /// A successful token response (RFC 6749 §5.1).
 #[derive(Clone, Deserialize)]
@@ -53,11 +53,7 @@ impl TokenError {
     }
 }
 
-/// Client identity for the token endpoint.
-pub struct Client<'a> {
-    pub id: &'a str,
-    pub auth: &'a ClientAuth,
-}
+pub use super::client_auth::Client;
 
 /// POSTs `params` with client authentication and parses the answer.
 pub async fn request(
@@ -66,24 +62,10 @@ pub async fn request(
     client: &Client<'_>,
     params: &[(&str, &str)],
 ) -> Result<TokenResponse, TokenError> {
-    let mut form: Vec<(&str, &str)> = params.to_vec();
-    let assertion;
-    let auth = match client.auth {
-        ClientAuth::ClientSecretBasic(secret) => FormAuth::Basic { id: client.id, secret: secret.expose() },
-        ClientAuth::ClientSecretPost(secret) => {
-            form.push(("client_id", client.id));
-            form.push(("client_secret", secret.expose()));
-            FormAuth::None
-        }
-        ClientAuth::PrivateKeyJwt(key) => {
-            assertion = client_assertion(client.id, endpoint, key)?;
-            form.push(("client_id", client.id));
-            form.push(("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"));
-            form.push(("client_assertion", &assertion));
-            FormAuth::None
-        }
-    };
-    let fetched = http.post_form(endpoint, &form, auth).await?;
+    let fetched = client.post_form(http, endpoint, params).await.map_err(|e| match e {
+        ClientAuthError::Http(e) => TokenError::Http(e),
+        ClientAuthError::Assertion(e) => TokenError::Assertion(e),
+    })?;
     if !fetched.status.is_success() {
         #[derive(Deserialize)]
         struct ErrorBody {
@@ -108,18 +90,4 @@ pub async fn request(
         return Err(TokenError::Invalid(format!("token_type {:?} is not Bearer", resp.token_type)));
     }
     Ok(resp)
-}
-
-/// RFC 7523 §2.2: a short-lived JWT signed with the client's key, audience the token endpoint.
-fn client_assertion(client_id: &str, endpoint: &Uri, key: &crate::config::PrivateKey) -> Result<String, TokenError> {
-    let now = crate::auth::unix_now();
-    let mut jti = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut jti).map_err(|_| TokenError::Assertion("no randomness".into()))?;
-    let jti = crate::util::hex(&jti);
-    let claims = serde_json::json!({
-        "iss": client_id, "sub": client_id, "aud": endpoint.to_string(),
-        "jti": jti, "iat": now, "exp": now + 60,
-    });
-    jsonwebtoken::encode(&jsonwebtoken::Header::new(key.alg), &claims, &key.key)
-        .map_err(|e| TokenError::Assertion(e.to_string()))
 }
