@@ -1,29 +1,17 @@
-//! `tollgate dev`: a development issuer and a demo app on loopback, with the gateway in front,
-//! so tollgate can be seen working with nothing else installed. The issuer follows the
-//! standards the gateway relies on (discovery, JWKS, authorization code with PKCE S256, refresh
-//! tokens with rotation, client credentials, userinfo, RP-initiated logout), so the gateway
-//! uses its ordinary code paths against it. Tokens are signed ES256; a token request with
-//! `alg=RS256` gets them signed with the issuer's RSA 2048 key instead (both keys are in the
-//! JWKS), for measuring the gateway on the most common algorithm. Tests reuse [`DevIssuer`] as a fast in-process
-//! issuer.
-//!
-//! Never for production: any user name signs in, and keys live only in memory.
+//! The development issuer: discovery, JWKS, authorization code with PKCE S256, refresh with
+//! rotation, client credentials, userinfo and RP-initiated logout, keys in memory only.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use bytes::Bytes;
-use http::header::{HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, LOCATION, SET_COOKIE};
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http::header::{HeaderValue, AUTHORIZATION, CACHE_CONTROL, SET_COOKIE};
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
@@ -32,6 +20,8 @@ use crate::auth::login::escape;
 use crate::auth::session::random_token;
 use crate::auth::unix_now;
 use crate::util::query_param;
+
+use super::{html, json_resp, redirect, refuse_non_loopback, serve, Resp};
 
 /// A client registered at the development issuer.
 #[derive(Debug, Clone)]
@@ -253,40 +243,6 @@ fn generate_rsa_key() -> std::io::Result<RsaKey> {
         "e": URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero()),
     });
     Ok(RsaKey { pair, kid, jwk })
-}
-
-fn refuse_non_loopback(addr: SocketAddr) -> std::io::Result<()> {
-    if addr.ip().is_loopback() {
-        Ok(())
-    } else {
-        Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("{addr}: tollgate dev listens on loopback only"),
-        ))
-    }
-}
-
-type Resp = Response<Full<Bytes>>;
-
-async fn serve<F, Fut>(listener: TcpListener, handler: F)
-where
-    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Resp> + Send + 'static,
-{
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        let handler = handler.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req| {
-                let fut = handler(req);
-                async move { Ok::<_, Infallible>(fut.await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
-        });
-    }
 }
 
 async fn issuer_route(s: &Arc<State>, req: Request<Incoming>) -> Resp {
@@ -596,182 +552,6 @@ async fn read_form(req: Request<Incoming>) -> Option<String> {
 
 fn token_error(error: &str, description: &str) -> Resp {
     json_resp(StatusCode::BAD_REQUEST, json!({"error": error, "error_description": description}))
-}
-
-fn json_resp(status: StatusCode, v: Value) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
-    *r.status_mut() = status;
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r
-}
-
-fn html(status: StatusCode, title: &str, body: &str) -> Resp {
-    let page = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title>\
-         <style>body{{font-family:sans-serif;max-width:44em;margin:3em auto}}td{{padding:.2em 1em}}</style></head>\
-         <body><h1>{t}</h1>{body}</body></html>\n",
-        t = escape(title)
-    );
-    let mut r = Response::new(Full::new(Bytes::from(page)));
-    *r.status_mut() = status;
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-    r
-}
-
-fn redirect(location: &str) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::new()));
-    *r.status_mut() = StatusCode::FOUND;
-    if let Ok(v) = HeaderValue::from_str(location) {
-        r.headers_mut().insert(LOCATION, v);
-    }
-    r
-}
-
-/// The demo app: an HTML page and a JSON endpoint showing the identity headers it received.
-async fn demo_route(req: Request<Incoming>) -> Resp {
-    let seen: Vec<(String, String)> = req
-        .headers()
-        .iter()
-        .filter(|(k, _)| {
-            k.as_str().starts_with("x-forwarded-")
-                || k.as_str().starts_with("x-auth-request-")
-                || k.as_str() == "x-request-id"
-        })
-        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
-        .collect();
-    let path = req.uri().path();
-    if path.starts_with("/api/") {
-        let headers: serde_json::Map<String, Value> = seen.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
-        return json_resp(StatusCode::OK, json!({"app": "tollgate demo", "path": path, "identity_headers": headers}));
-    }
-    if path.starts_with("/public/") {
-        return html(
-            StatusCode::OK,
-            "A public page",
-            "<p>No sign-in needed here. <a href=\"/\">Go to the protected page</a></p>",
-        );
-    }
-    let rows: String = seen
-        .iter()
-        .map(|(k, v)| format!("<tr><td><code>{}</code></td><td>{}</td></tr>", escape(k), escape(v)))
-        .collect();
-    let user = seen.iter().find(|(k, _)| k == "x-forwarded-preferred-username").map_or("someone", |(_, v)| v.as_str());
-    let body = format!(
-        "<p id=\"welcome\">Signed in as <strong>{}</strong>. This app has no login code: tollgate signed you in and \
-         told it who you are in these headers:</p><table id=\"headers\">{rows}</table>\
-         <p><a href=\"/api/whoami\">JSON</a> · <a href=\"/public/\">public page</a> · <a href=\"/oauth2/sign_out\">sign out</a></p>",
-        escape(user)
-    );
-    html(StatusCode::OK, "tollgate demo app", &body)
-}
-
-/// Starts the demo app on `listen` (loopback) on the current runtime.
-pub async fn start_demo_app(listen: SocketAddr) -> std::io::Result<SocketAddr> {
-    refuse_non_loopback(listen)?;
-    let listener = TcpListener::bind(listen).await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(serve(listener, demo_route));
-    Ok(addr)
-}
-
-/// What `tollgate dev` set up.
-pub struct DevSetup {
-    pub config_text: String,
-    pub issuer: DevIssuer,
-    pub gateway_url: String,
-    pub cli_client: (String, String),
-}
-
-/// Starts the issuer and the demo app on the current runtime and writes the gateway's config.
-pub async fn setup(gateway: SocketAddr) -> std::io::Result<DevSetup> {
-    refuse_non_loopback(gateway)?;
-    let gateway_url = format!("http://{gateway}");
-    let web_secret = random_token();
-    let cli = ("dev-cli".to_string(), "dev-secret".to_string());
-    let issuer = DevIssuer::start(
-        SocketAddr::from((gateway.ip(), 0)),
-        DevIssuerOptions {
-            clients: vec![
-                DevClient {
-                    id: "tollgate-dev".into(),
-                    secret: web_secret.clone(),
-                    redirect_uris: vec![format!("{gateway_url}/oauth2/callback")],
-                    post_logout_redirect_uris: vec![format!("{gateway_url}/")],
-                },
-                DevClient {
-                    id: cli.0.clone(),
-                    secret: cli.1.clone(),
-                    redirect_uris: vec![],
-                    post_logout_redirect_uris: vec![],
-                },
-            ],
-            audience: "tollgate-dev-api".into(),
-            access_token_ttl: Duration::from_secs(300),
-        },
-    )
-    .await?;
-    let app = start_demo_app(SocketAddr::from((gateway.ip(), 0))).await?;
-    let cookie_secret = random_token();
-    let config_text = format!(
-        r#"# Written by `tollgate dev`. Every value here is for local development only.
-[server]
-listen = "{gateway}"
-workers = 1
-
-[admin]
-listen = "{admin}"
-
-[log]
-format = "pretty"
-level = "info"
-
-[[issuer]]
-name = "dev"
-url = "{issuer}"
-audiences = ["tollgate-dev-api"]
-token_type = "at+jwt"
-
-[login]
-client_id = "tollgate-dev"
-client_secret = "{web_secret}"
-public_url = "{gateway_url}"
-cookie_secret = "{cookie_secret}"
-scopes = ["openid", "email", "profile", "offline_access"]
-
-[[route]]
-name = "public"
-auth = "none"
-path = "/public/"
-upstream = "http://{app}"
-
-[[route]]
-name = "api"
-auth = "bearer"
-path = "/api/"
-upstream = "http://{app}"
-
-[[route]]
-name = "app"
-auth = "login"
-path = "/"
-upstream = "http://{app}"
-"#,
-        admin = SocketAddr::from((gateway.ip(), 0)),
-        issuer = issuer.url,
-    );
-    Ok(DevSetup { config_text, issuer, gateway_url, cli_client: cli })
-}
-
-impl DevSetup {
-    /// The one-line shell command that fetches a client-credentials token and calls `/api/`.
-    pub fn curl_line(&self) -> String {
-        let (id, secret) = &self.cli_client;
-        format!(
-            "curl -s -H \"Authorization: Bearer $(curl -s -u {id}:{secret} -d grant_type=client_credentials -d scope=api {iss}/token | sed -E 's/.*\"access_token\":\"([^\"]+)\".*/\\1/')\" {gw}/api/hello",
-            iss = self.issuer.url,
-            gw = self.gateway_url
-        )
-    }
 }
 
 #[cfg(test)]
