@@ -17,6 +17,7 @@ pub mod oidc;
 pub mod router;
 pub mod secret;
 pub mod server;
+pub mod store;
 pub mod tls;
 pub mod upstream;
 pub mod util;

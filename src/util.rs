@@ -144,6 +144,11 @@ pub fn strip_query_params(query: &str, names: &[&str]) -> Option<String> {
     (!kept.is_empty()).then(|| kept.join("&"))
 }
 
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -68,7 +68,7 @@ impl LoginService {
     pub fn new(
         config: &Config,
         auth: Arc<Authenticator>,
-    ) -> Result<Option<Arc<LoginService>>, super::redis::RedisError> {
+    ) -> Result<Option<Arc<LoginService>>, crate::store::redis::RedisError> {
         let Some(cfg) = config.login.clone() else { return Ok(None) };
         let sessions = Sessions::new(&cfg)?;
         Ok(Some(Arc::new(LoginService {

@@ -12,13 +12,12 @@ pub mod jwt;
 pub mod login;
 pub mod principal;
 pub mod redirect;
-pub mod redis;
 pub mod rules;
 pub mod session;
 pub mod token;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
 
@@ -227,9 +226,7 @@ impl moka::Expiry<(usize, TokenHash), Answer> for AnswerExpiry {
     }
 }
 
-pub fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
+pub use crate::util::unix_now;
 
 fn hash(token: &str) -> TokenHash {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());

@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::cookie::{self, Attributes, Sealer};
-use super::redis::{Redis, RedisError};
 use super::{unix_now, Principal};
 use crate::config::{Login, SessionStore};
+use crate::store::redis::{Redis, RedisError};
 
 /// One signed-in browser.
 #[derive(Clone, Serialize, Deserialize, PartialEq)]

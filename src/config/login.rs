@@ -115,7 +115,7 @@ pub(super) fn login(c: &mut Check, raw: Option<RawLogin>, issuers: &[Issuer], ba
     let store = match r.session_store.as_deref() {
         None | Some("cookie") => SessionStore::Cookie,
         Some("redis") => match r.redis_url {
-            Some(u) => match crate::auth::redis::Redis::from_url(&u) {
+            Some(u) => match crate::store::redis::Redis::from_url(&u) {
                 Ok(_) => SessionStore::Redis(Secret::new(u)),
                 Err(e) => {
                     c.err("login.redis_url", e.to_string());

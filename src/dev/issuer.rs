@@ -18,8 +18,8 @@ use tokio::net::TcpListener;
 
 use crate::auth::login::escape;
 use crate::auth::session::random_token;
-use crate::auth::unix_now;
 use crate::util::query_param;
+use crate::util::unix_now;
 
 use super::{html, json_resp, redirect, refuse_non_loopback, serve, Resp};
 

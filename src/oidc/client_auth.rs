@@ -56,7 +56,7 @@ impl Client<'_> {
 /// RFC 7523 §2.2: a short-lived JWT signed with the client's key, audience the endpoint it is
 /// sent to, and a fresh `jti` so it cannot be replayed.
 fn client_assertion(client_id: &str, endpoint: &Uri, key: &PrivateKey) -> Result<String, ClientAuthError> {
-    let now = crate::auth::unix_now();
+    let now = crate::util::unix_now();
     let mut jti = [0u8; 16];
     aws_lc_rs::rand::fill(&mut jti).map_err(|_| ClientAuthError::Assertion("no randomness".into()))?;
     let jti = crate::util::hex(&jti);

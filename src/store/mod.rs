@@ -1,0 +1,3 @@
+//! Stores shared between replicas.
+
+pub mod redis;
