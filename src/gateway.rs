@@ -1,5 +1,6 @@
 //! The request pipeline, top to bottom:
 //!
+//! 0. authority = the one host of the request (Host, target, :authority agree) → 400
 //! 1. route     = router.find(host, normalised path)          → 400 bad path, 404 no route
 //! 2. caller    = authenticate(route, request)                 → 401 (RFC 6750), 400, 503
 //! 3. permitted = authorize(route, caller)                     → 403
@@ -8,6 +9,7 @@
 //!
 //! Errors from any step become responses in one place, [`GatewayError::into_response`].
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -20,13 +22,14 @@ use hyper::body::Incoming;
 
 use crate::auth::login::{is_browser, page, LoginService};
 use crate::auth::{rules, token, AuthError, Authenticator, Principal};
+use crate::authority::{self, Authority};
 use crate::body::{Body, LimitedBody};
 use crate::config::{Bearer, Config, IncomingAuthorization, IpRange, Route, RouteAuth};
 use crate::error::GatewayError;
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::router::{normalize_path, Router};
 use crate::upstream::credentials::Credentials;
-use crate::upstream::headers::{clean_response, Protected};
+use crate::upstream::headers::{clean_response, encode_list, join_cookies, Protected};
 use crate::upstream::proxy::{self, Proxy};
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -152,7 +155,11 @@ impl Gateway {
             login,
             credentials,
             proxy,
-            protected: Protected::new(claim_headers.collect::<Vec<_>>().into_iter()),
+            protected: Protected::configured(
+                claim_headers.collect::<Vec<_>>().into_iter(),
+                &config.server.strip_request_headers,
+                &config.server.keep_request_headers,
+            ),
             metrics,
             access_log: config.log.access_log,
             ids: RequestIds::new(),
@@ -166,7 +173,12 @@ impl Gateway {
         let _in_flight = InFlight::new(&self.metrics.in_flight);
         let request_id = self.ids.accept_or_generate(req.headers());
         let method = self.access_log.then(|| req.method().clone());
-        let (route, result) = self.pipeline(req, conn, &request_id).await;
+        // Step 0, before anything reads a host: the one authority of this request.
+        let authority = authority::of_request(&req);
+        let (route, result) = match &authority {
+            Ok(a) => self.pipeline(req, a, conn, &request_id).await,
+            Err(e) => (None, Err(GatewayError::BadRequest(e.reason()))),
+        };
         let route_name = route.map_or("-", |r| r.name.as_str());
         let mut resp = match result {
             Ok(resp) => resp,
@@ -186,6 +198,7 @@ impl Gateway {
             tracing::info!(
                 target: "tollgate::access",
                 route = route_name,
+                host = authority.as_ref().map_or("-", Authority::as_str),
                 method = %method,
                 status = resp.status().as_u16(),
                 latency_ms = elapsed.as_secs_f64() * 1e3,
@@ -200,6 +213,7 @@ impl Gateway {
     async fn pipeline(
         &self,
         req: Request<Incoming>,
+        authority: &Authority,
         conn: &Conn,
         request_id: &HeaderValue,
     ) -> (Option<&Route>, Result<Response<Body>, GatewayError>) {
@@ -216,7 +230,8 @@ impl Gateway {
         // The URI is cloned (reference counts) so that the normalised path may borrow from it
         // while the request moves on.
         let uri = req.uri().clone();
-        let found = normalize_path(uri.path()).map_err(GatewayError::from).and_then(|p| Ok((self.route(&req, &p)?, p)));
+        let found =
+            normalize_path(uri.path()).map_err(GatewayError::from).and_then(|p| Ok((self.route(authority, &p)?, p)));
         let (route, path) = match found {
             Ok(found) => found,
             Err(e) => return (None, Err(e)),
@@ -225,7 +240,7 @@ impl Gateway {
         let result = async {
             let caller = self.authenticate(route, &req, &mut set_cookie).await?;
             let permitted = authorize(route, caller, req.headers())?;
-            self.forward(req, permitted, &path, conn, request_id).await
+            self.forward(req, permitted, &path, authority, conn, request_id).await
         }
         .await;
         // Cookies from a refresh must reach the browser whatever happened next.
@@ -244,15 +259,9 @@ impl Gateway {
         (Some(route), result)
     }
 
-    /// Step 1: the route for this host and normalised path.
-    fn route(&self, req: &Request<Incoming>, path: &str) -> Result<&Route, GatewayError> {
-        let host = request_host(req).ok_or(GatewayError::BadRequest("missing or invalid Host header"))?;
-        let route = if host.bytes().any(|b| b.is_ascii_uppercase()) {
-            self.router.find(&host.to_ascii_lowercase(), path)
-        } else {
-            self.router.find(host, path)
-        };
-        route.ok_or(GatewayError::NoRoute)
+    /// Step 1: the route for this host (already lower case, no port) and normalised path.
+    fn route(&self, authority: &Authority, path: &str) -> Result<&Route, GatewayError> {
+        self.router.find(authority.host(), path).ok_or(GatewayError::NoRoute)
     }
 
     /// Step 2: the caller's identity, from the credential the route accepts.
@@ -302,6 +311,7 @@ impl Gateway {
         mut req: Request<Incoming>,
         permitted: Permitted<'_>,
         path: &str,
+        authority: &Authority,
         conn: &Conn,
         request_id: &HeaderValue,
     ) -> Result<Response<Body>, GatewayError> {
@@ -311,12 +321,8 @@ impl Gateway {
                 return Err(GatewayError::PayloadTooLarge);
             }
         }
-        // The host as the client sent it (port included), without parsing it again.
-        let original_host = match req.headers().get(HOST) {
-            Some(h) => Some(h.clone()),
-            None => req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
-        };
         let upgrade = self.protected.clean_request(req.headers_mut(), conn.trusted);
+        join_cookies(req.headers_mut());
         if let Some(login) = &self.login {
             login.strip_cookies(req.headers_mut());
         }
@@ -339,7 +345,7 @@ impl Gateway {
         parts.uri = uri;
         parts.version = Version::HTTP_11;
         let headers = &mut parts.headers;
-        set_forwarding(headers, conn, original_host.clone());
+        set_forwarding(headers, conn, authority.header_value());
         headers.insert(X_REQUEST_ID.clone(), request_id.clone());
         set_identity(headers, route, &caller);
         if let Some(t) = &route.upstream_token {
@@ -351,9 +357,9 @@ impl Gateway {
             }
             headers.insert(http::header::AUTHORIZATION, minted);
         }
-        let host = match (route.preserve_host, original_host) {
-            (true, Some(h)) => h,
-            _ => route.upstream.host_header.clone(),
+        let host = match route.preserve_host {
+            true => authority.header_value().clone(),
+            false => route.upstream.host_header.clone(),
         };
         headers.insert(HOST, host);
         if let Some(protocol) = upgrade {
@@ -436,14 +442,14 @@ fn set_identity(headers: &mut HeaderMap, route: &Route, caller: &Caller) {
         }
     };
     set(&X_FORWARDED_USER, &p.subject);
-    if let Some(email) = &p.email {
+    if let Some(email) = p.forwardable_email(route.insecure_forward_unverified_email) {
         set(&X_FORWARDED_EMAIL, email);
     }
     if let Some(username) = &p.username {
         set(&X_FORWARDED_PREFERRED_USERNAME, username);
     }
     if !p.groups.is_empty() {
-        set(&X_FORWARDED_GROUPS, &p.groups.join(","));
+        set(&X_FORWARDED_GROUPS, &encode_list(&p.groups));
     }
     if route.pass_access_token {
         set(&X_FORWARDED_ACCESS_TOKEN, token);
@@ -452,32 +458,15 @@ fn set_identity(headers: &mut HeaderMap, route: &Route, caller: &Caller) {
         let value = match p.claim(path) {
             None | Some(serde_json::Value::Null) => continue,
             Some(serde_json::Value::String(s)) => s.clone(),
-            Some(serde_json::Value::Array(items)) => items
-                .iter()
-                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
-                .collect::<Vec<_>>()
-                .join(","),
+            Some(serde_json::Value::Array(items)) => {
+                encode_list(items.iter().map(|v| v.as_str().map_or_else(|| Cow::Owned(v.to_string()), Cow::Borrowed)))
+            }
             Some(other) => other.to_string(),
         };
         if let Ok(v) = HeaderValue::from_bytes(value.as_bytes()) {
             headers.insert(name.clone(), v);
         }
     }
-}
-
-/// The host the client asked for: the URI authority (HTTP/2, absolute form) or `Host`, without port.
-fn request_host<B>(req: &Request<B>) -> Option<&str> {
-    if let Some(host) = req.uri().host() {
-        return Some(host.strip_suffix('.').unwrap_or(host));
-    }
-    let value = req.headers().get(HOST)?.to_str().ok()?;
-    let host = match value.rfind(':') {
-        Some(i) if !value.ends_with(']') => &value[..i],
-        _ => value,
-    };
-    // `admin.example.com.` is the same name as `admin.example.com`.
-    let host = host.strip_suffix('.').unwrap_or(host);
-    (!host.is_empty()).then_some(host)
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
@@ -516,9 +505,9 @@ fn upstream_uri(route: &Route, path: &str, client: &Uri, query: Option<&str>) ->
     Ok(Uri::from(pq))
 }
 
-/// `X-Forwarded-For/Proto/Host`: appended to (For) or kept (Proto, Host) when the peer is a
-/// trusted proxy, otherwise set from this connection.
-fn set_forwarding(headers: &mut HeaderMap, conn: &Conn, host: Option<HeaderValue>) {
+/// `X-Forwarded-For/Proto/Host`: appended to (For) or kept (Proto) when the peer is a trusted
+/// proxy, otherwise set from this connection; Host is the request's authority.
+fn set_forwarding(headers: &mut HeaderMap, conn: &Conn, host: &HeaderValue) {
     let xff = match headers.get(&X_FORWARDED_FOR).filter(|_| conn.trusted).and_then(|v| v.to_str().ok()) {
         Some(prior) => {
             HeaderValue::from_str(&format!("{prior}, {}", conn.peer.ip())).unwrap_or_else(|_| conn.peer_header.clone())
@@ -530,11 +519,9 @@ fn set_forwarding(headers: &mut HeaderMap, conn: &Conn, host: Option<HeaderValue
         let proto = if conn.tls { "https" } else { "http" };
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
     }
-    if !(conn.trusted && headers.contains_key(&X_FORWARDED_HOST)) {
-        if let Some(h) = host {
-            headers.insert(X_FORWARDED_HOST.clone(), h);
-        }
-    }
+    // Always the authority the request was routed by, also behind a trusted proxy: another
+    // host here would be judged by the upstream but never by tollgate.
+    headers.insert(X_FORWARDED_HOST.clone(), host.clone());
 }
 
 struct InFlight<'a>(&'a prometheus::IntGauge);
@@ -628,15 +615,5 @@ mod tests {
         assert_eq!(ids.accept_or_generate(&h), "abc-123");
         h.insert("x-request-id", HeaderValue::from_static("bad id with spaces"));
         assert_ne!(ids.accept_or_generate(&h), "bad id with spaces");
-    }
-
-    #[test]
-    fn hosts() {
-        let req = |h: &str| Request::builder().uri("/x").header(HOST, h).body(()).unwrap();
-        assert_eq!(request_host(&req("Example.com:8080")), Some("Example.com"));
-        assert_eq!(request_host(&req("[::1]")), Some("[::1]"));
-        assert_eq!(request_host(&req("[::1]:80")), Some("[::1]"));
-        assert_eq!(request_host(&req("admin.example.com.:443")), Some("admin.example.com"));
-        assert_eq!(request_host(&Request::builder().uri("/x").body(()).unwrap()), None);
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod authority;
 pub mod body;
 pub mod config;
 pub mod dev;

@@ -609,14 +609,14 @@ impl LoginService {
             }
         };
         put("x-auth-request-user", &p.subject);
-        if let Some(e) = &p.email {
+        if let Some(e) = p.forwardable_email(false) {
             put("x-auth-request-email", e);
         }
         if let Some(u) = &p.username {
             put("x-auth-request-preferred-username", u);
         }
         if !p.groups.is_empty() {
-            put("x-auth-request-groups", &p.groups.join(","));
+            put("x-auth-request-groups", &crate::upstream::headers::encode_list(&p.groups));
         }
         if let (true, Some(t)) = (self.cfg.auth_request_access_token, access_token) {
             put("x-auth-request-access-token", &t);

@@ -26,7 +26,7 @@ impl Principal {
         Some(Principal {
             issuer,
             email: str_claim(&claims, "email").map(str::to_string),
-            email_verified: claims.get("email_verified").and_then(Value::as_bool),
+            email_verified: email_verified(&claims),
             username: str_claim(&claims, "preferred_username")
                 .or_else(|| str_claim(&claims, "username"))
                 .map(str::to_string),
@@ -65,8 +65,27 @@ impl Principal {
         u32::try_from(500 + self.subject.len() + strings + walk(&self.claims)).unwrap_or(u32::MAX)
     }
 
+    /// The email address to pass upstream (`X-Forwarded-Email`, `X-Auth-Request-Email`): none
+    /// when the issuer marked it unverified, unless `allow_unverified`. An address without
+    /// `email_verified` is passed, as the email rules accept it (access tokens rarely carry
+    /// the claim).
+    pub fn forwardable_email(&self, allow_unverified: bool) -> Option<&str> {
+        self.email.as_deref().filter(|_| allow_unverified || self.email_verified != Some(false))
+    }
+
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes.iter().any(|s| s == scope)
+    }
+}
+
+/// `email_verified`: a boolean, or the strings `"true"` / `"false"` some providers send. Any
+/// other value present counts as unverified (fail closed); absent is `None`.
+fn email_verified(claims: &Value) -> Option<bool> {
+    match claims.get("email_verified")? {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) if s.eq_ignore_ascii_case("true") => Some(true),
+        Value::Null => None,
+        _ => Some(false),
     }
 }
 
@@ -114,5 +133,24 @@ mod tests {
         assert_eq!(scp.subject, "svc");
         assert_eq!(scp.scopes, vec!["x", "y"]);
         assert!(Principal::from_claims(0, json!({"scope": "a"}), 10).is_none());
+    }
+
+    #[test]
+    fn unverified_addresses_are_not_forwarded() {
+        let email = |verified: Value| {
+            let mut claims = json!({"sub": "u", "email": "a@b.c"});
+            if !verified.is_null() {
+                claims["email_verified"] = verified;
+            }
+            let p = Principal::from_claims(0, claims, 10).unwrap();
+            (p.forwardable_email(false).map(str::to_string), p.forwardable_email(true).map(str::to_string))
+        };
+        let some = Some("a@b.c".to_string());
+        assert_eq!(email(json!(true)), (some.clone(), some.clone()));
+        assert_eq!(email(json!("true")), (some.clone(), some.clone()));
+        assert_eq!(email(Value::Null), (some.clone(), some.clone()), "absent: as the email rules");
+        for unverified in [json!(false), json!("false"), json!("no"), json!(0), json!({})] {
+            assert_eq!(email(unverified.clone()), (None, some.clone()), "{unverified}");
+        }
     }
 }

@@ -199,6 +199,7 @@ pub(super) fn egress(c: &mut Check, raw: Vec<RawEgress>, clients: &[Client], def
             pass_authorization_header: false,
             claim_headers: Vec::new(),
             upstream_token,
+            insecure_forward_unverified_email: false,
         };
         out.push(Egress { name, listen, route });
     }

@@ -52,6 +52,10 @@ pub struct Server {
     pub drain_timeout: Duration,
     /// Peers whose `X-Forwarded-*` headers are believed.
     pub trusted_proxies: Vec<IpRange>,
+    /// More request headers to remove (lower case; a trailing `*` is a prefix).
+    pub strip_request_headers: Vec<String>,
+    /// Headers removed by default that are passed through on purpose (lower case).
+    pub keep_request_headers: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -118,6 +122,9 @@ pub struct Route {
     pub claim_headers: Vec<(http::HeaderName, Vec<String>)>,
     /// A client-credentials token to send upstream instead of the caller's credential.
     pub upstream_token: Option<UpstreamToken>,
+    /// Forward an email address the issuer marked `email_verified: false` (off: such an
+    /// address is left out of `X-Forwarded-Email`).
+    pub insecure_forward_unverified_email: bool,
 }
 
 /// A token issuer (an OpenID Provider or any OAuth 2.0 authorization server).
@@ -253,6 +260,7 @@ impl Route {
             pass_authorization_header: false,
             claim_headers: Vec::new(),
             upstream_token: None,
+            insecure_forward_unverified_email: false,
         }
     }
 }

@@ -154,6 +154,10 @@ pub struct RawServer {
     pub drain_timeout: Option<String>,
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    #[serde(default)]
+    pub strip_request_headers: Vec<String>,
+    #[serde(default)]
+    pub keep_request_headers: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -218,4 +222,6 @@ pub struct RawRoute {
     pub claim_headers: std::collections::BTreeMap<String, String>,
     pub upstream_token: Option<String>,
     pub incoming_authorization: Option<String>,
+    #[serde(default)]
+    pub insecure_forward_unverified_email: bool,
 }

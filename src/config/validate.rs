@@ -118,6 +118,8 @@ fn server(c: &mut Check, raw: RawServer, base_dir: &Path) -> Server {
             Err(e) => c.err(format!("server.trusted_proxies[{i}]"), e),
         }
     }
+    let (strip_request_headers, keep_request_headers) =
+        request_header_lists(c, raw.strip_request_headers, raw.keep_request_headers);
     let max_connections = raw.max_connections.unwrap_or(10_000);
     if max_connections == 0 {
         c.err("server.max_connections", "must be at least 1");
@@ -136,7 +138,36 @@ fn server(c: &mut Check, raw: RawServer, base_dir: &Path) -> Server {
         max_connections: max_connections.max(1),
         drain_timeout: c.duration("server.drain_timeout", raw.drain_timeout.as_deref(), Duration::from_secs(30)),
         trusted_proxies,
+        strip_request_headers,
+        keep_request_headers,
     }
+}
+
+/// `server.strip_request_headers` and `server.keep_request_headers`, lower-cased; a name may
+/// not be in both.
+fn request_header_lists(c: &mut Check, strip: Vec<String>, keep: Vec<String>) -> (Vec<String>, Vec<String>) {
+    use crate::upstream::headers::{check_keep_name, check_strip_name, fold};
+    let mut lower = |field: &str, names: Vec<String>, check: fn(&str) -> Result<(), String>| -> Vec<String> {
+        let mut out = Vec::with_capacity(names.len());
+        for (i, name) in names.into_iter().enumerate() {
+            match check(&name) {
+                Ok(()) => out.push(name.to_ascii_lowercase()),
+                Err(e) => c.err(format!("server.{field}[{i}]"), e),
+            }
+        }
+        out
+    };
+    let strip = lower("strip_request_headers", strip, check_strip_name);
+    let keep = lower("keep_request_headers", keep, check_keep_name);
+    for (i, k) in keep.iter().enumerate() {
+        if strip.iter().any(|s| s.ends_with('*') == k.ends_with('*') && fold(s) == fold(k)) {
+            c.err(
+                format!("server.keep_request_headers[{i}]"),
+                format!("{k:?} is also in server.strip_request_headers"),
+            );
+        }
+    }
+    (strip, keep)
 }
 
 fn log(c: &mut Check, raw: RawLog) -> Log {
@@ -253,6 +284,7 @@ fn routes(
                 r.incoming_authorization.as_deref(),
                 clients,
             ),
+            insecure_forward_unverified_email: r.insecure_forward_unverified_email,
         });
     }
     out

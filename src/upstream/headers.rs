@@ -1,8 +1,15 @@
 //! Header hygiene between client and upstream: hop-by-hop headers (including names listed in
 //! `Connection`) never cross the gateway, and no client can send a header the gateway itself
-//! sets, in any spelling (`X_Forwarded_User` reaches some frameworks as `X-Forwarded-User`).
+//! sets or removes, in any spelling.
+//!
+//! Names are compared *folded*: lower case with every character outside `[a-z0-9]` left out.
+//! CGI and PHP map `-`, `_`, `.` and space alike (`X.Forwarded.User` arrives as
+//! `HTTP_X_FORWARDED_USER`), and other frameworks normalise in their own ways; folding is a
+//! superset of all of them, so no spelling of a protected name gets through.
 
-use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, UPGRADE};
+use std::borrow::Cow;
+
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, COOKIE, UPGRADE};
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1 and the usual non-standard ones).
 pub const HOP_BY_HOP: &[&str] = &[
@@ -51,10 +58,74 @@ pub const FORWARDING: &[&str] = &[
     "x-rewrite-url",
 ];
 
-/// Names the gateway protects: the fixed lists plus configured claim headers.
+/// Headers the gateway passes or sets in exactly this spelling: any other spelling of them is
+/// removed (an `X_Request_Id` next to the gateway's `X-Request-Id` would be a second opinion).
+pub const CANONICAL: &[&str] = &["host", "authorization", "x-request-id"];
+
+/// Headers other gateways and load balancers use to carry an identity, a client certificate or
+/// the client's address. Applications that used to sit behind them trust these, so they are
+/// removed by default (`server.keep_request_headers` keeps one on purpose). A trailing `*`
+/// is a prefix.
+pub const FOREIGN: &[&str] = &[
+    // Identity (Apache, nginx auth modules, Grafana, Kong, Keycloak gatekeepers, ...).
+    "remote-user",
+    "x-remote-user",
+    "x-remote-group",
+    "x-userinfo",
+    "x-jwt-payload",
+    "x-webauth-user",
+    "x-amzn-oidc-*",
+    "x-goog-authenticated-user-*",
+    "x-goog-iap-jwt-assertion",
+    "x-ms-client-principal*",
+    "cf-access-*",
+    // Client certificates (Envoy, nginx/Apache, Traefik, RFC 9440).
+    "x-forwarded-client-cert",
+    "x-ssl-client-*",
+    "ssl-client-cert",
+    "x-client-cert",
+    "client-cert",
+    "client-cert-chain",
+    "x-forwarded-tls-client-cert",
+    "x-forwarded-tls-client-cert-info",
+    // The client's address and the host as another proxy saw them.
+    "client-ip",
+    "true-client-ip",
+    "x-client-ip",
+    "x-cluster-client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "x-forwarded-server",
+    "x-host",
+];
+
+/// How a protected name is treated. Ordered: when two names fold alike, the stricter wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    /// The exact spelling passes; any other spelling is removed.
+    Canonical,
+    /// The exact spelling passes from trusted proxies; otherwise it is removed like `Strip`.
+    Forwarding,
+    /// Removed in every spelling.
+    Strip,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    folded: Box<[u8]>,
+    /// The spelling that passes (`Canonical`, `Forwarding`).
+    exact: Box<str>,
+    kind: Kind,
+}
+
+/// Names the gateway protects, by folded form: the fixed lists, configured claim headers and
+/// `server.strip_request_headers`, minus `server.keep_request_headers`.
 #[derive(Debug, Clone)]
 pub struct Protected {
-    identity: Vec<HeaderName>,
+    /// Entries by the length of their folded name, so a lookup compares a handful at most.
+    by_len: Vec<Vec<Entry>>,
+    /// Folded prefixes whose every name is removed (`x-ssl-client-*`).
+    prefixes: Vec<Box<[u8]>>,
 }
 
 impl Default for Protected {
@@ -64,21 +135,75 @@ impl Default for Protected {
 }
 
 impl Protected {
-    /// `extra`: configured identity header names (claim mappings) to protect as well.
+    /// The built-in lists, plus `extra`: configured identity header names (claim mappings)
+    /// to protect as well.
     pub fn new(extra: impl Iterator<Item = HeaderName>) -> Protected {
-        let mut identity: Vec<HeaderName> = IDENTITY.iter().map(|n| HeaderName::from_static(n)).collect();
-        for name in extra {
-            if !identity.contains(&name) {
-                identity.push(name);
-            }
-        }
-        Protected { identity }
+        Protected::configured(extra, &[], &[])
     }
 
-    fn is_protected(&self, lower_dashed: &str, trusted: bool) -> bool {
-        HOP_BY_HOP.contains(&lower_dashed)
-            || self.identity.iter().any(|n| n.as_str() == lower_dashed)
-            || (!trusted && FORWARDING.contains(&lower_dashed))
+    /// As [`Protected::new`], with `strip` (more names or `prefix*` patterns to remove) and
+    /// `keep` (names from [`FOREIGN`] to pass through). Both are validated by the
+    /// configuration ([`check_strip_name`], [`check_keep_name`]).
+    pub fn configured(extra: impl Iterator<Item = HeaderName>, strip: &[String], keep: &[String]) -> Protected {
+        let mut p = Protected { by_len: Vec::new(), prefixes: Vec::new() };
+        let kept = |name: &str| keep.iter().any(|k| k.ends_with('*') == name.ends_with('*') && fold(k) == fold(name));
+        for name in FOREIGN.iter().copied().chain(strip.iter().map(String::as_str)) {
+            match name.strip_suffix('*') {
+                Some(prefix) if !kept(name) => p.prefixes.push(fold(prefix).into_bytes().into()),
+                Some(_) => {}
+                None if kept(name) => p.add(name, Kind::Canonical),
+                None => p.add(name, Kind::Strip),
+            }
+        }
+        // A kept name under a removed prefix (`x-ssl-client-verify`) is looked up before prefixes.
+        for name in keep.iter().filter(|k| !k.ends_with('*')) {
+            p.add(name, Kind::Canonical);
+        }
+        for name in CANONICAL {
+            p.add(name, Kind::Canonical);
+        }
+        for name in FORWARDING {
+            p.add(name, Kind::Forwarding);
+        }
+        for name in HOP_BY_HOP.iter().chain(IDENTITY) {
+            p.add(name, Kind::Strip);
+        }
+        for name in extra {
+            p.add(name.as_str(), Kind::Strip);
+        }
+        p
+    }
+
+    fn add(&mut self, name: &str, kind: Kind) {
+        let folded = fold(name).into_bytes();
+        if self.by_len.len() <= folded.len() {
+            self.by_len.resize(folded.len() + 1, Vec::new());
+        }
+        let bucket = &mut self.by_len[folded.len()];
+        match bucket.iter_mut().find(|e| *e.folded == *folded) {
+            Some(e) if kind > e.kind => {
+                e.kind = kind;
+                e.exact = name.to_ascii_lowercase().into();
+            }
+            Some(_) => {}
+            None => bucket.push(Entry { folded: folded.into(), exact: name.to_ascii_lowercase().into(), kind }),
+        }
+    }
+
+    /// True when a client-sent header `name` (lower case, as `HeaderName` keeps it) must not
+    /// reach the upstream.
+    fn removes(&self, name: &str, trusted: bool) -> bool {
+        let mut buf = [0u8; 64];
+        let folded = fold_into(name.as_bytes(), &mut buf);
+        let found = self.by_len.get(folded.len()).and_then(|b| b.iter().find(|e| *e.folded == *folded));
+        match found {
+            Some(e) => match e.kind {
+                Kind::Strip => true,
+                Kind::Forwarding => !(trusted && *e.exact == *name),
+                Kind::Canonical => *e.exact != *name,
+            },
+            None => self.prefixes.iter().any(|p| folded.starts_with(p)),
+        }
     }
 
     /// Cleans a client request's headers before they go upstream. Returns the `Upgrade` value
@@ -86,19 +211,12 @@ impl Protected {
     /// websocket`), which the caller forwards deliberately. Other upgrades (such as `h2c`) are
     /// dropped: a tunnel to the upstream would carry later requests past the route's checks.
     ///
-    /// One pass over the names present (a request has a handful), not a lookup per protected
-    /// name (there are dozens): names with `_` are judged as their `-` spelling, since
-    /// underscores and dashes are the same to CGI-style readers (`x_forwarded_user`).
+    /// One pass over the names present (a request has a handful), each folded on the stack and
+    /// looked up among the protected names of its folded length.
     pub fn clean_request(&self, headers: &mut HeaderMap, trusted_peer: bool) -> Option<HeaderValue> {
         let mut doomed = Doomed::default();
         for name in headers.keys() {
-            let n = name.as_str();
-            let protected = if n.contains('_') {
-                self.is_protected(&n.replace('_', "-"), trusted_peer)
-            } else {
-                self.is_protected(n, trusted_peer)
-            };
-            if protected {
+            if self.removes(name.as_str(), trusted_peer) {
                 doomed.push(name.clone());
             }
         }
@@ -111,6 +229,124 @@ impl Protected {
         };
         remove_all(headers, doomed);
         upgrade
+    }
+}
+
+/// `name` lower-cased with every character outside `[a-z0-9]` left out: the form in which two
+/// header names are the same header to some reader.
+pub fn fold(name: &str) -> String {
+    name.bytes().filter(u8::is_ascii_alphanumeric).map(|b| char::from(b.to_ascii_lowercase())).collect()
+}
+
+/// [`fold`] into `buf` without allocating; a name too long for it (rare, and only ever an
+/// unknown name) is folded on the heap.
+fn fold_into<'a>(name: &[u8], buf: &'a mut [u8; 64]) -> Cow<'a, [u8]> {
+    let mut n = 0;
+    for &b in name {
+        if b.is_ascii_alphanumeric() {
+            let Some(slot) = buf.get_mut(n) else {
+                return Cow::Owned(
+                    name.iter().filter(|b| b.is_ascii_alphanumeric()).map(u8::to_ascii_lowercase).collect(),
+                );
+            };
+            *slot = b.to_ascii_lowercase();
+            n += 1;
+        }
+    }
+    Cow::Borrowed(&buf[..n])
+}
+
+/// Checks a `server.strip_request_headers` entry: a header name, or a prefix ending in `*`.
+pub fn check_strip_name(name: &str) -> Result<(), String> {
+    let plain = name.strip_suffix('*').unwrap_or(name);
+    if HeaderName::from_bytes(plain.as_bytes()).is_err() {
+        return Err(format!("{name:?} is not a header name (a trailing * makes it a prefix)"));
+    }
+    if fold(plain).is_empty() {
+        return Err(format!("{name:?} has no letters or digits; it would match too much"));
+    }
+    if let Some(own) = own_header(plain).filter(|_| !name.ends_with('*')) {
+        if !IDENTITY.contains(&own) && !HOP_BY_HOP.contains(&own) {
+            return Err(format!("{name:?} is a header tollgate sets or forwards itself ({own}); it cannot be removed"));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a `server.keep_request_headers` entry: it must be one of the names (or prefixes)
+/// removed by default ([`FOREIGN`]); tollgate's own headers can never be kept.
+pub fn check_keep_name(name: &str) -> Result<(), String> {
+    if let Some(own) = own_header(name.strip_suffix('*').unwrap_or(name)) {
+        return Err(format!("{name:?} is a header tollgate sets or removes itself ({own}); it cannot be kept"));
+    }
+    let folded = fold(name);
+    let listed = FOREIGN.iter().any(|f| match (f.strip_suffix('*'), name.ends_with('*')) {
+        (Some(prefix), true) => fold(prefix) == folded,
+        (Some(prefix), false) => folded.starts_with(&fold(prefix)),
+        (None, false) => fold(f) == folded,
+        (None, true) => false,
+    });
+    if !listed {
+        return Err(format!(
+            "{name:?} is not removed by default, so there is nothing to keep; the defaults are: {}",
+            FOREIGN.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// The built-in name (hop-by-hop, identity, forwarding or canonical) that `name` folds to.
+fn own_header(name: &str) -> Option<&'static str> {
+    let folded = fold(name);
+    HOP_BY_HOP.iter().chain(IDENTITY).chain(FORWARDING).chain(CANONICAL).find(|n| fold(n) == folded).copied()
+}
+
+/// A header value built from a list (groups, an array claim): items joined with `,`, and in
+/// each item `%`, `,` and every byte outside visible ASCII (space, control characters, UTF-8)
+/// percent-encoded. Plain names are unchanged; a group called `staff,admins` becomes
+/// `staff%2Cadmins`, never two groups. Split on `,`, then percent-decode each item.
+pub fn encode_list<I, S>(items: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::new();
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        for &b in item.as_ref().as_bytes() {
+            if b.is_ascii_graphic() && b != b'%' && b != b',' {
+                out.push(char::from(b));
+            } else {
+                out.push('%');
+                out.push(char::from(HEX[usize::from(b >> 4)]));
+                out.push(char::from(HEX[usize::from(b & 15)]));
+            }
+        }
+    }
+    out
+}
+
+/// Several `Cookie` fields (HTTP/2 sends each cookie in its own, RFC 9113 §8.2.3) become one
+/// line joined with `; ` for an HTTP/1.1 upstream, which may read only the first. A request
+/// with one `Cookie` line (the usual case) is left as it is.
+pub fn join_cookies(headers: &mut HeaderMap) {
+    let mut lines = headers.get_all(COOKIE).iter();
+    if lines.next().is_none() || lines.next().is_none() {
+        return;
+    }
+    let mut joined: Vec<u8> = Vec::new();
+    for line in headers.get_all(COOKIE).iter().filter(|l| !l.is_empty()) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(line.as_bytes());
+    }
+    // The parts were valid values, and "; " is too.
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        headers.insert(COOKIE, v);
     }
 }
 
@@ -189,6 +425,13 @@ mod tests {
         h
     }
 
+    /// The names left, sorted (removal reorders a `HeaderMap`).
+    fn left(h: &HeaderMap) -> Vec<&str> {
+        let mut names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        names
+    }
+
     #[test]
     fn removes_hop_by_hop_and_connection_listed() {
         let mut h = map(&[
@@ -209,26 +452,137 @@ mod tests {
         let mut h = map(&[
             ("X-Forwarded-User", "admin"),
             ("x_forwarded_user", "admin"),
+            ("X.Forwarded.User", "admin"),
+            ("x-forwarded.user", "admin"),
+            ("x~forwarded~user", "admin"),
+            ("xforwardeduser", "admin"),
             ("X_Forwarded_Email", "a@b"),
             ("x-auth-request-groups", "admins"),
+            ("x!auth!request!email", "a@b"),
             ("x_custom_ok", "kept"),
             ("x-user-role", "admin"),
+            ("x.user.role", "admin"),
         ]);
         let p = Protected::new([HeaderName::from_static("x-user-role")].into_iter());
         p.clean_request(&mut h, true);
-        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
-        assert_eq!(left, vec!["x_custom_ok"]);
+        assert_eq!(left(&h), vec!["x_custom_ok"]);
     }
 
     #[test]
-    fn forwarding_headers_only_from_trusted_peers() {
-        let pairs = [("x-forwarded-for", "1.2.3.4"), ("x_forwarded_proto", "https"), ("forwarded", "for=1.2.3.4")];
+    fn headers_the_gateway_sets_pass_only_in_their_own_spelling() {
+        let mut h = map(&[
+            ("host", "a.example"),
+            ("ho.st", "admin.example"),
+            ("authorization", "Bearer t"),
+            ("authorization_", "Bearer forged"),
+            ("x-request-id", "abc"),
+            ("x_request_id", "forged"),
+            ("transfer_encoding", "chunked"),
+        ]);
+        Protected::default().clean_request(&mut h, false);
+        assert_eq!(left(&h), vec!["authorization", "host", "x-request-id"]);
+    }
+
+    #[test]
+    fn forwarding_headers_only_from_trusted_peers_in_their_own_spelling() {
+        let pairs = [
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x_forwarded_proto", "https"),
+            ("x.forwarded.host", "admin.example"),
+            ("forwarded", "for=1.2.3.4"),
+        ];
         let mut untrusted = map(&pairs);
         Protected::default().clean_request(&mut untrusted, false);
         assert!(untrusted.is_empty(), "{untrusted:?}");
         let mut trusted = map(&pairs);
         Protected::default().clean_request(&mut trusted, true);
-        assert_eq!(trusted.len(), 3);
+        assert_eq!(left(&trusted), vec!["forwarded", "x-forwarded-for"]);
+    }
+
+    #[test]
+    fn foreign_identity_headers_are_removed_unless_kept() {
+        let names = [
+            "remote-user",
+            "remote_user",
+            "x-remote-user",
+            "x-remote-group",
+            "x-userinfo",
+            "x-jwt-payload",
+            "x-webauth-user",
+            "x-forwarded-client-cert",
+            "x-ssl-client-s-dn",
+            "x_ssl_client_verify",
+            "ssl-client-cert",
+            "client-ip",
+            "true-client-ip",
+            "x-client-ip",
+            "x-forwarded-server",
+            "x.host",
+            "x-amzn-oidc-data",
+            "x-ms-client-principal-name",
+        ];
+        let mut h = HeaderMap::new();
+        for n in names.iter().chain(&["accept", "x-internal-debug", "x-debug"]) {
+            h.append(HeaderName::from_bytes(n.as_bytes()).unwrap(), HeaderValue::from_static("v"));
+        }
+        let mut defaults = h.clone();
+        Protected::default().clean_request(&mut defaults, true);
+        assert_eq!(left(&defaults), vec!["accept", "x-debug", "x-internal-debug"]);
+
+        let strip = ["X-Internal-*".to_string(), "X-Debug".to_string()];
+        let keep = ["Remote-User".to_string(), "X-SSL-Client-Verify".to_string(), "x-amzn-oidc-*".to_string()];
+        let p = Protected::configured(std::iter::empty(), &strip, &keep);
+        p.clean_request(&mut h, false);
+        assert_eq!(left(&h), vec!["accept", "remote-user", "x-amzn-oidc-data"], "kept only in their own spelling");
+    }
+
+    #[test]
+    fn configured_lists_are_checked() {
+        for ok in ["X-Debug", "x-internal-*", "x-forwarded-user", "connection", "x-forwarded-*"] {
+            assert_eq!(check_strip_name(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", "*", "-*", "a b", "x-request-id", "Host", "x_forwarded_for", "x:y"] {
+            assert!(check_strip_name(bad).is_err(), "{bad}");
+        }
+        for ok in ["X-Forwarded-Client-Cert", "remote_user", "x-ssl-client-*", "X-SSL-Client-Verify", "cf-access-*"] {
+            assert_eq!(check_keep_name(ok), Ok(()), "{ok}");
+        }
+        for bad in ["X-Forwarded-User", "x.auth.request.email", "host", "x-forwarded-for", "x-custom", "x-ssl-*"] {
+            assert!(check_keep_name(bad).is_err(), "{bad}");
+        }
+        assert!(check_keep_name("X-Forwarded-User").unwrap_err().contains("cannot be kept"));
+    }
+
+    #[test]
+    fn folding() {
+        assert_eq!(fold("X.Forwarded_User-1"), "xforwardeduser1");
+        let long = format!("x-{}", "a-".repeat(80));
+        let mut buf = [0u8; 64];
+        assert_eq!(&*fold_into(long.as_bytes(), &mut buf), fold(&long).as_bytes());
+        assert_eq!(&*fold_into(b"x-forwarded-user", &mut buf), b"xforwardeduser");
+        let p = Protected::new(std::iter::empty());
+        assert!(!p.removes(&long, false), "a long unknown name is not protected");
+    }
+
+    #[test]
+    fn lists_are_unambiguous() {
+        assert_eq!(encode_list(["staff", "admins"]), "staff,admins");
+        assert_eq!(encode_list(["staff,admins"]), "staff%2Cadmins");
+        assert_eq!(
+            encode_list(["dev ops", "50%", "\u{e4}rzte", "a\r\nb", "x;y=\"z\""]),
+            "dev%20ops,50%25,%C3%A4rzte,a%0D%0Ab,x;y=\"z\""
+        );
+        assert_eq!(encode_list(Vec::<String>::new()), "");
+    }
+
+    #[test]
+    fn cookie_lines_are_joined() {
+        let mut one = map(&[("cookie", "a=1; b=2")]);
+        join_cookies(&mut one);
+        assert_eq!(one.get_all(COOKIE).iter().collect::<Vec<_>>(), vec!["a=1; b=2"]);
+        let mut h2 = map(&[("cookie", "a=1"), ("cookie", ""), ("cookie", "b=2; c=3"), ("accept", "*/*")]);
+        join_cookies(&mut h2);
+        assert_eq!(h2.get_all(COOKIE).iter().collect::<Vec<_>>(), vec!["a=1; b=2; c=3"]);
     }
 
     #[test]
