@@ -44,10 +44,12 @@ use tollgate::auth::cookie::{self, Sealer};
 use tollgate::auth::login::{is_browser, LoginService};
 use tollgate::auth::session::{Session, Sessions, Write};
 use tollgate::auth::{front, token, unix_now, AuthMetrics, Authenticator, Principal};
+use tollgate::authority::HostPattern;
 use tollgate::config::{Config, Route, TokenSource};
 use tollgate::metrics::{Metrics, RouteMetrics};
 use tollgate::oidc::http::IdpClient;
-use tollgate::router::{normalize_path, HostPattern, Router};
+use tollgate::path::normalize_path;
+use tollgate::router::Router;
 use tollgate::secret::Secret;
 use tollgate::upstream::headers::{clean_response, Protected};
 

@@ -307,6 +307,32 @@ fn build(raw: &[u8], shape: Shape) -> Authority {
     Authority { value, host_len: shape.host_len, port: shape.port }
 }
 
+/// A route's host: exact (`api.example.com`) or a suffix wildcard (`*.example.com`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    Exact(String),
+    /// Stored with its leading dot: `.example.com`.
+    Suffix(String),
+}
+
+impl HostPattern {
+    pub fn parse(s: &str) -> Result<HostPattern, String> {
+        let lower = s.trim().to_ascii_lowercase();
+        let (wild, name) = match lower.strip_prefix("*.") {
+            Some(rest) => (true, rest),
+            None => (false, lower.as_str()),
+        };
+        let valid = !name.is_empty()
+            && name.split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+        if !valid {
+            return Err(format!(
+                "invalid host {s:?}: expected a host name like \"api.example.com\" or \"*.example.com\" (no port)"
+            ));
+        }
+        Ok(if wild { HostPattern::Suffix(format!(".{name}")) } else { HostPattern::Exact(name.to_string()) })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,5 +460,13 @@ mod tests {
         assert_eq!(host(req(Version::HTTP_2, "https://a.example/x", &["b.example"])), Err(Mismatch));
         assert_eq!(host(req(Version::HTTP_2, "/x", &["a.example"])), Ok("a.example".into()));
         assert_eq!(host(req(Version::HTTP_2, "/x", &[])), Err(MissingHost));
+    }
+
+    #[test]
+    fn host_patterns() {
+        assert_eq!(HostPattern::parse("*.Example.com"), Ok(HostPattern::Suffix(".example.com".into())));
+        for bad in ["", "*.", "a..b", "a.com:80", "*", "a b"] {
+            assert!(HostPattern::parse(bad).is_err(), "{bad}");
+        }
     }
 }

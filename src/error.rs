@@ -7,7 +7,7 @@ use http::{Response, StatusCode};
 use crate::auth::AuthError;
 use crate::body::Body;
 use crate::config::Route;
-use crate::router::PathError;
+use crate::path::PathError;
 
 /// Why the gateway answered instead of the upstream.
 #[derive(Debug, thiserror::Error)]

@@ -15,6 +15,7 @@ pub mod gateway;
 pub mod logging;
 pub mod metrics;
 pub mod oidc;
+pub mod path;
 pub mod router;
 pub mod secret;
 pub mod server;

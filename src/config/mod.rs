@@ -21,7 +21,7 @@ pub use clients::{Client, Egress, IncomingAuthorization, TokenEndpoint, Upstream
 pub use login::{ClientAuth, Login, PrivateKey, SessionStore};
 pub use units::IpRange;
 
-use crate::router::HostPattern;
+use crate::authority::HostPattern;
 
 /// The validated configuration.
 #[derive(Debug, Clone)]

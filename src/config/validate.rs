@@ -12,7 +12,8 @@ use http::Uri;
 use super::raw::*;
 use super::units::{parse_duration, parse_size, IpRange};
 use super::*;
-use crate::router::{normalize_path, HostPattern};
+use crate::authority::HostPattern;
+use crate::path::normalize_path;
 
 pub(super) struct Check {
     pub(super) errors: Vec<ConfigError>,
