@@ -26,6 +26,7 @@ use crate::authority::{self, Authority};
 use crate::body::{Body, LimitedBody};
 use crate::config::{Bearer, Config, IncomingAuthorization, IpRange, Route, RouteAuth};
 use crate::error::GatewayError;
+use crate::forward_auth;
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::path::normalize_path;
 use crate::router::Router;
@@ -96,9 +97,19 @@ pub struct Permitted<'r> {
     caller: Caller,
 }
 
+impl Permitted<'_> {
+    pub(crate) fn caller(&self) -> &Caller {
+        &self.caller
+    }
+}
+
 /// Step 3: the route's rules over the caller. Public routes have no rules (config refuses them).
 /// A signed-in browser that fails them gets a page, never a redirect back to sign-in (a loop).
-fn authorize<'r>(route: &'r Route, caller: Caller, headers: &HeaderMap) -> Result<Permitted<'r>, GatewayError> {
+pub(crate) fn authorize<'r>(
+    route: &'r Route,
+    caller: Caller,
+    headers: &HeaderMap,
+) -> Result<Permitted<'r>, GatewayError> {
     if let Some(principal) = caller.principal() {
         if let Err(e) = rules::check(&route.rules, principal) {
             if matches!(caller, Caller::Session { .. }) && is_browser(headers) {
@@ -218,6 +229,10 @@ impl Gateway {
         conn: &Conn,
         request_id: &HeaderValue,
     ) -> (Option<&Route>, Result<Response<Body>, GatewayError>) {
+        // Forward-auth judges another proxy's request by its route, with or without [login].
+        if req.uri().path() == forward_auth::PATH {
+            return (None, Ok(Box::pin(forward_auth::answer(self, req, authority)).await));
+        }
         // Built-in endpoints under /oauth2/ come before any route.
         let req = match &self.login {
             // Boxed, as the other rare or large steps below: the request future stays small,
@@ -239,7 +254,8 @@ impl Gateway {
         };
         let mut set_cookie = HeaderMap::new();
         let result = async {
-            let caller = self.authenticate(route, &req, &mut set_cookie).await?;
+            let own = uri.path_and_query().map_or("/", |pq| pq.as_str());
+            let caller = self.authenticate(route, &req, Some(own), &mut set_cookie).await?;
             let permitted = authorize(route, caller, req.headers())?;
             self.forward(req, permitted, &path, authority, conn, request_id).await
         }
@@ -260,16 +276,26 @@ impl Gateway {
         (Some(route), result)
     }
 
+    pub(crate) fn router(&self) -> &Router {
+        &self.router
+    }
+
+    pub(crate) fn login(&self) -> Option<&LoginService> {
+        self.login.as_deref()
+    }
+
     /// Step 1: the route for this host (already lower case, no port) and normalised path.
     fn route(&self, authority: &Authority, path: &str) -> Result<&Route, GatewayError> {
         self.router.find(authority.host(), path).ok_or(GatewayError::NoRoute)
     }
 
-    /// Step 2: the caller's identity, from the credential the route accepts.
-    async fn authenticate(
+    /// Step 2: the caller's identity, from the credential the route accepts. A browser without
+    /// one is sent to sign in and come back to `sign_in`; with `None` it gets 401 like an API.
+    pub(crate) async fn authenticate<B>(
         &self,
         route: &Route,
-        req: &Request<Incoming>,
+        req: &Request<B>,
+        sign_in: Option<&str>,
         set_cookie: &mut HeaderMap,
     ) -> Result<Caller, GatewayError> {
         match &route.auth {
@@ -286,16 +312,15 @@ impl Gateway {
                         return self.bearer(b, req).await;
                     }
                 }
-                if is_browser(req.headers()) {
-                    let rd = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-                    return Err(GatewayError::Respond(Box::new(login.begin_login(rd))));
+                if let Some(rd) = sign_in.filter(|_| is_browser(req.headers())) {
+                    return Err(GatewayError::Respond(Box::new(login.begin_login(req.headers(), rd))));
                 }
                 Err(AuthError::MissingToken.into())
             }
         }
     }
 
-    async fn bearer(&self, bearer: &Bearer, req: &Request<Incoming>) -> Result<Caller, GatewayError> {
+    async fn bearer<B>(&self, bearer: &Bearer, req: &Request<B>) -> Result<Caller, GatewayError> {
         let token = token::extract(req.headers(), req.uri(), &bearer.sources)?.ok_or(AuthError::MissingToken)?;
         let principal = self.auth.authenticate(bearer, &token).await?;
         let in_header = req

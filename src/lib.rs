@@ -11,6 +11,7 @@ pub mod body;
 pub mod config;
 pub mod dev;
 pub mod error;
+pub mod forward_auth;
 pub mod gateway;
 pub mod logging;
 pub mod metrics;

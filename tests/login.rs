@@ -568,6 +568,166 @@ fn userinfo_and_sign_out_clear_every_chunk_and_end_the_provider_session() {
     assert_eq!((bare.status, bare.header("location")), (302, Some("/bye")));
 }
 
+// ---- 5b. sign-out from other sites, cookies a few clients can pile up ---------------------------
+
+/// A sign-out GET carrying `cookie` and, when given, `Sec-Fetch-Site`.
+fn sign_out_from(w: &World, site: Option<&str>, cookie: &str) -> RawResponse {
+    let mut headers = vec![("Cookie", cookie), HTML];
+    if let Some(site) = site {
+        headers.push(("Sec-Fetch-Site", site));
+    }
+    get(w.gw.addr, "/oauth2/sign_out?rd=/bye", &headers)
+}
+
+fn signed_in(w: &World, cookie: &str) -> bool {
+    get_with(w.gw.addr, "/x", cookie, JSON).status == 200
+}
+
+fn sign_out_post(w: &World, cookie: &str, body: &str) -> login::Response {
+    login::http(
+        "POST",
+        &format!("{}/oauth2/sign_out", w.public),
+        &[
+            ("Cookie", cookie),
+            HTML,
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Sec-Fetch-Site", "same-origin"),
+        ],
+        Some(body.as_bytes()),
+    )
+}
+
+#[test]
+fn sign_out_needs_a_same_origin_or_typed_navigation_or_the_confirmed_form() {
+    let w = World::start(&cookie_store(SECRET), "", &[]);
+    let end_session = w.idp.discovery()["end_session_endpoint"].as_str().unwrap().to_string();
+    let cookie = login::login(&w.public, "/", "sam").cookie_header();
+
+    // A sibling subdomain or another site: a page that asks, nothing ended.
+    let mut form = None;
+    for site in ["same-site", "cross-site", "SAME-SITE", "something-new"] {
+        let page = sign_out_from(&w, Some(site), &cookie);
+        assert_eq!(page.status, 403, "{site}: {}", page.body);
+        assert!(set_cookies(&page).is_empty(), "{site}: cookies changed: {:?}", page.headers);
+        assert_eq!(page.header("x-frame-options"), Some("DENY"), "the button must not be framed");
+        assert!(page.header("content-security-policy").unwrap().contains("frame-ancestors 'none'"));
+        let (action, fields) = login::form(&page.body).unwrap_or_else(|| panic!("{site}: no form: {}", page.body));
+        assert_eq!(action, "/oauth2/sign_out");
+        assert!(page.body.contains("method=\"post\""), "{}", page.body);
+        form = Some(fields);
+        assert!(signed_in(&w, &cookie), "{site} signed the user out");
+    }
+    let fields = form.unwrap();
+    let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap();
+    assert_eq!(field("rd"), "/bye");
+
+    // The form's POST without its token, with a forged one, or with another session's: refused.
+    let other = login::login(&w.public, "/", "otto").cookie_header();
+    let other_token = {
+        let page = sign_out_from(&w, Some("same-site"), &other);
+        let (_, f) = login::form(&page.body).unwrap();
+        f.into_iter().find(|(k, _)| k == "token").unwrap().1
+    };
+    for body in [
+        "rd=%2Fbye".to_string(),
+        format!("token={}&rd=%2Fbye", encode(&flip_char(&field("token"), 20))),
+        format!("token={}&rd=%2Fbye", encode(&other_token)),
+    ] {
+        let resp = sign_out_post(&w, &cookie, &body);
+        assert_eq!(resp.status, 403, "{body}: {}", resp.text());
+        assert!(signed_in(&w, &cookie), "{body} signed the user out");
+    }
+    // With it: signed out, on to the provider's end-session.
+    let body = format!("token={}&rd={}", encode(&field("token")), encode(&field("rd")));
+    let out = sign_out_post(&w, &cookie, &body);
+    assert_eq!(out.status, 303, "{}", out.text());
+    assert!(out.header("location").unwrap().starts_with(&end_session), "{:?}", out.header("location"));
+    assert!(out.headers_named("set-cookie").any(|l| l.starts_with("tollgate=;") && l.contains("Max-Age=0")));
+
+    // Typed (none) and same-origin navigations sign out at once; so does a client that sends
+    // no Sec-Fetch-Site at all (older browsers, scripts), as before.
+    for site in [Some("none"), Some("same-origin"), None] {
+        let cookie = login::login(&w.public, "/", "sam").cookie_header();
+        let out = sign_out_from(&w, site, &cookie);
+        assert_eq!(out.status, 302, "{site:?}: {}", out.body);
+        assert!(set_cookies(&out).iter().any(|l| l.starts_with("tollgate=;") && l.contains("Max-Age=0")), "{site:?}");
+    }
+    // Without a session there is nothing to protect: straight to rd.
+    let bare = sign_out_from(&w, Some("cross-site"), "a=1");
+    assert_eq!((bare.status, bare.header("location")), (302, Some("/bye")));
+}
+
+#[test]
+fn repeated_sign_in_starts_keep_a_few_flow_cookies() {
+    let w = World::start(&cookie_store(SECRET), "", &[]);
+    let host = "127.0.0.1";
+    // Six starts with the longest rd kept (2 KB): every flow cookie is ~3 KB.
+    let long = format!("/{}", "a".repeat(2040));
+    let mut browser = login::Browser::default();
+    for i in 0..6 {
+        let url = format!("{}/oauth2/start?rd={}", w.public, encode(&long));
+        let resp = browser.request("GET", &url, &[HTML], None);
+        assert_eq!(resp.status, 302, "start {i}: {}", resp.text());
+        assert!(resp.headers_named("set-cookie").count() <= 3, "start {i}: {:?}", resp.headers);
+        let flows = browser.cookies_named(host, "tollgate_flow_");
+        assert_eq!(flows.len(), (i + 1).min(3), "start {i}: {:?}", flows.iter().map(|c| &c.name).collect::<Vec<_>>());
+    }
+    // The browser can still talk to the gateway (six such cookies were over 16 KiB: 431).
+    let jar = browser.cookie_header(&format!("{}/", w.public)).unwrap();
+    assert!(jar.len() < 12 * 1024, "{}", jar.len());
+    let resp = get(w.gw.addr, "/oauth2/userinfo", &[("Cookie", &jar), JSON]);
+    assert_eq!(resp.status, 401, "{}", resp.body);
+    // And the newest flows are the ones kept: a sign-in started now finishes, back at rd.
+    let done = login::start_with(browser, &w.public, &w.public, &format!("/oauth2/start?rd={}", encode(&long)), "fay")
+        .finish();
+    assert_eq!(done.location, long);
+}
+
+#[test]
+fn rd_is_bounded_as_it_is_stored() {
+    let w = World::start(&cookie_store(SECRET), "", &[]);
+    // rd is bounded as it is stored: 700 "é" are 1,400 bytes, 4,200 once percent-encoded, and a
+    // flow cookie with them would be past the ~4 KB browsers keep. Such an rd becomes "/".
+    let wide = format!("/{}", "\u{e9}".repeat(700));
+    let resp = get(w.gw.addr, &format!("/oauth2/start?rd={}", encode(&wide)), &[HTML]);
+    let flow = set_cookies(&resp).into_iter().find(|l| l.starts_with("tollgate_flow_")).unwrap();
+    assert!(flow.len() < 4000, "a {}-byte flow cookie", flow.len());
+    let done = login::login(&w.public, &format!("/oauth2/start?rd={}", encode(&wide)), "fay");
+    assert_eq!(done.location, "/");
+}
+
+#[test]
+fn a_thousand_lookalike_cookies_get_a_handful_of_deletions() {
+    let port = dead_port().port();
+    let public = format!("http://127.0.0.1:{port}");
+    let idp = Idp::start(IdpOptions::default().with_env("IDP_WEB_REDIRECT_URIS", format!("{public}/oauth2/callback")));
+    let echo = echo();
+    // Room for a 1,000-cookie header.
+    let config = config(port, &public, &idp.issuer, echo.addr, &cookie_store(SECRET)).replacen(
+        "workers = 2",
+        "workers = 2\nmax_header_bytes = \"64KiB\"",
+        1,
+    );
+    let gw = start_gateway(&config);
+    let chunks: Vec<String> = (0..1000).map(|i| format!("tollgate_{i}=x")).collect();
+    let flows: Vec<String> = (0..1000).map(|i| format!("tollgate_flow_{i:012x}=x")).collect();
+
+    // Sign-out clears the session's cookies: those that can exist (the cookie and 16 chunks).
+    let out = get(gw.addr, "/oauth2/sign_out", &[("Cookie", &chunks.join("; ")), HTML]);
+    assert_eq!(out.status, 302, "{}", out.body);
+    let cleared = set_cookies(&out);
+    assert!(cleared.len() <= 17, "{} deletions", cleared.len());
+    assert!(
+        cleared.iter().any(|l| l.starts_with("tollgate_15=;"))
+            && !cleared.iter().any(|l| l.starts_with("tollgate_16="))
+    );
+    // A sign-in start trims flow cookies, a bounded number at a time.
+    let start = get(gw.addr, "/oauth2/start?rd=/", &[("Cookie", &flows.join("; ")), HTML]);
+    assert_eq!(start.status, 302, "{}", start.body);
+    let lines = set_cookies(&start);
+    assert!((2..=17).contains(&lines.len()), "{} Set-Cookie lines", lines.len());
+}
+
 // ---- 6. nginx auth_request -----------------------------------------------------------------------
 
 #[test]
@@ -620,16 +780,19 @@ fn nginx_auth_request_forward_auth() {
     assert_eq!(upstream_header(&seen, "x-user").as_deref(), Some("nina"), "{seen}");
     assert_eq!(upstream_header(&seen, "x-email").as_deref(), Some("nina@example.com"));
 
-    // A tampered session is none; a bearer token is accepted by /oauth2/auth too.
+    // A tampered session is none. A bearer token counts where the route takes one
+    // (login_or_bearer), not on a login route.
     let (name, value) = &done.cookies[0];
     let bad = format!("{name}={}", flip_char(value, value.len() / 2));
     assert_eq!(get_with(nginx.addr(), "/app/page", &bad, HTML).status, 302);
     let jwt = w.idp.access_token("m2m", "m2m-secret", Some("api:read"), Some(API_RESOURCE));
-    let bearer = get(nginx.addr(), "/app/page", &[("Authorization", &format!("Bearer {jwt}")), JSON]);
+    let bearer = get(nginx.addr(), "/api/items", &[("Authorization", &format!("Bearer {jwt}")), JSON]);
     assert_eq!(upstream_header(&echoed(&bearer), "x-user").as_deref(), Some("m2m"));
+    let bearer = get(nginx.addr(), "/app/page", &[("Authorization", &format!("Bearer {jwt}")), JSON]);
+    assert_eq!(bearer.status, 302, "a login route takes no bearer token");
 
-    // /oauth2/auth itself, as Traefik or Envoy would call it.
-    let direct = get_with(w.gw.addr, "/oauth2/auth", &done.cookie_header(), JSON);
+    // /oauth2/auth itself, as Traefik would call it.
+    let direct = get(w.gw.addr, "/oauth2/auth", &[("Cookie", &done.cookie_header()), ("X-Forwarded-Uri", "/x"), JSON]);
     assert_eq!(direct.status, 202);
     assert_eq!(direct.header("x-auth-request-user"), Some("nina"));
     let denied = get(w.gw.addr, "/oauth2/auth", &[JSON, ("X-Original-URL", "/app/page")]);

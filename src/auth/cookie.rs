@@ -110,16 +110,22 @@ fn chunk_index(digits: &str) -> Option<usize> {
     digits.parse().ok()
 }
 
-/// Names of `name` and its chunks that the request carries.
+/// Names of `name` and its chunks that the request carries, each once: only those that can
+/// exist (`NAME_0` to `NAME_15`, written as `write` writes them), so a request stuffed with a
+/// thousand look-alikes gets a handful of deletions back, not a thousand.
 pub fn present(headers: &HeaderMap, name: &str) -> Vec<String> {
-    crate::util::cookies(headers)
-        .map(|(n, _)| n)
-        .filter(|n| {
-            *n == name
-                || n.strip_prefix(name).and_then(|r| r.strip_prefix('_')).is_some_and(|i| i.parse::<usize>().is_ok())
-        })
-        .map(str::to_string)
-        .collect()
+    let mut found: Vec<String> = Vec::new();
+    for (n, _) in crate::util::cookies(headers) {
+        let ours = n == name
+            || n.strip_prefix(name)
+                .and_then(|r| r.strip_prefix('_'))
+                .and_then(chunk_index)
+                .is_some_and(|i| i < MAX_CHUNKS);
+        if ours && !found.iter().any(|f| f == n) {
+            found.push(n.to_string());
+        }
+    }
+    found
 }
 
 /// Sets `name` to `value` (chunked when long) and clears stale chunks the browser still holds.
@@ -231,5 +237,20 @@ mod tests {
         let all: Vec<String> = (0..20).map(|i| format!("s_{i}=x")).collect();
         many.insert(COOKIE, HeaderValue::from_str(&all.join("; ")).unwrap());
         assert_eq!(read(&many, "s").unwrap().len(), MAX_CHUNKS);
+    }
+
+    #[test]
+    fn only_chunks_that_can_exist_are_present_and_each_once() {
+        let mut h = HeaderMap::new();
+        let junk: Vec<String> = (0..1000).map(|i| format!("s_{i}=x")).collect();
+        h.insert(COOKIE, HeaderValue::from_str(&junk.join("; ")).unwrap());
+        h.append(COOKIE, HeaderValue::from_static("s=1; s=2; s_0=again; s_00=x; s_+1=x; s_-1=x; sx=1"));
+        let names = present(&h, "s");
+        assert_eq!(names.len(), MAX_CHUNKS + 1, "{names:?}");
+        assert!(names.iter().any(|n| n == "s") && names.iter().any(|n| n == "s_15"));
+        assert!(!names.iter().any(|n| n == "s_16" || n == "s_00"));
+        let mut out = HeaderMap::new();
+        clear(&mut out, &names, Attributes { secure: false });
+        assert_eq!(out.get_all(SET_COOKIE).iter().count(), MAX_CHUNKS + 1);
     }
 }

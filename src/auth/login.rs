@@ -1,5 +1,6 @@
 //! Browser login (authorization code + PKCE S256) and the `/oauth2/` endpoints: `start`,
-//! `callback`, `sign_out`, `auth` (forward-auth), `userinfo` and `backchannel_logout`.
+//! `callback`, `sign_out`, `userinfo` and `backchannel_logout` (`auth`, forward-auth, is
+//! [`crate::forward_auth`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,14 +20,24 @@ use super::session::cache::{Opened, OpenedCache};
 use super::session::{random_token, Session, SessionError, Sessions, Write};
 use super::{unix_now, AuthError, Authenticator, Principal};
 use crate::body::Body;
-use crate::config::{Bearer, Config, Login, TokenSource};
-use crate::oidc::http::{encode_form, form_encode};
+use crate::config::{Config, Login};
+use crate::oidc::http::encode_form;
 use crate::oidc::token_client::{self, TokenError, TokenResponse};
 use crate::util::query_param;
 
 const FLOW_PURPOSE: &str = "tollgate login flow";
 /// A login must finish within this long after it started.
 const FLOW_TTL: Duration = Duration::from_secs(600);
+/// Flow cookies a browser keeps at once, the newest: each start adds one (up to ~3 KB), and
+/// a browser that starts sign-in after sign-in (tabs, reloads, a script) must not grow its
+/// `Cookie` header past the server's limit (431 on every request until they expire).
+const MAX_FLOWS: usize = 3;
+/// Flow cookies of one request looked at when trimming them; a browser that follows our
+/// `Set-Cookie`s never holds more than `MAX_FLOWS`, so this bounds a hostile request's work.
+const FLOW_SCAN: usize = 16;
+const SIGN_OUT_PURPOSE: &str = "tollgate sign-out";
+/// How long a sign-out confirmation form stays usable.
+const SIGN_OUT_TTL: Duration = Duration::from_secs(600);
 /// How long a replica waits for another one's refresh of the same session (Redis store).
 const REFRESH_WAIT: Duration = Duration::from_secs(10);
 const BACKCHANNEL_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
@@ -38,6 +49,12 @@ struct Flow {
     nonce: String,
     verifier: String,
     rd: String,
+    created: u64,
+}
+
+/// A flow cookie's age, all that trimming needs to know of it.
+#[derive(Deserialize)]
+struct FlowAge {
     created: u64,
 }
 
@@ -58,8 +75,6 @@ pub struct LoginService {
     refreshes: moka::future::Cache<String, Option<Session>>,
     /// Back-channel logout token ids already used (replay protection).
     logout_jtis: moka::sync::Cache<String, ()>,
-    /// Accepts bearer tokens from every issuer, for `/oauth2/auth`.
-    any_bearer: Bearer,
     /// Sessions this worker thread opened recently (see [`OpenedCache`]).
     opened: OpenedCache,
 }
@@ -82,12 +97,6 @@ impl LoginService {
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(600))
                 .build(),
-            any_bearer: Bearer {
-                issuers: (0..config.issuers.len()).collect(),
-                sources: vec![TokenSource::Header],
-                forward_authorization: false,
-                realm: "tollgate".into(),
-            },
             opened: OpenedCache::new(),
             cfg,
         })))
@@ -102,8 +111,7 @@ impl LoginService {
         let resp = match req.uri().path() {
             "/oauth2/start" => self.start(&req).await,
             "/oauth2/callback" => self.callback(&req).await,
-            "/oauth2/sign_out" => self.sign_out(&req).await,
-            "/oauth2/auth" => self.forward_auth(&req).await,
+            "/oauth2/sign_out" => self.sign_out(req).await,
             "/oauth2/userinfo" => self.userinfo(&req).await,
             "/oauth2/backchannel_logout" => self.backchannel_logout(req).await,
             _ => return Err(req),
@@ -116,12 +124,13 @@ impl LoginService {
     /// `/oauth2/start?rd=...`
     async fn start(&self, req: &Request<Incoming>) -> Response<Body> {
         let rd = query_param(req.uri().query(), "rd").unwrap_or_else(|| "/".into());
-        self.begin_login(&rd)
+        self.begin_login(req.headers(), &rd)
     }
 
     /// Starts a login: fresh state, nonce and PKCE verifier in a flow cookie named after the
-    /// state (several tabs can log in at once), then off to the provider.
-    pub fn begin_login(&self, rd: &str) -> Response<Body> {
+    /// state (several tabs can log in at once, up to [`MAX_FLOWS`]; older flow cookies in
+    /// `req` are deleted), then off to the provider.
+    pub fn begin_login(&self, req: &HeaderMap, rd: &str) -> Response<Body> {
         let Some(endpoint) =
             self.auth.issuer(self.cfg.issuer).metadata().and_then(|m| m.authorization_endpoint.clone())
         else {
@@ -163,6 +172,9 @@ impl LoginService {
             return page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in failed", "The login state could not be sealed.");
         };
         let mut resp = redirect(&location);
+        for stale in self.stale_flows(req, flow.created) {
+            cookie::append(resp.headers_mut(), stale, "", None, self.sessions.attrs());
+        }
         cookie::append(
             resp.headers_mut(),
             &self.flow_cookie(&flow.state),
@@ -171,6 +183,34 @@ impl LoginService {
             self.sessions.attrs(),
         );
         resp
+    }
+
+    /// The request's flow cookies to delete so that, with a new one, at most [`MAX_FLOWS`]
+    /// remain: the oldest, and any that are expired or do not open. Only the first
+    /// [`FLOW_SCAN`] distinct ones are looked at.
+    fn stale_flows<'h>(&self, req: &'h HeaderMap, now: u64) -> Vec<&'h str> {
+        let base = self.sessions.cookie_name();
+        let mut flows: Vec<(u64, &str)> = Vec::new();
+        for (name, value) in crate::util::cookies(req) {
+            if !is_flow_cookie(base, name) || flows.iter().any(|(_, n)| *n == name) {
+                continue;
+            }
+            if flows.len() == FLOW_SCAN {
+                break;
+            }
+            let created = self
+                .sessions
+                .sealer
+                .open(FLOW_PURPOSE, value)
+                .and_then(|p| serde_json::from_slice::<FlowAge>(&p).ok())
+                .map_or(0, |f| f.created);
+            let live = created.saturating_add(FLOW_TTL.as_secs()) > now;
+            flows.push((if live { created } else { 0 }, name));
+        }
+        // Newest first; the expired and unreadable (0) last.
+        flows.sort_by_key(|(created, _)| std::cmp::Reverse(*created));
+        let keep = flows.iter().take(MAX_FLOWS - 1).filter(|(created, _)| *created > 0).count();
+        flows.into_iter().skip(keep).map(|(_, name)| name).collect()
     }
 
     fn flow_cookie(&self, state: &str) -> String {
@@ -543,16 +583,27 @@ impl LoginService {
     }
 
     /// `/oauth2/sign_out?rd=...`: the session and all its cookies go; then the provider's
-    /// end-session endpoint when it has one.
-    async fn sign_out(&self, req: &Request<Incoming>) -> Response<Body> {
-        // A link on another site must not sign users out (logout CSRF); browsers say where a
-        // navigation came from in Sec-Fetch-Site.
-        if header_str(req.headers(), "sec-fetch-site").is_some_and(|s| s.eq_ignore_ascii_case("cross-site")) {
-            return page(StatusCode::FORBIDDEN, "Sign-out refused", "Sign-out must be started from this site.");
+    /// end-session endpoint when it has one. Only the user may end a session (logout CSRF): a
+    /// navigation typed or started on tollgate's own origin (`Sec-Fetch-Site: none` or
+    /// `same-origin`), or the POST of the confirmation form, whose token is bound to the
+    /// session. Other sites, sibling subdomains (`same-site`) included, get that form instead.
+    /// Without `Sec-Fetch-Site` (browsers before 2020-2023, scripts) a GET is believed.
+    async fn sign_out(&self, req: Request<Incoming>) -> Response<Body> {
+        let (parts, body) = req.into_parts();
+        let session = self.sessions.load(&parts.headers).await.ok().flatten();
+        let post = parts.method == Method::POST;
+        let (rd, confirmed) = if post {
+            let form = Limited::new(body, 8 * 1024).collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let token = form_param(&form, "token");
+            let valid = session.as_ref().is_none_or(|s| token.is_some_and(|t| self.sign_out_token_valid(&t, s)));
+            (form_param(&form, "rd"), valid)
+        } else {
+            (query_param(parts.uri.query(), "rd"), session.is_none() || is_user_navigation(&parts.headers))
+        };
+        let rd = safe_target(rd.as_deref().unwrap_or("/"), &self.cfg.public_url, &self.cfg.allowed_redirect_hosts);
+        if let (false, Some(s)) = (confirmed, &session) {
+            return self.confirm_sign_out(s, &rd);
         }
-        let session = self.sessions.load(req.headers()).await.ok().flatten();
-        let rd = query_param(req.uri().query(), "rd").unwrap_or_else(|| "/".into());
-        let rd = safe_target(&rd, &self.cfg.public_url, &self.cfg.allowed_redirect_hosts);
         let end_session = self.auth.issuer(self.cfg.issuer).metadata().and_then(|m| m.end_session_endpoint.clone());
         let location = match (&end_session, &session) {
             (Some(endpoint), Some(s)) => {
@@ -567,62 +618,51 @@ impl LoginService {
             _ => rd,
         };
         let mut resp = redirect(&location);
-        if let Err(e) = self.sessions.remove(session.as_ref(), req.headers(), resp.headers_mut()).await {
+        if post {
+            // After a POST, the browser must GET the next page.
+            *resp.status_mut() = StatusCode::SEE_OTHER;
+        }
+        if let Err(e) = self.sessions.remove(session.as_ref(), &parts.headers, resp.headers_mut()).await {
             tracing::warn!(error = %e, "removing the session from the store failed; its cookies are cleared");
         }
         resp
     }
 
-    /// `/oauth2/auth` for nginx `auth_request`, Traefik forwardAuth and Envoy ext_authz:
-    /// 202 with `X-Auth-Request-*` for a session or a valid bearer token, else 401 (or, for a
-    /// browser behind Traefik, which passes responses through, a redirect to sign in).
-    async fn forward_auth(&self, req: &Request<Incoming>) -> Response<Body> {
-        let principal = match self.session(req.headers()).await {
-            Ok(Some(s)) => Some((s.principal, Some(s.access_token), s.set_cookie)),
-            _ => match super::token::extract(req.headers(), req.uri(), &self.any_bearer.sources) {
-                Ok(Some(token)) => {
-                    self.auth.authenticate(&self.any_bearer, &token).await.ok().map(|p| (p, None, HeaderMap::new()))
-                }
-                _ => None,
-            },
-        };
-        let original =
-            header_str(req.headers(), "x-forwarded-uri").or_else(|| header_str(req.headers(), "x-original-url"));
-        let Some((p, access_token, set_cookie)) = principal else {
-            let rd = original.unwrap_or("/");
-            if header_str(req.headers(), "x-forwarded-uri").is_some() && is_browser(req.headers()) {
-                return self.begin_login(rd);
-            }
-            let mut resp = json(StatusCode::UNAUTHORIZED, serde_json::json!({"error": "unauthorized"}));
-            let start = format!("/oauth2/start?rd={}", form_encode(rd));
-            if let Ok(v) = HeaderValue::from_str(&start) {
-                resp.headers_mut().insert(HeaderName::from_static("x-auth-request-redirect"), v);
-            }
-            return resp;
-        };
-        let mut resp = Response::new(Body::empty());
-        *resp.status_mut() = StatusCode::ACCEPTED;
+    /// A page asking the user to confirm a sign-out that another site started: a form that
+    /// POSTs back with a token for this session (no other site can read it), and that no other
+    /// site may frame (a click on the button must be the user's own).
+    fn confirm_sign_out(&self, s: &Session, rd: &str) -> Response<Body> {
+        let expires = unix_now() + SIGN_OUT_TTL.as_secs();
+        let token = self.sessions.sealer.seal(SIGN_OUT_PURPOSE, format!("{}:{expires}", s.id).as_bytes());
+        let html = format!(
+            "<!doctype html><html><head><meta charset=\"utf-8\"><title>Sign out?</title></head><body>\
+             <h1>Sign out?</h1><p>Another site asked to sign you out. Sign out only if you meant to.</p>\
+             <form method=\"post\" action=\"/oauth2/sign_out\">\
+             <input type=\"hidden\" name=\"token\" value=\"{}\">\
+             <input type=\"hidden\" name=\"rd\" value=\"{}\">\
+             <button type=\"submit\">Sign out</button></form></body></html>\n",
+            escape(&token.unwrap_or_default()),
+            escape(rd)
+        );
+        let mut resp = Response::new(Body::text(html));
+        *resp.status_mut() = StatusCode::FORBIDDEN;
         let h = resp.headers_mut();
-        let mut put = |name: &'static str, value: &str| {
-            if let Ok(v) = HeaderValue::from_bytes(value.as_bytes()) {
-                h.insert(HeaderName::from_static(name), v);
-            }
-        };
-        put("x-auth-request-user", &p.subject);
-        if let Some(e) = p.forwardable_email(false) {
-            put("x-auth-request-email", e);
-        }
-        if let Some(u) = &p.username {
-            put("x-auth-request-preferred-username", u);
-        }
-        if !p.groups.is_empty() {
-            put("x-auth-request-groups", &crate::upstream::headers::encode_list(&p.groups));
-        }
-        if let (true, Some(t)) = (self.cfg.auth_request_access_token, access_token) {
-            put("x-auth-request-access-token", &t);
-        }
-        h.extend(set_cookie);
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+        h.insert(
+            HeaderName::from_static("content-security-policy"),
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        );
+        h.insert(HeaderName::from_static("x-frame-options"), HeaderValue::from_static("DENY"));
         resp
+    }
+
+    /// A confirmation form's token: sealed for this purpose, for this session, not expired.
+    fn sign_out_token_valid(&self, token: &str, s: &Session) -> bool {
+        let Some(plain) = self.sessions.sealer.open(SIGN_OUT_PURPOSE, token) else { return false };
+        let Some((id, expires)) = std::str::from_utf8(&plain).ok().and_then(|p| p.rsplit_once(':')) else {
+            return false;
+        };
+        constant_time_eq(id.as_bytes(), s.id.as_bytes()) && expires.parse::<u64>().is_ok_and(|e| e > unix_now())
     }
 
     /// `/oauth2/userinfo`: the session's identity as JSON.
@@ -707,8 +747,14 @@ fn is_own_cookie(base: &str, name: &str) -> bool {
         return true;
     }
     let Some(rest) = rest.strip_prefix('_') else { return false };
-    (!rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()))
-        || rest.strip_prefix("flow_").is_some_and(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_hexdigit()))
+    (!rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit())) || is_flow_cookie(base, name)
+}
+
+/// A flow cookie's name: `base_flow_HEX`.
+fn is_flow_cookie(base: &str, name: &str) -> bool {
+    name.strip_prefix(base)
+        .and_then(|r| r.strip_prefix("_flow_"))
+        .is_some_and(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// What a refresh came to.
@@ -760,6 +806,13 @@ fn describe(e: &AuthError) -> String {
         AuthError::InvalidToken(why) => why.description(),
         other => other.to_string(),
     }
+}
+
+/// A navigation the user started: typed or bookmarked (`Sec-Fetch-Site: none`), or from a page
+/// of tollgate's own origin. Requests without the header (older browsers, scripts) count too.
+fn is_user_navigation(headers: &HeaderMap) -> bool {
+    header_str(headers, "sec-fetch-site")
+        .is_none_or(|s| s.eq_ignore_ascii_case("same-origin") || s.eq_ignore_ascii_case("none"))
 }
 
 /// Browsers (navigations) get redirects and pages; scripts and API clients get status codes.

@@ -4,15 +4,22 @@
 //! URLs, and accept `//host` as another site, so those are refused before and after one round of
 //! percent-decoding.
 
+/// The longest target kept, in bytes as it goes into `Location`: it is stored in a flow cookie
+/// between sign-in start and callback, and browsers keep about 4 KB per cookie.
+pub const MAX_TARGET: usize = 2048;
+
 /// Returns `rd` if it is safe to redirect to, else `"/"`. `public_origin` is the gateway's
 /// public URL, `scheme://host[:port]` in lower case. Non-ASCII characters of an accepted path
-/// are percent-encoded (UTF-8), so the `Location` header is plain ASCII.
+/// are percent-encoded (UTF-8), so the `Location` header is plain ASCII. A target longer than
+/// [`MAX_TARGET`] once encoded is `"/"` too.
 pub fn safe_target(rd: &str, public_origin: &str, allowed_hosts: &[String]) -> String {
     if is_safe(rd, public_origin, allowed_hosts) {
-        encode_non_ascii(rd)
-    } else {
-        "/".to_string()
+        let target = encode_non_ascii(rd);
+        if target.len() <= MAX_TARGET {
+            return target;
+        }
     }
+    "/".to_string()
 }
 
 fn encode_non_ascii(s: &str) -> String {
@@ -31,7 +38,7 @@ fn encode_non_ascii(s: &str) -> String {
 }
 
 fn is_safe(rd: &str, public_origin: &str, allowed_hosts: &[String]) -> bool {
-    if rd.is_empty() || rd.len() > 2048 || !clean(rd) {
+    if rd.is_empty() || rd.len() > MAX_TARGET || !clean(rd) {
         return false;
     }
     let Some(decoded) = crate::util::percent_decode(rd, false) else { return false };
@@ -135,6 +142,18 @@ mod tests {
         assert_eq!(local("http://127.0.0.1:9090/x"), "/");
         assert_eq!(local("https://127.0.0.1:8080/x"), "/");
         assert_eq!(local("/caf\u{e9}?q=\u{3031}"), "/caf%C3%A9?q=%E3%80%B1");
+    }
+
+    #[test]
+    fn long_targets_become_the_root() {
+        let local = |rd: &str| safe_target(rd, "http://127.0.0.1:8080", &[]);
+        let longest = format!("/{}", "a".repeat(MAX_TARGET - 1));
+        assert_eq!(local(&longest), longest);
+        assert_eq!(local(&format!("{longest}a")), "/");
+        // Short before encoding, three times longer after.
+        let wide = format!("/{}", "\u{e9}".repeat(700));
+        assert!(wide.len() <= MAX_TARGET);
+        assert_eq!(local(&wide), "/");
     }
 
     #[test]

@@ -1,0 +1,413 @@
+//! `/oauth2/auth` judges the proxy's original request by its route, through the real binary,
+//! two real OpenID Providers (`tests/idp`) and real nginx `auth_request`: the route's `auth`,
+//! issuers and rules hold exactly as when tollgate proxies; a request no route covers, a bad
+//! path or contradicting forwarding headers are refused; `?route=NAME` names the route; and a
+//! bearer-only gateway (no `[login]`) answers too.
+//!
+//! Needs node with `cd tests/idp && npm ci` and nginx (`bash tests/run.sh` installs everything).
+
+mod common;
+#[path = "support/idp.rs"]
+mod idp;
+#[path = "support/login.rs"]
+mod login;
+#[path = "support/services.rs"]
+mod services;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::{admin, dead_port, echo, get, wait_until, Gateway, RawResponse, BASE};
+use idp::{Idp, IdpOptions, API_RESOURCE};
+
+const JSON: (&str, &str) = ("Accept", "application/json");
+const HTML: (&str, &str) = ("Accept", "text/html,application/xhtml+xml");
+
+/// Routes that differ in exactly what forward-auth used to skip: login vs bearer, the issuer,
+/// scopes and groups; and a public one. No catch-all: `/elsewhere` belongs to no route.
+fn routes(upstream: SocketAddr, login: bool) -> String {
+    let login_routes = if login {
+        format!(
+            r#"
+[[route]]
+name = "app"
+path = "/app/"
+auth = "login"
+upstream = "http://{upstream}"
+
+[[route]]
+name = "admin"
+path = "/admin/"
+auth = "login"
+upstream = "http://{upstream}"
+rules = {{ groups = ["admins"] }}
+"#
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        r#"{login_routes}
+[[route]]
+name = "writer"
+path = "/write/"
+auth = "bearer"
+issuers = ["a"]
+upstream = "http://{upstream}"
+rules = {{ scopes = ["api:write"] }}
+
+[[route]]
+name = "a-only"
+host = "a.test"
+path = "/"
+auth = "bearer"
+issuers = ["a"]
+upstream = "http://{upstream}"
+
+[[route]]
+name = "b-only"
+host = "b.test"
+path = "/"
+auth = "bearer"
+issuers = ["b"]
+realm = "b-realm"
+upstream = "http://{upstream}"
+
+[[route]]
+name = "public"
+path = "/public/"
+auth = "none"
+upstream = "http://{upstream}"
+"#
+    )
+}
+
+fn issuers(a: &Idp, b: Option<&Idp>) -> String {
+    let mut out = format!("[[issuer]]\nname = \"a\"\nurl = \"{}\"\naudiences = [\"{API_RESOURCE}\"]\n", a.issuer);
+    if let Some(b) = b {
+        out.push_str(&format!(
+            "\n[[issuer]]\nname = \"b\"\nurl = \"{}\"\naudiences = [\"{API_RESOURCE}\"]\n",
+            b.issuer
+        ));
+    }
+    out
+}
+
+fn start_gateway(config: &str) -> Gateway {
+    let gw = Gateway::start(config);
+    wait_until("/readyz to answer 200", Duration::from_secs(20), || {
+        (admin(&gw, "/readyz").status == 200).then_some(())
+    });
+    gw
+}
+
+/// Provider A (sign-in and tokens), provider B (tokens only) and a gateway with `[login]` at A.
+struct World {
+    a: Idp,
+    b: Idp,
+    gw: Gateway,
+    public: String,
+    _app: common::Echo,
+}
+
+impl World {
+    fn start() -> World {
+        let port = dead_port().port();
+        let public = format!("http://127.0.0.1:{port}");
+        let a = Idp::start(
+            IdpOptions::default()
+                .with_env("IDP_WEB_REDIRECT_URIS", format!("{public}/oauth2/callback"))
+                .with_env("IDP_WEB_POST_LOGOUT_URIS", format!("{public}/")),
+        );
+        let b = Idp::start(IdpOptions { jwks_file: Some(idp::key_file("rsa2.json")), ..IdpOptions::default() });
+        let app = echo();
+        let base = BASE.replacen("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""), 1);
+        let config = format!(
+            r#"{base}
+{issuers}
+[login]
+issuer = "a"
+client_id = "web"
+client_secret = "web-secret"
+public_url = "{public}"
+cookie_secret = "0123456789abcdef0123456789abcdef"
+scopes = ["openid", "email", "profile", "groups"]
+{routes}"#,
+            issuers = issuers(&a, Some(&b)),
+            routes = routes(app.addr, true),
+        );
+        let gw = start_gateway(&config);
+        World { a, b, gw, public, _app: app }
+    }
+}
+
+fn token(idp: &Idp, scope: &str) -> String {
+    idp.access_token("m2m", "m2m-secret", Some(scope), Some(API_RESOURCE))
+}
+
+/// `/oauth2/auth` on `addr` with these headers.
+fn ask(addr: SocketAddr, query: &str, headers: &[(&str, &str)]) -> RawResponse {
+    get(addr, &format!("/oauth2/auth{query}"), headers)
+}
+
+/// Asks about `GET uri` (Traefik's headers) with `credential` (`Cookie: …` or `Authorization: …`).
+fn ask_traefik(addr: SocketAddr, host: &str, uri: &str, credential: (&str, &str)) -> RawResponse {
+    ask(
+        addr,
+        "",
+        &[("X-Forwarded-Host", host), ("X-Forwarded-Uri", uri), ("X-Forwarded-Proto", "http"), credential, JSON],
+    )
+}
+
+/// A `(name, value)` header pair as the request helpers take it.
+fn as_ref<'a>(c: &'a (&'static str, String)) -> (&'static str, &'a str) {
+    (c.0, &c.1)
+}
+
+fn bearer(t: &str) -> (&'static str, String) {
+    ("Authorization", format!("Bearer {t}"))
+}
+
+/// The world with two signed-in users (bob: staff; adminann: staff and admins) and tokens of
+/// both providers.
+struct Callers {
+    w: World,
+    bob: (&'static str, String),
+    admin: (&'static str, String),
+    read: (&'static str, String),
+    write: (&'static str, String),
+    b_read: (&'static str, String),
+}
+
+impl Callers {
+    fn start() -> Callers {
+        let w = World::start();
+        let bob = ("Cookie", login::login(&w.public, "/app/", "bob").cookie_header());
+        let admin = ("Cookie", login::login(&w.public, "/app/", "adminann").cookie_header());
+        let (read, write, b_read) =
+            (bearer(&token(&w.a, "api:read")), bearer(&token(&w.a, "api:write")), bearer(&token(&w.b, "api:read")));
+        Callers { w, bob, admin, read, write, b_read }
+    }
+
+    /// Traefik's question about `GET http://host/uri` with `cred`.
+    fn ask(&self, host: &str, uri: &str, cred: &(&'static str, String)) -> RawResponse {
+        ask_traefik(self.w.gw.addr, host, uri, as_ref(cred))
+    }
+
+    fn status(&self, host: &str, uri: &str, cred: &(&'static str, String)) -> u16 {
+        self.ask(host, uri, cred).status
+    }
+}
+
+#[test]
+fn forward_auth_applies_the_routes_groups_scopes_and_kind_of_credential() {
+    let c = Callers::start();
+    // A login route with a group rule: the session decides, and its groups do.
+    let ok = c.ask("gateway.test", "/app/page", &c.bob);
+    assert_eq!(ok.status, 202, "{}", ok.body);
+    assert_eq!(ok.header("x-auth-request-user"), Some("bob"));
+    assert_eq!(ok.header("x-auth-request-email"), Some("bob@example.com"));
+    assert_eq!(ok.header("x-auth-request-groups"), Some("staff"));
+    let denied = c.ask("gateway.test", "/admin/users", &c.bob);
+    assert_eq!(denied.status, 403, "bob is not in admins: {}", denied.body);
+    assert!(denied.header("x-auth-request-user").is_none());
+    let allowed = c.ask("gateway.test", "/admin/users", &c.admin);
+    assert_eq!(allowed.status, 202, "{}", allowed.body);
+    assert_eq!(allowed.header("x-auth-request-groups"), Some("staff,admins"));
+    // The path is normalised as the pipeline does: a dot segment does not leave the admin rules
+    // behind, and an ambiguous encoding is refused.
+    assert_eq!(c.status("gateway.test", "/app/../admin/users", &c.bob), 403);
+    assert_eq!(c.status("gateway.test", "/app/%2e%2e/admin/users", &c.bob), 403);
+    assert_eq!(c.status("gateway.test", "/app//x/./y", &c.bob), 202);
+
+    // A bearer route with a scope rule.
+    let short = c.ask("gateway.test", "/write/x", &c.read);
+    assert_eq!(short.status, 403, "api:read is not api:write: {}", short.body);
+    let challenge = short.header("www-authenticate").unwrap();
+    assert!(challenge.contains("insufficient_scope") && challenge.contains("api:write"), "{challenge}");
+    let ok = c.ask("gateway.test", "/write/x", &c.write);
+    assert_eq!((ok.status, ok.header("x-auth-request-user")), (202, Some("m2m")), "{}", ok.body);
+
+    // Each route takes its own kind of credential: no session on a bearer route, no bearer token
+    // on a login route (with the sign-in hint for the original URL).
+    assert_eq!(c.status("gateway.test", "/write/x", &c.bob), 401, "a session is no bearer token");
+    let unauth = c.ask("gateway.test", "/app/page", &c.write);
+    assert_eq!(unauth.status, 401, "{}", unauth.body);
+    assert!(unauth.header("www-authenticate").unwrap().starts_with("Bearer"));
+    assert_eq!(
+        unauth.header("x-auth-request-redirect"),
+        Some(&*format!("/oauth2/start?rd={}", login::encode("http://gateway.test/app/page")))
+    );
+    // A browser behind Traefik without a session is sent to sign in at A.
+    let addr = c.w.gw.addr;
+    let browser = ask(addr, "", &[("X-Forwarded-Host", "gateway.test"), ("X-Forwarded-Uri", "/admin/x"), HTML]);
+    assert_eq!(browser.status, 302, "{}", browser.body);
+    let authorize = c.w.a.discovery()["authorization_endpoint"].as_str().unwrap().to_string();
+    assert!(browser.header("location").unwrap().starts_with(&authorize));
+
+    // A public route: 202 without identity, with or without a credential.
+    let public = ask_traefik(addr, "gateway.test", "/public/logo.png", ("Accept", "*/*"));
+    assert_eq!((public.status, public.header("x-auth-request-user")), (202, None));
+    let public = c.ask("gateway.test", "/public/logo.png", &c.bob);
+    assert_eq!((public.status, public.header("x-auth-request-user")), (202, None));
+}
+
+#[test]
+fn forward_auth_takes_a_routes_own_issuers_tokens_only() {
+    let c = Callers::start();
+    assert_eq!(c.status("a.test", "/x", &c.read), 202);
+    let wrong = c.ask("a.test", "/x", &c.b_read);
+    assert_eq!(wrong.status, 401, "issuer B's token on issuer A's route: {}", wrong.body);
+    assert!(wrong.header("www-authenticate").unwrap().contains("invalid_token"), "{:?}", wrong.headers);
+    assert_eq!(c.status("b.test", "/x", &c.b_read), 202);
+    assert_eq!(c.status("B.Test.:8443", "/x", &c.b_read), 202, "host case, port and trailing dot");
+    let wrong = c.ask("b.test", "/x", &c.read);
+    assert_eq!(wrong.status, 401, "issuer A's token on issuer B's route: {}", wrong.body);
+    assert!(wrong.header("www-authenticate").unwrap().starts_with("Bearer realm=\"b-realm\""), "the route's realm");
+    assert_eq!(c.status("gateway.test", "/write/x", &c.b_read), 401, "the writer route is A's");
+}
+
+#[test]
+fn forward_auth_refuses_what_no_route_covers_and_contradicting_headers() {
+    let c = Callers::start();
+    // No route covers it: refused whatever the credential, never 202.
+    for cred in [&c.bob, &c.admin, &c.write, &c.b_read] {
+        for (host, uri) in [("gateway.test", "/elsewhere"), ("gateway.test", "/"), ("c.test", "/app-like")] {
+            let r = c.ask(host, uri, cred);
+            assert_eq!(r.status, 403, "{host}{uri}: {}", r.body);
+            assert_eq!(r.json()["error"], "access_denied");
+        }
+    }
+    // Hosts that are not host names; requests that say nothing of the original.
+    for host in ["a.test#.b.test", "evil@a.test", "a.test/x", "a.test, b.test", "a test"] {
+        assert_eq!(c.status(host, "/x", &c.read), 403, "{host:?}");
+    }
+    let addr = c.w.gw.addr;
+    assert_eq!(ask(addr, "", &[as_ref(&c.admin), JSON]).status, 403, "no original URI");
+    // A client's own copy of a forwarding header that contradicts the proxy's.
+    for extra in [
+        ("X-Original-URL", "http://gateway.test/public/x"),
+        ("X-Original-URI", "/public/x"),
+        ("X-Forwarded-Uri", "/public/x"),
+        ("X-Forwarded-Host", "a.test"),
+    ] {
+        let headers =
+            [("X-Forwarded-Host", "gateway.test"), ("X-Forwarded-Uri", "/admin/users"), as_ref(&c.bob), JSON, extra];
+        assert_eq!(ask(addr, "", &headers).status, 403, "{extra:?}");
+    }
+}
+
+#[test]
+fn forward_auth_route_names_the_route() {
+    let c = Callers::start();
+    let named = |name: &str, cred: &(&'static str, String)| {
+        // Forwarded headers that would pick a public route: the name wins.
+        ask(c.w.gw.addr, &format!("?route={name}"), &[as_ref(cred), ("X-Forwarded-Uri", "/public/x"), JSON])
+    };
+    assert_eq!(named("admin", &c.bob).status, 403);
+    assert_eq!(named("admin", &c.admin).status, 202);
+    assert_eq!(named("writer", &c.read).status, 403);
+    assert_eq!(named("writer", &c.write).status, 202);
+    assert_eq!(named("b-only", &c.read).status, 401);
+    assert_eq!(named("b-only", &c.b_read).status, 202);
+    assert_eq!(named("no-such-route", &c.admin).status, 403);
+    assert_eq!(named("public", &("Accept", "*/*".to_string())).status, 202);
+    // Without forwarded headers at all (a proxy that cannot send them).
+    assert_eq!(ask(c.w.gw.addr, "?route=admin", &[as_ref(&c.admin), JSON]).status, 202);
+    assert_eq!(ask(c.w.gw.addr, "?route=admin", &[as_ref(&c.bob), JSON]).status, 403);
+}
+
+#[test]
+fn nginx_auth_request_enforces_the_routes_rules() {
+    let w = World::start();
+    let app = echo();
+    // As the README's snippet: the absolute original URL in X-Original-URL, set by nginx.
+    let nginx = services::Nginx::start(&format!(
+        r#"
+    server {{
+        listen {{{{LISTEN}}}};
+        location = /oauth2/auth {{
+            internal;
+            proxy_pass http://{gw};
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
+        }}
+        location / {{
+            auth_request /oauth2/auth;
+            auth_request_set $user $upstream_http_x_auth_request_user;
+            proxy_set_header X-User $user;
+            proxy_pass http://{app};
+        }}
+        # A path no tollgate route covers, judged by a named route.
+        location = /auth-admin {{
+            internal;
+            proxy_pass http://{gw}/oauth2/auth?route=admin;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+        }}
+        location /reports/ {{
+            auth_request /auth-admin;
+            proxy_pass http://{app};
+        }}
+    }}
+"#,
+        gw = w.gw.addr,
+        app = app.addr,
+    ));
+    let bob = login::login(&w.public, "/app/", "bob").cookie_header();
+    let admin = login::login(&w.public, "/app/", "adminann").cookie_header();
+    let through = |path: &str, headers: &[(&str, &str)]| get(nginx.addr(), path, headers);
+
+    let ok = through("/app/page", &[("Cookie", &bob), JSON]);
+    assert_eq!(ok.status, 200, "{}\nnginx: {}", ok.body, nginx.output());
+    assert_eq!(ok.json()["headers"]["x-user"][0], "bob");
+    assert_eq!(through("/admin/users", &[("Cookie", &bob), JSON]).status, 403, "nginx: {}", nginx.output());
+    assert_eq!(through("/admin/users", &[("Cookie", &admin), JSON]).status, 200);
+    assert_eq!(through("/elsewhere", &[("Cookie", &admin), JSON]).status, 403, "no route");
+    assert_eq!(through("/app/page", &[JSON]).status, 401);
+    let jwt_b = token(&w.b, "api:write");
+    let jwt_a = token(&w.a, "api:write");
+    assert_eq!(through("/write/x", &[("Authorization", &format!("Bearer {jwt_b}")), JSON]).status, 401);
+    assert_eq!(through("/write/x", &[("Authorization", &format!("Bearer {jwt_a}")), JSON]).status, 200);
+    assert_eq!(through("/reports/q3", &[("Cookie", &bob), JSON]).status, 403, "nginx: {}", nginx.output());
+    assert_eq!(through("/reports/q3", &[("Cookie", &admin), JSON]).status, 200);
+    // nginx passes the client's other headers on to tollgate: a forged path is a contradiction.
+    let forged = through("/admin/users", &[("Cookie", &bob), ("X-Forwarded-Uri", "/app/page"), JSON]);
+    assert_eq!(forged.status, 403);
+    let forged = through("/admin/users", &[("Cookie", &bob), ("X-Forwarded-Host", "a.test"), JSON]);
+    assert_eq!(forged.status, 403);
+}
+
+#[test]
+fn a_bearer_only_gateway_answers_forward_auth() {
+    let a = Idp::start(IdpOptions::default());
+    let app = echo();
+    let config = format!(
+        "{BASE}\n{}\n{}",
+        issuers(&a, None),
+        routes(app.addr, false).replace("issuers = [\"b\"]", "issuers = [\"a\"]")
+    );
+    let gw = start_gateway(&config);
+    let read = token(&a, "api:read");
+    let write = token(&a, "api:write");
+    let check = |uri: &str, auth: Option<&str>| {
+        let value = auth.map(|t| format!("Bearer {t}"));
+        let mut headers = vec![("X-Original-URI", uri), JSON];
+        if let Some(v) = &value {
+            headers.push(("Authorization", v));
+        }
+        ask(gw.addr, "", &headers)
+    };
+    let ok = check("/write/x", Some(&write));
+    assert_eq!((ok.status, ok.header("x-auth-request-user")), (202, Some("m2m")), "{}", ok.body);
+    assert_eq!(check("/write/x", Some(&read)).status, 403);
+    let none = check("/write/x", None);
+    assert_eq!(none.status, 401);
+    assert_eq!(none.header("www-authenticate"), Some("Bearer realm=\"tollgate\""));
+    assert!(none.header("x-auth-request-redirect").is_none(), "no sign-in without [login]");
+    assert_eq!(check("/public/x", None).status, 202);
+    assert_eq!(check("/elsewhere", Some(&write)).status, 403);
+    // The other /oauth2/ endpoints need [login]; they are routed like any path (here: none).
+    assert_eq!(get(gw.addr, "/oauth2/start", &[HTML]).status, 404);
+}
