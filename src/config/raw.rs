@@ -153,6 +153,9 @@ pub struct RawServer {
     pub drain_timeout: Option<String>,
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    pub write_timeout: Option<String>,
+    pub tunnel_idle_timeout: Option<String>,
+    pub max_concurrent_streams: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -167,6 +170,7 @@ pub struct RawTls {
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub listen: Option<String>,
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -187,6 +191,8 @@ pub struct RawUpstreamClient {
     pub ca_file: Option<String>,
     pub client_cert_file: Option<String>,
     pub client_key_file: Option<String>,
+    pub max_connections_per_host: Option<usize>,
+    pub pool_wait_timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
