@@ -179,6 +179,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         workers.push(handle);
     }
     listening.store(true, Ordering::Release);
+    warn_if_descriptors_short(&shared.config);
     Ok(Running { addr, admin_addr, egress_addrs, metrics, shutdown, workers, background: Some(background) })
 }
 
@@ -215,6 +216,29 @@ async fn wait_for_signal() -> std::io::Result<()> {
         _ = int.recv() => {},
     }
     Ok(())
+}
+
+/// Each client connection can need two descriptors (its socket and an upstream's): say so at
+/// start when the open-file limit cannot cover `max_connections`, instead of failing `accept`
+/// with EMFILE under load.
+fn warn_if_descriptors_short(config: &Config) {
+    let Some(limit) = open_file_limit() else { return };
+    let needed = (config.server.max_connections as u64 * 2).saturating_add(config.admin.max_connections as u64 + 64);
+    if needed > limit {
+        tracing::warn!(
+            open_file_limit = limit,
+            max_connections = config.server.max_connections,
+            "the open-file limit is below what server.max_connections may need (two descriptors each): \
+             raise it (ulimit -n, systemd LimitNOFILE) or lower server.max_connections"
+        );
+    }
+}
+
+/// The soft open-file limit, from /proc (Linux); None when unknown or unlimited.
+fn open_file_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.trim_start_matches("Max open files").split_whitespace().next()?.parse().ok()
 }
 
 fn bind_reuseport(addr: SocketAddr) -> Result<std::net::TcpListener, StartError> {
