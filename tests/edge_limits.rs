@@ -611,3 +611,25 @@ fn half_sent_admin_requests_do_not_starve_the_traffic_listener() {
     });
     assert!(String::from_utf8_lossy(&r).contains("ok"));
 }
+
+/// The new limits refuse values that would disable them, naming the field.
+#[test]
+fn zero_limits_are_configuration_errors() {
+    let dir = TempDir::new("edge-check");
+    let file = dir.path("tollgate.toml");
+    let server = "max_concurrent_streams = 0\nwrite_timeout = \"0s\"\ntunnel_idle_timeout = \"0s\"";
+    let cfg = config("127.0.0.1:9".parse().unwrap(), server, "max_connections_per_host = 0")
+        .replace("[admin]\nlisten = \"127.0.0.1:0\"", "[admin]\nlisten = \"127.0.0.1:0\"\nmax_connections = 0");
+    std::fs::write(&file, cfg).unwrap();
+    let (code, out) = check(&file, &[]);
+    assert_ne!(code, 0, "{out}");
+    for field in [
+        "server.max_concurrent_streams",
+        "server.write_timeout",
+        "server.tunnel_idle_timeout",
+        "upstream.max_connections_per_host",
+        "admin.max_connections",
+    ] {
+        assert!(out.contains(field), "{field} not named in:\n{out}");
+    }
+}
