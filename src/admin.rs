@@ -1,6 +1,6 @@
 //! The admin listener: `/healthz` (the process serves), `/readyz` (ready for traffic) and
 //! `/metrics` (Prometheus text format). Kept off the traffic listener so it is never exposed
-//! by a route.
+//! by a route, and bounded (connections, timers) so that it cannot starve that listener.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -11,34 +11,57 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
 
 use crate::body::Body;
 use crate::error::plain;
 use crate::metrics::Metrics;
+use crate::server::accept::{Backoff, LogLimit};
+use crate::server::conn::{self, Activity, Sending, Timeouts, Tracked};
 
 /// Whether the gateway is ready for traffic: listeners bound, every issuer's keys loaded.
 pub type Readiness = Arc<dyn Fn() -> bool + Send + Sync>;
 
-pub async fn serve(listener: TcpListener, metrics: Metrics, ready: Readiness) {
+/// What bounds the admin listener, so that clients of it cannot take resources the traffic
+/// listener needs: a few connections at a time, the traffic listener's timers.
+pub struct AdminLimits {
+    pub max_connections: usize,
+    pub timeouts: Timeouts,
+    pub accept_log: LogLimit,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+pub async fn serve(listener: TcpListener, metrics: Metrics, ready: Readiness, limits: AdminLimits) {
+    let AdminLimits { max_connections, timeouts, accept_log, shutdown } = limits;
+    let connections = Arc::new(Semaphore::new(max_connections));
+    let errors = metrics.accept_errors.with_label_values(&["admin"]);
+    let mut backoff = Backoff::new("admin", errors, accept_log);
     loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(s) => s,
+        // The place first: beyond the limit, connections wait in the kernel backlog.
+        let Ok(permit) = connections.clone().acquire_owned().await else { return };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
             Err(e) => {
-                tracing::warn!(error = %e, "admin accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                backoff.failed(&e).await;
                 continue;
             }
         };
-        let (metrics, ready) = (metrics.clone(), ready.clone());
+        backoff.succeeded();
+        let (metrics, ready, shutdown) = (metrics.clone(), ready.clone(), shutdown.clone());
         tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let resp = respond(&req, &metrics, &ready);
-                async move { Ok::<_, Infallible>(resp) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "admin connection");
-            }
+            let activity = Arc::new(Activity::new(false));
+            let service = {
+                let (metrics, activity) = (metrics.clone(), activity.clone());
+                service_fn(move |req| {
+                    let resp = respond(&req, &metrics, &ready).map(|b| Sending::new(b, activity.request()));
+                    async move { Ok::<_, Infallible>(resp) }
+                })
+            };
+            let io = TokioIo::new(Tracked::new(stream, activity.clone(), permit));
+            // Our timers (server/conn.rs) instead of hyper's, as on the traffic listener.
+            let conn =
+                hyper::server::conn::http1::Builder::new().header_read_timeout(None).serve_connection(io, service);
+            conn::drive(conn, &activity, &timeouts, shutdown).await.record(&metrics);
         });
     }
 }

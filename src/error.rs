@@ -30,6 +30,10 @@ pub enum GatewayError {
     /// The upstream did not send response headers within the route's timeout.
     #[error("upstream timed out")]
     UpstreamTimeout,
+    /// Every connection this worker may open to the upstream (`max_connections_per_host`)
+    /// stayed busy for the pool wait timeout.
+    #[error("upstream busy")]
+    UpstreamBusy,
     /// The upstream connection failed after connecting (reset, protocol error).
     #[error("upstream failed")]
     Upstream(#[source] hyper::Error),
@@ -57,7 +61,7 @@ impl GatewayError {
             GatewayError::Auth(AuthError::InsufficientScope { .. } | AuthError::Forbidden(_)) => StatusCode::FORBIDDEN,
             GatewayError::Auth(AuthError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Respond(r) => r.status(),
-            GatewayError::UpstreamToken(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::UpstreamToken(_) | GatewayError::UpstreamBusy => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -70,6 +74,7 @@ impl GatewayError {
             GatewayError::PayloadTooLarge => "payload_too_large",
             GatewayError::UpstreamConnect(_) => "upstream_connect",
             GatewayError::UpstreamTimeout => "upstream_timeout",
+            GatewayError::UpstreamBusy => "upstream_busy",
             GatewayError::Upstream(_) => "upstream_error",
             GatewayError::Auth(_) => "auth",
             GatewayError::Respond(_) => "respond",
@@ -101,9 +106,17 @@ impl GatewayError {
             (GatewayError::UpstreamTimeout, Some(r)) => {
                 format!("gateway timeout: upstream of route {r} did not answer in time\n")
             }
+            (GatewayError::UpstreamBusy, Some(r)) => format!(
+                "service unavailable: every connection to the upstream of route {r} is busy \
+                 (upstream.max_connections_per_host); try again shortly\n"
+            ),
             (e, _) => format!("{e}\n"),
         };
-        plain(status, body)
+        let mut resp = plain(status, body);
+        if matches!(this, GatewayError::UpstreamBusy) {
+            resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        resp
     }
 }
 

@@ -21,6 +21,14 @@ pub struct Metrics {
     pub header_timeouts: IntCounter,
     /// TLS certificate reloads by outcome.
     pub tls_reloads: IntCounterVec,
+    /// Connections closed because the client took no response data for the write timeout.
+    pub write_timeouts: IntCounter,
+    /// Open WebSocket tunnels (each also counts as a connection).
+    pub tunnels: IntGauge,
+    /// Failed `accept` calls by listener (`traffic`, `admin`): out of file descriptors and the like.
+    pub accept_errors: IntCounterVec,
+    /// Requests refused with 503 because `max_connections_per_host` connections stayed busy.
+    pub upstream_pool_full: IntCounter,
 }
 
 impl Metrics {
@@ -49,6 +57,23 @@ impl Metrics {
             Opts::new("tollgate_tls_reloads_total", "TLS certificate reloads by outcome"),
             &["outcome"],
         )?;
+        let write_timeouts = IntCounter::new(
+            "tollgate_write_timeouts_total",
+            "Connections closed because the client took no response data within the write timeout",
+        )?;
+        let tunnels = IntGauge::new("tollgate_tunnels", "Open WebSocket tunnels")?;
+        let accept_errors = IntCounterVec::new(
+            Opts::new("tollgate_accept_errors_total", "Failed accept calls by listener"),
+            &["listener"],
+        )?;
+        let upstream_pool_full = IntCounter::new(
+            "tollgate_upstream_pool_full_total",
+            "Requests refused because every allowed connection to their upstream stayed busy",
+        )?;
+        registry.register(Box::new(write_timeouts.clone()))?;
+        registry.register(Box::new(tunnels.clone()))?;
+        registry.register(Box::new(accept_errors.clone()))?;
+        registry.register(Box::new(upstream_pool_full.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
@@ -65,6 +90,10 @@ impl Metrics {
             connections,
             header_timeouts,
             tls_reloads,
+            write_timeouts,
+            tunnels,
+            accept_errors,
+            upstream_pool_full,
         })
     }
 

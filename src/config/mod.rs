@@ -56,6 +56,12 @@ pub struct Server {
     pub strip_request_headers: Vec<String>,
     /// Headers removed by default that are passed through on purpose (lower case).
     pub keep_request_headers: Vec<String>,
+    /// A response with data for the client that makes no progress this long closes its connection.
+    pub write_timeout: Duration,
+    /// A WebSocket tunnel with no bytes either way for this long is closed.
+    pub tunnel_idle_timeout: Duration,
+    /// HTTP/2 streams a client may have open at once on one connection.
+    pub max_concurrent_streams: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -69,6 +75,8 @@ pub struct TlsFiles {
 #[derive(Debug, Clone)]
 pub struct Admin {
     pub listen: SocketAddr,
+    /// Connections the admin listener serves at once; more wait in the kernel backlog.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +102,10 @@ pub struct UpstreamClient {
     pub pool_max_idle_per_host: usize,
     pub ca_file: Option<PathBuf>,
     pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// Connections one worker keeps open to one upstream (busy and idle; tunnels not counted).
+    pub max_connections_per_host: usize,
+    /// How long a request waits for a connection when `max_connections_per_host` are busy.
+    pub pool_wait_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -158,6 +158,9 @@ pub struct RawServer {
     pub strip_request_headers: Vec<String>,
     #[serde(default)]
     pub keep_request_headers: Vec<String>,
+    pub write_timeout: Option<String>,
+    pub tunnel_idle_timeout: Option<String>,
+    pub max_concurrent_streams: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -172,6 +175,7 @@ pub struct RawTls {
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub listen: Option<String>,
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -192,6 +196,8 @@ pub struct RawUpstreamClient {
     pub ca_file: Option<String>,
     pub client_cert_file: Option<String>,
     pub client_key_file: Option<String>,
+    pub max_connections_per_host: Option<usize>,
+    pub pool_wait_timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -51,7 +51,10 @@ impl Check {
 pub(super) fn validate(raw: RawConfig, file: &Path, base_dir: &Path) -> Result<Config, Vec<ConfigError>> {
     let mut c = Check { errors: Vec::new() };
     let server = server(&mut c, raw.server, base_dir);
-    let admin = Admin { listen: c.addr("admin.listen", raw.admin.listen.as_deref(), "127.0.0.1:9090") };
+    let admin = Admin {
+        listen: c.addr("admin.listen", raw.admin.listen.as_deref(), "127.0.0.1:9090"),
+        max_connections: at_least_one(&mut c, "admin.max_connections", raw.admin.max_connections, 64),
+    };
     if admin.listen == server.listen && server.listen.port() != 0 {
         c.err("admin.listen", "must differ from server.listen");
     }
@@ -141,6 +144,14 @@ fn server(c: &mut Check, raw: RawServer, base_dir: &Path) -> Server {
         trusted_proxies,
         strip_request_headers,
         keep_request_headers,
+        write_timeout: positive(c, "server.write_timeout", raw.write_timeout.as_deref(), Duration::from_secs(60)),
+        tunnel_idle_timeout: positive(
+            c,
+            "server.tunnel_idle_timeout",
+            raw.tunnel_idle_timeout.as_deref(),
+            Duration::from_secs(300),
+        ),
+        max_concurrent_streams: at_least_one(c, "server.max_concurrent_streams", raw.max_concurrent_streams, 100),
     }
 }
 
@@ -169,6 +180,28 @@ fn request_header_lists(c: &mut Check, strip: Vec<String>, keep: Vec<String>) ->
         }
     }
     (strip, keep)
+}
+
+/// A count that must be at least 1.
+fn at_least_one<N: Copy + PartialOrd + From<u8>>(c: &mut Check, field: &str, raw: Option<N>, default: N) -> N {
+    match raw {
+        None => default,
+        Some(n) if n >= N::from(1) => n,
+        Some(_) => {
+            c.err(field, "must be at least 1");
+            default
+        }
+    }
+}
+
+/// A duration that must be more than 0.
+fn positive(c: &mut Check, field: &str, raw: Option<&str>, default: Duration) -> Duration {
+    let d = c.duration(field, raw, default);
+    if d.is_zero() {
+        c.err(field, "must be more than 0");
+        return default;
+    }
+    d
 }
 
 fn log(c: &mut Check, raw: RawLog) -> Log {
@@ -211,6 +244,17 @@ fn upstream_client(c: &mut Check, raw: RawUpstreamClient, base_dir: &Path) -> Up
         pool_max_idle_per_host: raw.pool_max_idle_per_host.unwrap_or(256),
         ca_file: raw.ca_file.map(|p| c.path(base_dir, &p)),
         client_cert,
+        max_connections_per_host: at_least_one(
+            c,
+            "upstream.max_connections_per_host",
+            raw.max_connections_per_host,
+            256,
+        ),
+        pool_wait_timeout: c.duration(
+            "upstream.pool_wait_timeout",
+            raw.pool_wait_timeout.as_deref(),
+            Duration::from_secs(1),
+        ),
     }
 }
 

@@ -2,7 +2,8 @@
 //! `SO_REUSEPORT` listener and its own upstream pool, so a request never takes a lock shared
 //! across cores. A background thread runs the admin listener and periodic work.
 
-mod conn;
+pub(crate) mod accept;
+pub(crate) mod conn;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -20,7 +21,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
-use crate::admin::{self, Readiness};
+use crate::admin::{self, AdminLimits, Readiness};
 use crate::auth::login::LoginService;
 use crate::auth::{AuthMetrics, Authenticator};
 use crate::config::{Config, Server as ServerConfig};
@@ -30,8 +31,9 @@ use crate::oidc::http::IdpClient;
 use crate::router::Router;
 use crate::tls::{self, ReloadingCert, TlsError};
 use crate::upstream::credentials::{CredentialMetrics, Credentials};
-use crate::upstream::proxy::Proxy;
-use conn::{Activity, Tracked, Verdict};
+use crate::upstream::proxy::{self, Proxy, TunnelSlot};
+use accept::{Backoff, LogLimit};
+use conn::{Activity, End, Sending, Timeouts, Tracked};
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +73,8 @@ struct Shared {
     metrics: Metrics,
     client_tls: rustls::ClientConfig,
     connections: Arc<Semaphore>,
+    timeouts: Timeouts,
+    accept_log: LogLimit,
 }
 
 /// What one serving thread listens on: its socket, its routes and whether it speaks TLS.
@@ -137,6 +141,13 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     };
     let (shutdown, _) = watch::channel(false);
     let credentials = Credentials::new(&config, auth.clone(), CredentialMetrics::new(&metrics.registry)?);
+    let accept_log = LogLimit::new();
+    let admin_limits = AdminLimits {
+        max_connections: config.admin.max_connections,
+        timeouts: Timeouts::new(&config.server),
+        accept_log: accept_log.clone(),
+        shutdown: shutdown.subscribe(),
+    };
     let shared = Arc::new(Shared {
         auth: auth.clone(),
         login: LoginService::new(&config, auth.clone()).map_err(|e| StartError::Login(e.to_string()))?,
@@ -144,10 +155,19 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         metrics: metrics.clone(),
         client_tls,
         connections: Arc::new(Semaphore::new(config.server.max_connections)),
+        timeouts: Timeouts::new(&config.server),
+        accept_log,
         config,
     });
-    let background =
-        spawn_background(Background { admin_listener, metrics: metrics.clone(), ready, cert, auth, credentials })?;
+    let background = spawn_background(Background {
+        admin_listener,
+        admin_limits,
+        metrics: metrics.clone(),
+        ready,
+        cert,
+        auth,
+        credentials,
+    })?;
     let mut workers = Vec::with_capacity(listeners.len());
     for (i, listener) in listeners.into_iter().enumerate() {
         let shared = shared.clone();
@@ -159,6 +179,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         workers.push(handle);
     }
     listening.store(true, Ordering::Release);
+    warn_if_descriptors_short(&shared.config);
     Ok(Running { addr, admin_addr, egress_addrs, metrics, shutdown, workers, background: Some(background) })
 }
 
@@ -197,6 +218,29 @@ async fn wait_for_signal() -> std::io::Result<()> {
     Ok(())
 }
 
+/// Each client connection can need two descriptors (its socket and an upstream's): say so at
+/// start when the open-file limit cannot cover `max_connections`, instead of failing `accept`
+/// with EMFILE under load.
+fn warn_if_descriptors_short(config: &Config) {
+    let Some(limit) = open_file_limit() else { return };
+    let needed = (config.server.max_connections as u64 * 2).saturating_add(config.admin.max_connections as u64 + 64);
+    if needed > limit {
+        tracing::warn!(
+            open_file_limit = limit,
+            max_connections = config.server.max_connections,
+            "the open-file limit is below what server.max_connections may need (two descriptors each): \
+             raise it (ulimit -n, systemd LimitNOFILE) or lower server.max_connections"
+        );
+    }
+}
+
+/// The soft open-file limit, from /proc (Linux); None when unknown or unlimited.
+fn open_file_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.trim_start_matches("Max open files").split_whitespace().next()?.parse().ok()
+}
+
 fn bind_reuseport(addr: SocketAddr) -> Result<std::net::TcpListener, StartError> {
     use socket2::{Domain, Protocol, Socket, Type};
     let err = |source| StartError::Bind { addr, what: "server", source };
@@ -213,6 +257,7 @@ fn bind_reuseport(addr: SocketAddr) -> Result<std::net::TcpListener, StartError>
 /// keys, and upstream token renewal.
 struct Background {
     admin_listener: std::net::TcpListener,
+    admin_limits: AdminLimits,
     metrics: Metrics,
     ready: Readiness,
     cert: Option<Arc<ReloadingCert>>,
@@ -221,7 +266,7 @@ struct Background {
 }
 
 fn spawn_background(bg: Background) -> Result<(JoinHandle<()>, tokio::sync::oneshot::Sender<()>), StartError> {
-    let Background { admin_listener, metrics, ready, cert, auth, credentials } = bg;
+    let Background { admin_listener, admin_limits, metrics, ready, cert, auth, credentials } = bg;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -238,7 +283,7 @@ fn spawn_background(bg: Background) -> Result<(JoinHandle<()>, tokio::sync::ones
                 credentials.spawn_maintenance();
                 match TcpListener::from_std(admin_listener) {
                     Ok(l) => {
-                        tokio::spawn(admin::serve(l, metrics, ready));
+                        tokio::spawn(admin::serve(l, metrics, ready, admin_limits));
                     }
                     Err(e) => tracing::error!(error = %e, "admin listener"),
                 }
@@ -264,7 +309,8 @@ fn worker(listener: Listener, shared: Arc<Shared>, shutdown: watch::Receiver<boo
             Ok(l) => l,
             Err(e) => return tracing::error!(error = %e, "worker listener"),
         };
-        let proxy = Proxy::new(&shared.config.upstream, shared.client_tls.clone());
+        let proxy =
+            Proxy::new(&shared.config.upstream, shared.client_tls.clone(), shared.metrics.upstream_pool_full.clone());
         let gateway = Arc::new(Gateway::new(
             &shared.config,
             router,
@@ -302,6 +348,8 @@ async fn accept_loop(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let Serving { shared, gateway, builder, acceptor } = serving;
+    let errors = shared.metrics.accept_errors.with_label_values(&["traffic"]);
+    let mut backoff = Backoff::new("traffic", errors, shared.accept_log.clone());
     // A connection accepted from this worker's listener that is waiting for a permit. It lives
     // outside the select so that a finished task (which restarts the loop) cannot drop it.
     let mut pending = None;
@@ -314,36 +362,65 @@ async fn accept_loop(
         let (stream, peer, permit) = match accepted {
             Ok(a) => a,
             Err(e) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // Out of file descriptors and the like: the connections already open go on
+                // being served while this listener waits.
+                backoff.failed(&e).await;
                 continue;
             }
         };
+        backoff.succeeded();
         let _ = stream.set_nodelay(true);
         let (shared, gateway, builder, shutdown) = (shared.clone(), gateway.clone(), builder.clone(), shutdown.clone());
         let acceptor = acceptor.cloned();
         tasks.spawn(async move {
-            shared.metrics.connections.inc();
+            let slot = Slot::new(permit, &shared.metrics.connections);
             let cfg = &shared.config.server;
+            let serving = Connection { shared: &shared, gateway, builder: &builder, shutdown, slot };
             match &acceptor {
                 None => {
                     let conn = Conn::new(peer, false, &cfg.trusted_proxies);
-                    serve(stream, false, conn, &shared, gateway, &builder, shutdown).await;
+                    serve(stream, false, conn, serving).await;
                 }
                 Some(acceptor) => match tokio::time::timeout(cfg.header_read_timeout, acceptor.accept(stream)).await {
                     Ok(Ok(tls)) => {
                         let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
                         let conn = Conn::new(peer, true, &cfg.trusted_proxies);
-                        serve(tls, h2, conn, &shared, gateway, &builder, shutdown).await;
+                        serve(tls, h2, conn, serving).await;
                     }
                     Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                 },
             }
-            shared.metrics.connections.dec();
-            drop(permit);
         });
+    }
+}
+
+/// A client connection's place under `max_connections`, counted in `tollgate_connections`. It
+/// travels with the connection's IO, into a tunnel too, and is freed when the IO is dropped.
+struct Slot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    _open: Gauged,
+}
+
+impl Slot {
+    fn new(permit: tokio::sync::OwnedSemaphorePermit, gauge: &prometheus::IntGauge) -> Slot {
+        Slot { _permit: permit, _open: Gauged::new(gauge) }
+    }
+}
+
+/// One more on a gauge while it lives (also when its task is cut at the drain timeout).
+struct Gauged(prometheus::IntGauge);
+
+impl Gauged {
+    fn new(gauge: &prometheus::IntGauge) -> Gauged {
+        gauge.inc();
+        Gauged(gauge.clone())
+    }
+}
+
+impl Drop for Gauged {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -374,63 +451,57 @@ fn http_builder(cfg: &ServerConfig) -> auto::Builder<TokioExecutor> {
         .max_buf_size(cfg.max_header_bytes)
         // Our own timers (server/conn.rs) replace hyper's, which would also close idle connections.
         .header_read_timeout(None);
-    builder.http2().timer(TokioTimer::new()).max_header_list_size(cfg.max_header_bytes as u32);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(cfg.max_header_bytes as u32)
+        .max_concurrent_streams(cfg.max_concurrent_streams);
     builder
 }
 
-/// Serves one connection until it closes, the shutdown signal drains it, or a timer ends it.
-async fn serve<I>(
-    io: I,
-    h2: bool,
-    conn: Conn,
-    shared: &Shared,
+/// What one client connection is served with.
+struct Connection<'a> {
+    shared: &'a Shared,
     gateway: Arc<Gateway>,
-    builder: &auto::Builder<TokioExecutor>,
-    mut shutdown: watch::Receiver<bool>,
-) where
+    builder: &'a auto::Builder<TokioExecutor>,
+    shutdown: watch::Receiver<bool>,
+    slot: Slot,
+}
+
+/// What every request of one connection shares.
+struct PerConnection {
+    conn: Conn,
+    activity: Arc<Activity>,
+    gateway: Arc<Gateway>,
+    tunnel: TunnelSlot,
+}
+
+/// Serves one connection until it closes, the shutdown signal drains it, or a timer ends it;
+/// then, if a request opened a WebSocket tunnel, runs the tunnel on it.
+async fn serve<I>(io: I, h2: bool, conn: Conn, c: Connection<'_>)
+where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let Connection { shared, gateway, builder, shutdown, slot } = c;
     let activity = Arc::new(Activity::new(h2));
-    let ctx = Arc::new((conn, activity.clone(), gateway));
+    let tunnel = TunnelSlot::default();
+    let ctx = Arc::new(PerConnection { conn, activity: activity.clone(), gateway, tunnel: tunnel.clone() });
     let service = service_fn(move |req| {
         let ctx = ctx.clone();
         async move {
-            let _in_flight = ctx.1.request();
-            Ok::<_, Infallible>(ctx.2.handle(req, &ctx.0).await)
+            let open = ctx.activity.request();
+            let resp = proxy::with_tunnel_slot(ctx.tunnel.clone(), ctx.gateway.handle(req, &ctx.conn)).await;
+            Ok::<_, Infallible>(resp.map(|body| Sending::new(body, open)))
         }
     });
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(Tracked::new(io, activity.clone())), service);
-    tokio::pin!(connection);
-    let cfg = &shared.config.server;
-    let period =
-        (cfg.header_read_timeout.min(cfg.idle_timeout) / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
-    let mut tick = tokio::time::interval(period);
-    let mut closing = false;
-    loop {
-        tokio::select! {
-            result = connection.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "connection ended with an error");
-                }
-                return;
-            }
-            _ = shutdown.wait_for(|stop| *stop), if !closing => {
-                connection.as_mut().graceful_shutdown();
-                closing = true;
-            }
-            _ = tick.tick() => match activity.check(cfg.header_read_timeout, cfg.idle_timeout) {
-                Verdict::Open => {}
-                Verdict::HeaderTimeout => {
-                    shared.metrics.header_timeouts.inc();
-                    tracing::debug!("request head not received in time; closing");
-                    return;
-                }
-                Verdict::Idle if !closing => {
-                    connection.as_mut().graceful_shutdown();
-                    closing = true;
-                }
-                Verdict::Idle => {}
-            },
-        }
+    let io = TokioIo::new(Tracked::new(io, activity.clone(), slot));
+    let connection = builder.serve_connection_with_upgrades(io, service);
+    let t = &shared.timeouts;
+    let end = conn::drive(connection, &activity, t, shutdown).await;
+    end.record(&shared.metrics);
+    let upgraded = tunnel.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let (End::Closed, Some(tunnel)) = (end, upgraded) {
+        let _open = Gauged::new(&shared.metrics.tunnels);
+        conn::drive_tunnel(tunnel.run(), &activity, t).await.record(&shared.metrics);
     }
 }

@@ -1,6 +1,7 @@
 //! Forwarding over a per-worker pool of HTTP/1.1 upstream connections: HTTP and HTTPS
-//! upstreams, streamed bodies, timeouts mapped to 502/504, and WebSocket (HTTP/1.1 upgrade)
-//! tunnels.
+//! upstreams, streamed bodies, timeouts mapped to 502/504, at most `max_connections_per_host`
+//! connections per upstream and worker (then a short wait, then 503), and WebSocket (HTTP/1.1
+//! upgrade) tunnels.
 //!
 //! The pool is hyper's connection API (`client::conn::http1`) with a small idle list per
 //! upstream, not `hyper_util`'s general client: each worker owns its pool, so the lock is never
@@ -17,9 +18,11 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use prometheus::IntCounter;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 use tokio_rustls::TlsConnector;
 
 use crate::body::{LimitedBody, RequestBodyError};
@@ -59,55 +62,143 @@ struct Idle {
     since: Instant,
 }
 
+/// One upstream's connections in a worker's pool.
+struct Host {
+    key: Key,
+    idle: Vec<Idle>,
+    /// Connections open or being opened, idle ones included (each is an [`Opened`]).
+    open: usize,
+    /// Requests waiting for a connection because `open` reached the limit.
+    waiting: usize,
+    /// Wakes one waiting request when a connection comes back idle or closes.
+    freed: Arc<Notify>,
+}
+
 /// Idle connections by upstream. A list, not a hash map: a gateway has a few upstreams, and
 /// comparing an authority costs less than hashing it.
 struct Pool {
-    idle: Mutex<Vec<(Key, Vec<Idle>)>>,
+    hosts: Mutex<Vec<Host>>,
     max_idle_per_host: usize,
     idle_timeout: Duration,
+    max_per_host: usize,
+}
+
+/// What a request gets from the pool.
+enum Checkout {
+    /// A live idle connection and how long it was idle.
+    Idle(Sender, Duration),
+    /// Room for a new connection, counted until the [`Opened`] drops.
+    Connect(Opened),
+    /// Every allowed connection is busy: wait for the notification, then ask again.
+    Full(Waiting),
+}
+
+/// A connection counted against its host's limit until its connection task ends.
+struct Opened {
+    pool: Weak<Pool>,
+    key: Key,
+}
+
+/// A request counted as waiting for its host until dropped.
+struct Waiting {
+    pool: Weak<Pool>,
+    key: Key,
+    freed: Arc<Notify>,
 }
 
 impl Pool {
-    /// The most recently used live connection to `key`, if any (warm caches, and the oldest
-    /// ones age out).
-    fn checkout(&self, key: &Key) -> Option<(Sender, Duration)> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let (_, list) = idle.iter_mut().find(|(k, _)| k == key)?;
-        while let Some(c) = list.pop() {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Host>> {
+        self.hosts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The most recently used live idle connection to `key` (warm caches, and the oldest ones
+    /// age out); else room for a new one; else a place in the queue.
+    fn checkout(self: &Arc<Self>, key: &Key) -> Checkout {
+        let mut hosts = self.lock();
+        let host = match hosts.iter().position(|h| h.key == *key) {
+            Some(i) => &mut hosts[i],
+            None => {
+                hosts.push(Host { key: key.clone(), idle: Vec::new(), open: 0, waiting: 0, freed: Arc::default() });
+                let last = hosts.len() - 1;
+                &mut hosts[last]
+            }
+        };
+        while let Some(c) = host.idle.pop() {
             // Dropping a closed or stale sender lets its connection task end.
             let idle = c.since.elapsed();
             if c.sender.is_ready() && idle < self.idle_timeout {
-                return Some((c.sender, idle));
+                return Checkout::Idle(c.sender, idle);
             }
         }
-        None
+        let pool = Arc::downgrade(self);
+        if host.open < self.max_per_host {
+            host.open += 1;
+            return Checkout::Connect(Opened { pool, key: key.clone() });
+        }
+        host.waiting += 1;
+        Checkout::Full(Waiting { pool, key: key.clone(), freed: host.freed.clone() })
     }
 
     fn put(&self, key: Key, sender: Sender) {
-        if self.max_idle_per_host == 0 {
-            return;
-        }
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let i = match idle.iter().position(|(k, _)| *k == key) {
-            Some(i) => i,
-            None => {
-                idle.push((key, Vec::new()));
-                idle.len() - 1
+        let mut hosts = self.lock();
+        let Some(host) = hosts.iter_mut().find(|h| h.key == key) else { return };
+        if host.idle.len() < self.max_idle_per_host {
+            host.idle.push(Idle { sender, since: Instant::now() });
+            if host.waiting > 0 {
+                host.freed.notify_one();
             }
-        };
-        let list = &mut idle[i].1;
-        if list.len() < self.max_idle_per_host {
-            list.push(Idle { sender, since: Instant::now() });
+        }
+        // Otherwise the sender drops here and its connection closes, which frees its place.
+    }
+
+    /// A connection task ended: its place is free.
+    fn closed(&self, key: &Key) {
+        let mut hosts = self.lock();
+        if let Some(host) = hosts.iter_mut().find(|h| h.key == *key) {
+            host.open = host.open.saturating_sub(1);
+            if host.waiting > 0 {
+                host.freed.notify_one();
+            }
+        }
+    }
+
+    fn stopped_waiting(&self, key: &Key) {
+        let mut hosts = self.lock();
+        if let Some(host) = hosts.iter_mut().find(|h| h.key == *key) {
+            host.waiting = host.waiting.saturating_sub(1);
         }
     }
 
     /// Drops connections idle for longer than the idle timeout, and closed ones.
     fn reap(&self) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        for (_, list) in idle.iter_mut() {
-            list.retain(|c| !c.sender.is_closed() && c.since.elapsed() < self.idle_timeout);
+        let mut hosts = self.lock();
+        for host in hosts.iter_mut() {
+            host.idle.retain(|c| !c.sender.is_closed() && c.since.elapsed() < self.idle_timeout);
         }
-        idle.retain(|(_, list)| !list.is_empty());
+        hosts.retain(|h| !h.idle.is_empty() || h.open > 0 || h.waiting > 0);
+    }
+}
+
+impl Drop for Opened {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.upgrade() {
+            pool.closed(&self.key);
+        }
+    }
+}
+
+impl Waiting {
+    /// Waits until a connection may be free or `deadline` passes (false).
+    async fn until(&self, deadline: tokio::time::Instant) -> bool {
+        tokio::time::timeout_at(deadline, self.freed.notified()).await.is_ok()
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.upgrade() {
+            pool.stopped_waiting(&self.key);
+        }
     }
 }
 
@@ -117,6 +208,9 @@ pub struct Proxy {
     pool: Arc<Pool>,
     tls: TlsConnector,
     connect_timeout: Duration,
+    pool_wait_timeout: Duration,
+    /// Requests refused because their upstream's connections stayed busy.
+    pool_full: IntCounter,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -127,16 +221,23 @@ impl std::fmt::Debug for Proxy {
 
 impl Proxy {
     /// Must be called within a Tokio runtime: a task on it closes idle connections.
-    pub fn new(cfg: &config::UpstreamClient, mut tls: rustls::ClientConfig) -> Proxy {
+    pub fn new(cfg: &config::UpstreamClient, mut tls: rustls::ClientConfig, pool_full: IntCounter) -> Proxy {
         // This client speaks HTTP/1.1 only; an upstream must not pick h2 by ALPN.
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
         let pool = Arc::new(Pool {
-            idle: Mutex::new(Vec::new()),
+            hosts: Mutex::new(Vec::new()),
             max_idle_per_host: cfg.pool_max_idle_per_host,
             idle_timeout: cfg.pool_idle_timeout,
+            max_per_host: cfg.max_connections_per_host,
         });
         tokio::spawn(reap_every(Arc::downgrade(&pool), cfg.pool_idle_timeout.max(Duration::from_secs(1))));
-        Proxy { pool, tls: TlsConnector::from(Arc::new(tls)), connect_timeout: cfg.connect_timeout }
+        Proxy {
+            pool,
+            tls: TlsConnector::from(Arc::new(tls)),
+            connect_timeout: cfg.connect_timeout,
+            pool_wait_timeout: cfg.pool_wait_timeout,
+            pool_full,
+        }
     }
 
     /// Sends `req` (origin-form URI, `Host` set) to `upstream` and waits at most `timeout` for
@@ -162,30 +263,47 @@ impl Proxy {
         // A pooled connection the upstream closed just now hands the request back unsent;
         // then the next one (or a new connection) takes it. If the upstream closed it while the
         // request was on its way (its keep-alive timeout, such as Node's 5 s, firing as the
-        // request comes), a request that is safe to send twice goes again on a new connection;
-        // any other gets the 502. The copy that takes is made only for a connection idle for a
-        // while: under load, connections are reused within milliseconds and no copy is paid for.
-        while let Some((mut sender, idle)) = self.pool.checkout(&key) {
-            let replay = if idle >= REPLAY_AFTER_IDLE { replayable(&req) } else { None };
-            match sender.try_send_request(req).await {
-                Ok(resp) => return Ok(self.release(key, sender, resp)),
-                Err(mut e) => match (e.take_message(), replay) {
-                    (Some(unsent), _) => req = unsent,
-                    (None, Some(copy)) if closed_under_us(e.error()) => {
-                        tracing::debug!(upstream = %key.authority, "pooled connection closed by the upstream; retrying");
-                        req = copy;
-                        break;
+        // request comes), a request that is safe to send twice goes again; any other gets the
+        // 502. The copy that takes is made only for a connection idle for a while (and after
+        // one such failure): under load, connections are reused within milliseconds and no
+        // copy is paid for.
+        let mut replay_always = false;
+        let mut deadline = None;
+        loop {
+            match self.pool.checkout(&key) {
+                Checkout::Idle(mut sender, idle) => {
+                    let replay = if replay_always || idle >= REPLAY_AFTER_IDLE { replayable(&req) } else { None };
+                    match sender.try_send_request(req).await {
+                        Ok(resp) => return Ok(self.release(key, sender, resp)),
+                        Err(mut e) => match (e.take_message(), replay) {
+                            (Some(unsent), _) => req = unsent,
+                            (None, Some(copy)) if closed_under_us(e.error()) => {
+                                tracing::debug!(upstream = %key.authority, "pooled connection closed by the upstream; retrying");
+                                req = copy;
+                                replay_always = true;
+                            }
+                            (None, _) => return Err(upstream_error(e.into_error())),
+                        },
                     }
-                    (None, _) => return Err(upstream_error(e.into_error())),
-                },
+                }
+                Checkout::Connect(opened) => {
+                    // Boxed: a connection (DNS, TCP, TLS) is rare next to a request, and its
+                    // large state would otherwise be part of every request's future.
+                    let mut sender = Box::pin(self.connect(&key, opened)).await?;
+                    return match sender.send_request(req).await {
+                        Ok(resp) => Ok(self.release(key, sender, resp)),
+                        Err(e) => Err(upstream_error(e)),
+                    };
+                }
+                Checkout::Full(waiting) => {
+                    let deadline =
+                        *deadline.get_or_insert_with(|| tokio::time::Instant::now() + self.pool_wait_timeout);
+                    if !waiting.until(deadline).await {
+                        self.pool_full.inc();
+                        return Err(GatewayError::UpstreamBusy);
+                    }
+                }
             }
-        }
-        // Boxed: a connection (DNS, TCP, TLS) is rare next to a request, and its large state
-        // would otherwise be part of every request's future.
-        let mut sender = Box::pin(self.connect(&key)).await?;
-        match sender.send_request(req).await {
-            Ok(resp) => Ok(self.release(key, sender, resp)),
-            Err(e) => Err(upstream_error(e)),
         }
     }
 
@@ -210,7 +328,7 @@ impl Proxy {
         resp
     }
 
-    async fn connect(&self, key: &Key) -> Result<Sender, GatewayError> {
+    async fn connect(&self, key: &Key, opened: Opened) -> Result<Sender, GatewayError> {
         let authority = &key.authority;
         let fail = GatewayError::UpstreamConnect;
         let host = authority.host().trim_start_matches('[').trim_end_matches(']');
@@ -221,12 +339,12 @@ impl Proxy {
             let _ = socket2::SockRef::from(&tcp)
                 .set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(crate::tls::TCP_KEEPALIVE));
             if !key.https {
-                return handshake(tcp, authority).await;
+                return handshake(tcp, authority, opened).await;
             }
             let name =
                 ServerName::try_from(host.to_string()).map_err(|_| ConnectError::ServerName(authority.clone()))?;
             let tls = self.tls.connect(name, tcp).await.map_err(|e| ConnectError::Tls(authority.clone(), e))?;
-            handshake(tls, authority).await
+            handshake(tls, authority, opened).await
         };
         match tokio::time::timeout(self.connect_timeout, connect).await {
             Err(_) => Err(fail(ConnectError::Timeout(authority.clone()))),
@@ -236,8 +354,10 @@ impl Proxy {
 }
 
 /// HTTP/1.1 over `io`; the connection is driven by its own task (upgrades included) until the
-/// pool or the tunnel lets it go.
-async fn handshake<I>(io: I, authority: &Authority) -> Result<Sender, ConnectError>
+/// pool or the tunnel lets it go. The task holds the connection's place under the per-host
+/// limit; an upgrade ends the task, so tunnels (bounded by the client connection limit) do not
+/// hold places.
+async fn handshake<I>(io: I, authority: &Authority, opened: Opened) -> Result<Sender, ConnectError>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -249,6 +369,7 @@ where
         if let Err(e) = conn.with_upgrades().await {
             tracing::debug!(error = %e, "upstream connection ended with an error");
         }
+        drop(opened);
     });
     Ok(sender)
 }
@@ -311,10 +432,44 @@ fn caused_by_body_limit(e: &hyper::Error) -> bool {
     false
 }
 
-/// Joins the client's and the upstream's upgraded connections and copies bytes both ways
-/// until either side closes.
+/// A WebSocket tunnel: the client's and the upstream's upgraded connections, joined once both
+/// upgrades complete.
+pub struct Tunnel {
+    client: OnUpgrade,
+    upstream: OnUpgrade,
+    route: String,
+}
+
+/// Where the client connection serving a request takes over the tunnel the request opens. The
+/// server sets it around each request ([`with_tunnel_slot`]) and runs the tunnel after the
+/// HTTP exchange ends, under the connection's own limits: its `max_connections` place, the
+/// tunnel idle timeout and the drain at shutdown.
+pub type TunnelSlot = Arc<Mutex<Option<Tunnel>>>;
+
+tokio::task_local! {
+    static TUNNEL_SLOT: TunnelSlot;
+}
+
+/// Runs `fut` (one request) with `slot` as the place its tunnel goes.
+pub async fn with_tunnel_slot<F: std::future::Future>(slot: TunnelSlot, fut: F) -> F::Output {
+    TUNNEL_SLOT.scope(slot, fut).await
+}
+
+/// Hands the upgraded connections to the client connection serving this request, which joins
+/// them once the 101 response is out. Outside a serving connection nothing would bound the
+/// tunnel, so it is refused (both sides are closed).
 pub fn tunnel(client: OnUpgrade, upstream: OnUpgrade, route: String) {
-    tokio::spawn(async move {
+    let tunnel = Tunnel { client, upstream, route };
+    match TUNNEL_SLOT.try_with(Arc::clone) {
+        Ok(slot) => *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(tunnel),
+        Err(_) => tracing::warn!(route = tunnel.route, "upgrade outside a client connection; closing the tunnel"),
+    }
+}
+
+impl Tunnel {
+    /// Copies bytes both ways until either side closes.
+    pub async fn run(self) {
+        let Tunnel { client, upstream, route } = self;
         let (client, upstream) = match tokio::try_join!(client, upstream) {
             Ok(pair) => pair,
             Err(e) => {
@@ -327,5 +482,5 @@ pub fn tunnel(client: OnUpgrade, upstream: OnUpgrade, route: String) {
         if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
             tracing::debug!(route, error = %e, "tunnel closed with an error");
         }
-    });
+    }
 }
