@@ -6,6 +6,7 @@ use http::Uri;
 use serde_json::Value;
 
 use super::claims;
+use super::issuer::IssuerId;
 use super::principal::Principal;
 use crate::config::Issuer;
 use crate::oidc::client_auth::{Client, ClientAuthError};
@@ -36,7 +37,7 @@ pub enum IntrospectionError {
 pub async fn introspect(
     client: &IdpClient,
     endpoint: &Uri,
-    issuer_index: usize,
+    issuer_id: IssuerId,
     issuer: &Issuer,
     token: &str,
     now: u64,
@@ -48,10 +49,10 @@ pub async fn introspect(
         return Err(IntrospectionError::Status(fetched.status));
     }
     let doc: Value = serde_json::from_slice(&fetched.body).map_err(|_| IntrospectionError::Invalid("not JSON"))?;
-    Ok(interpret(doc, issuer_index, issuer, now))
+    Ok(interpret(doc, issuer_id, issuer, now))
 }
 
-fn interpret(doc: Value, issuer_index: usize, issuer: &Issuer, now: u64) -> Answer {
+fn interpret(doc: Value, issuer_id: IssuerId, issuer: &Issuer, now: u64) -> Answer {
     if doc.get("active") != Some(&Value::Bool(true)) {
         return Answer::Inactive;
     }
@@ -66,7 +67,7 @@ fn interpret(doc: Value, issuer_index: usize, issuer: &Issuer, now: u64) -> Answ
     // Trusted (and so cached) until the token's `exp`, but never longer than `cache_max`, so a
     // revocation at the issuer is noticed within that bound.
     let trusted_until = exp.min(now.saturating_add(max));
-    match Principal::from_claims(issuer_index, doc, trusted_until) {
+    match Principal::from_claims(issuer_id, doc, trusted_until) {
         Some(p) => Answer::Active(std::sync::Arc::new(p)),
         None => Answer::Inactive,
     }

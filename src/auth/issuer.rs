@@ -18,7 +18,14 @@ use crate::oidc::discovery::{self, Metadata};
 use crate::oidc::http::IdpClient;
 use crate::util::Backoff;
 
+/// Identifies one issuer's state for as long as it lives, across configuration reloads (a
+/// principal remembers which issuer vouched for it by this, not by a position in a list).
+pub type IssuerId = u64;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
 pub struct IssuerState {
+    pub id: IssuerId,
     pub config: Issuer,
     metadata: ArcSwapOption<Metadata>,
     keys: ArcSwap<KeySet>,
@@ -28,6 +35,9 @@ pub struct IssuerState {
     last_refetch_ms: AtomicU64,
     fetching: AtomicBool,
     fetched: Notify,
+    /// Set when a reload dropped this issuer: its background work stops.
+    retired: AtomicBool,
+    retire: Notify,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +56,7 @@ impl IssuerState {
     pub fn new(config: Issuer, metrics: &AuthMetrics) -> IssuerState {
         metrics.issuer_ready.with_label_values(&[&config.name]).set(0);
         IssuerState {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             config,
             metadata: ArcSwapOption::empty(),
             keys: ArcSwap::from_pointee(KeySet::default()),
@@ -54,6 +65,33 @@ impl IssuerState {
             last_refetch_ms: AtomicU64::new(u64::MAX),
             fetching: AtomicBool::new(false),
             fetched: Notify::new(),
+            retired: AtomicBool::new(false),
+            retire: Notify::new(),
+        }
+    }
+
+    /// Stops the background work (a reload no longer uses this issuer). Requests still running
+    /// on an older snapshot keep using the last keys.
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+        self.retire.notify_waiters();
+    }
+
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
+    }
+
+    /// Sleeps `wait`; false when the issuer was retired meanwhile.
+    async fn pause(&self, wait: Duration) -> bool {
+        let retired = self.retire.notified();
+        tokio::pin!(retired);
+        retired.as_mut().enable();
+        if self.retired.load(Ordering::Acquire) {
+            return false;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => !self.retired.load(Ordering::Acquire),
+            _ = retired => false,
         }
     }
 
@@ -80,7 +118,7 @@ impl IssuerState {
     }
 
     /// Background work: discovery (retried with backoff), then the key set, then refreshes
-    /// before each expiry. Runs until the runtime stops.
+    /// before each expiry. Runs until the runtime stops or the issuer is retired.
     pub async fn maintain(self: Arc<Self>, client: IdpClient, metrics: AuthMetrics) {
         let name = self.config.name.clone();
         let mut backoff = Backoff::default();
@@ -94,7 +132,9 @@ impl IssuerState {
                     metrics.discovery_failures.with_label_values(&[&name]).inc();
                     let wait = backoff.next_delay();
                     tracing::warn!(issuer = %name, error = %e, retry_in = ?wait, "discovery failed");
-                    tokio::time::sleep(wait).await;
+                    if !self.pause(wait).await {
+                        return;
+                    }
                 }
             }
         }
@@ -122,7 +162,10 @@ impl IssuerState {
                     wait
                 }
             };
-            tokio::time::sleep(wait).await;
+            if !self.pause(wait).await {
+                tracing::debug!(issuer = %name, "issuer retired by a reload; background work stops");
+                return;
+            }
         }
     }
 

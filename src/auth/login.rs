@@ -419,7 +419,7 @@ impl LoginService {
         let (id, access_token) =
             (std::mem::take(&mut session.id), Arc::<str>::from(std::mem::take(&mut session.access_token)));
         let principal = session
-            .into_principal(self.cfg.issuer, self.cfg.lifetime)
+            .into_principal(self.auth.issuer(self.cfg.issuer).id, self.cfg.lifetime)
             .ok_or(AuthError::Forbidden("session without subject"))?;
         let principal = Arc::new(principal);
         if now < fresh_until {

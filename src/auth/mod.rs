@@ -16,6 +16,7 @@ pub mod rules;
 pub mod session;
 pub mod token;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +25,7 @@ use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
 use crate::config::{Bearer, Config};
 use crate::oidc::http::IdpClient;
 use introspection::Answer;
-use issuer::IssuerState;
+use issuer::{IssuerId, IssuerState};
 use jwks::Lookup;
 pub use principal::Principal;
 
@@ -182,15 +183,24 @@ impl AuthMetrics {
 type TokenHash = [u8; 32];
 
 /// Shared by every worker: issuers' keys, the verified-token cache and introspection answers.
+/// One configuration's issuers; the caches are shared with the authenticators of later
+/// configurations (hot reload), keyed by issuer identity so they stay right across them.
 pub struct Authenticator {
     issuers: Vec<Arc<IssuerState>>,
-    verified: moka::sync::Cache<TokenHash, Arc<Principal>, front::DigestHasherBuilder>,
-    /// This authenticator's mark on the entries of the per-thread front caches (`front.rs`).
-    front_owner: u64,
-    /// Keyed by issuer and token: one issuer's answer says nothing about another's.
-    introspected: moka::future::Cache<(usize, TokenHash), Answer>,
+    caches: Arc<Caches>,
     client: IdpClient,
     metrics: AuthMetrics,
+}
+
+/// What verified tokens and introspection answers are remembered in.
+struct Caches {
+    verified: moka::sync::Cache<TokenHash, Arc<Principal>, front::DigestHasherBuilder>,
+    /// The mark on the entries of the per-thread front caches (`front.rs`).
+    front_owner: u64,
+    /// Keyed by issuer and token: one issuer's answer says nothing about another's.
+    introspected: moka::future::Cache<(IssuerId, TokenHash), Answer>,
+    /// How long an inactive answer is remembered (the shortest `cache_inactive`), in ms.
+    inactive_ms: Arc<AtomicU64>,
 }
 
 /// Memory for verified tokens (by the estimate, about 12,000 typical access tokens): bounded by
@@ -214,16 +224,22 @@ impl moka::Expiry<TokenHash, Arc<Principal>> for UntilExp {
 }
 
 struct AnswerExpiry {
-    inactive: Vec<Duration>,
+    inactive_ms: Arc<AtomicU64>,
 }
 
-impl moka::Expiry<(usize, TokenHash), Answer> for AnswerExpiry {
-    fn expire_after_create(&self, _: &(usize, TokenHash), a: &Answer, _: std::time::Instant) -> Option<Duration> {
+impl moka::Expiry<(IssuerId, TokenHash), Answer> for AnswerExpiry {
+    fn expire_after_create(&self, _: &(IssuerId, TokenHash), a: &Answer, _: std::time::Instant) -> Option<Duration> {
         Some(match a {
             Answer::Active(p) => Duration::from_secs(p.expires_at.saturating_sub(unix_now())),
-            Answer::Inactive => self.inactive.iter().copied().min().unwrap_or(Duration::from_secs(10)),
+            Answer::Inactive => Duration::from_millis(self.inactive_ms.load(Ordering::Relaxed)),
         })
     }
+}
+
+/// The shortest `cache_inactive` of the issuers that introspect (10 s when none does).
+fn inactive_ms(config: &Config) -> u64 {
+    let shortest = config.issuers.iter().filter_map(|i| i.introspection.as_ref()).map(|c| c.cache_inactive).min();
+    shortest.unwrap_or(Duration::from_secs(10)).as_millis() as u64
 }
 
 pub use crate::util::unix_now;
@@ -238,10 +254,8 @@ fn hash(token: &str) -> TokenHash {
 impl Authenticator {
     pub fn new(config: &Config, client: IdpClient, metrics: AuthMetrics) -> Arc<Authenticator> {
         let issuers = config.issuers.iter().map(|i| Arc::new(IssuerState::new(i.clone(), &metrics))).collect();
-        let inactive =
-            config.issuers.iter().filter_map(|i| i.introspection.as_ref()).map(|c| c.cache_inactive).collect();
-        Arc::new(Authenticator {
-            issuers,
+        let inactive_ms = Arc::new(AtomicU64::new(inactive_ms(config)));
+        let caches = Arc::new(Caches {
             verified: moka::sync::Cache::builder()
                 .weigher(|_, p: &Arc<Principal>| p.approx_size())
                 .max_capacity(VERIFIED_CACHE_BYTES)
@@ -254,11 +268,50 @@ impl Authenticator {
                     Answer::Inactive => 64,
                 })
                 .max_capacity(INTROSPECTION_CACHE_BYTES)
-                .expire_after(AnswerExpiry { inactive })
+                .expire_after(AnswerExpiry { inactive_ms: inactive_ms.clone() })
                 .build(),
-            client,
-            metrics,
+            inactive_ms,
+        });
+        Arc::new(Authenticator { issuers, caches, client, metrics })
+    }
+
+    /// The authenticator for a reloaded `config`: an issuer whose table is unchanged keeps its
+    /// state (metadata, keys, background refresh), and with it every verified token and
+    /// introspection answer it vouched for; a changed or new issuer starts afresh under a new
+    /// identity, so nothing checked under the old settings is accepted under the new ones.
+    pub fn next(&self, config: &Config) -> Arc<Authenticator> {
+        let issuers = config
+            .issuers
+            .iter()
+            .map(|i| match self.issuers.iter().find(|old| old.config.fingerprint == i.fingerprint) {
+                Some(old) => old.clone(),
+                None => Arc::new(IssuerState::new(i.clone(), &self.metrics)),
+            })
+            .collect();
+        self.caches.inactive_ms.store(inactive_ms(config), Ordering::Relaxed);
+        Arc::new(Authenticator {
+            issuers,
+            caches: self.caches.clone(),
+            client: self.client.clone(),
+            metrics: self.metrics.clone(),
         })
+    }
+
+    /// After `next` took over: retires the issuers it no longer uses and starts the background
+    /// work of the ones it added. Returns (kept, added, retired).
+    pub fn hand_over(&self, next: &Arc<Authenticator>) -> (usize, usize, usize) {
+        let kept = |id: IssuerId, list: &[Arc<IssuerState>]| list.iter().any(|i| i.id == id);
+        let mut retired = 0;
+        for old in self.issuers.iter().filter(|o| !kept(o.id, &next.issuers)) {
+            old.retire();
+            retired += 1;
+        }
+        let mut added = 0;
+        for new in next.issuers.iter().filter(|n| !kept(n.id, &self.issuers)) {
+            tokio::spawn(new.clone().maintain(next.client.clone(), next.metrics.clone()));
+            added += 1;
+        }
+        (next.issuers.len() - added, added, retired)
     }
 
     /// True when every issuer has what it needs to check tokens.
@@ -298,19 +351,31 @@ impl Authenticator {
         }
         // This thread's front cache, then the shared cache: the same checks on a hit from either.
         let now = unix_now();
-        if let Some(p) = front::get(self.front_owner, token, now) {
-            self.metrics.cache_hits.inc();
-            let accepted = self.accept_cached(route, p);
-            if matches!(accepted, Err(AuthError::InvalidToken(Invalid::Expired))) {
-                front::remove(self.front_owner, token);
+        let owner = self.caches.front_owner;
+        if let Some(p) = front::get(owner, token, now) {
+            match self.accept_cached(route, p) {
+                Ok(Some(p)) => {
+                    self.metrics.cache_hits.inc();
+                    return Ok(p);
+                }
+                // Vouched for by an issuer a reload replaced: checked again below.
+                Ok(None) => front::remove(owner, token),
+                Err(e) => {
+                    self.metrics.cache_hits.inc();
+                    if matches!(e, AuthError::InvalidToken(Invalid::Expired)) {
+                        front::remove(owner, token);
+                    }
+                    return Err(e);
+                }
             }
-            return accepted;
         }
         let key = hash(token);
-        if let Some(p) = self.verified.get(&key) {
-            self.metrics.cache_hits.inc();
-            front::offer(self.front_owner, token, &p, now + FRONT_TTL_SECS);
-            return self.accept_cached(route, p);
+        if let Some(p) = self.caches.verified.get(&key) {
+            if let Some(accepted) = self.accept_cached(route, p.clone()).transpose() {
+                self.metrics.cache_hits.inc();
+                front::offer(owner, token, &p, now + FRONT_TTL_SECS);
+                return accepted;
+            }
         }
         self.metrics.cache_misses.inc();
         // Boxed: a miss (key refetch, introspection call) carries large state, and a request
@@ -327,8 +392,8 @@ impl Authenticator {
     ) -> Result<Arc<Principal>, AuthError> {
         if jwt::looks_like_jws(token) {
             let principal = self.verify_jwt(route, token).await?;
-            self.verified.insert(key, principal.clone());
-            front::put(self.front_owner, token, &principal, now + FRONT_TTL_SECS);
+            self.caches.verified.insert(key, principal.clone());
+            front::put(self.caches.front_owner, token, &principal, now + FRONT_TTL_SECS);
             Ok(principal)
         } else if token.split('.').count() == 5 {
             Err(AuthError::InvalidToken(Invalid::Encrypted))
@@ -337,15 +402,20 @@ impl Authenticator {
         }
     }
 
-    fn accept_cached(&self, route: &Bearer, p: Arc<Principal>) -> Result<Arc<Principal>, AuthError> {
-        if !route.issuers.contains(&p.issuer) {
-            return Err(AuthError::InvalidToken(Invalid::UnknownIssuer));
-        }
-        let leeway = self.issuers[p.issuer].config.leeway.as_secs();
-        if unix_now() >= p.expires_at.saturating_add(leeway) {
+    /// A remembered principal, for this route. `Ok(None)` when the issuer that vouched for it
+    /// is not one of this configuration's (a reload changed or removed it): the token is then
+    /// checked again as if never seen.
+    fn accept_cached(&self, route: &Bearer, p: Arc<Principal>) -> Result<Option<Arc<Principal>>, AuthError> {
+        let Some(issuer) = route.issuers.iter().map(|&i| &self.issuers[i]).find(|i| i.id == p.issuer) else {
+            if self.issuers.iter().any(|i| i.id == p.issuer) {
+                return Err(AuthError::InvalidToken(Invalid::UnknownIssuer));
+            }
+            return Ok(None);
+        };
+        if unix_now() >= p.expires_at.saturating_add(issuer.config.leeway.as_secs()) {
             return Err(AuthError::InvalidToken(Invalid::Expired));
         }
-        Ok(p)
+        Ok(Some(p))
     }
 
     async fn verify_jwt(&self, route: &Bearer, token: &str) -> Result<Arc<Principal>, AuthError> {
@@ -365,7 +435,7 @@ impl Authenticator {
         parsed.verify_signature(&key).map_err(invalid)?;
         let exp = parsed.check_claims(&issuer.config, unix_now()).map_err(invalid)?;
         let principal =
-            Principal::from_claims(index, parsed.claims, exp).ok_or(invalid(Invalid::MissingClaim("sub")))?;
+            Principal::from_claims(issuer.id, parsed.claims, exp).ok_or(invalid(Invalid::MissingClaim("sub")))?;
         Ok(Arc::new(principal))
     }
 
@@ -413,10 +483,12 @@ impl Authenticator {
         let endpoint =
             issuer.introspection_endpoint().ok_or(AuthError::Unavailable("the issuer's metadata is not loaded yet"))?;
         let answer = self
+            .caches
             .introspected
-            .try_get_with((index, key), async {
+            .try_get_with((issuer.id, key), async {
                 let result =
-                    introspection::introspect(&self.client, &endpoint, index, &issuer.config, token, unix_now()).await;
+                    introspection::introspect(&self.client, &endpoint, issuer.id, &issuer.config, token, unix_now())
+                        .await;
                 let outcome = match &result {
                     Ok(Answer::Active(_)) => "active",
                     Ok(Answer::Inactive) => "inactive",
@@ -431,7 +503,7 @@ impl Authenticator {
                 AuthError::Unavailable("the token could not be introspected")
             })?;
         match answer {
-            Answer::Active(p) => self.accept_cached(route, p),
+            Answer::Active(p) => self.accept_cached(route, p)?.ok_or(AuthError::InvalidToken(Invalid::UnknownIssuer)),
             Answer::Inactive => Err(AuthError::InvalidToken(Invalid::Inactive)),
         }
     }
@@ -463,8 +535,10 @@ mod tests {
         }
     }
 
-    fn principal(issuer: usize, expires_at: u64) -> Arc<Principal> {
-        Arc::new(Principal::from_claims(issuer, serde_json::json!({"sub": "u"}), expires_at).unwrap())
+    /// A principal vouched for by `auth`'s issuer number `issuer`.
+    fn principal(auth: &Authenticator, issuer: usize, expires_at: u64) -> Arc<Principal> {
+        let id = auth.issuers[issuer].id;
+        Arc::new(Principal::from_claims(id, serde_json::json!({"sub": "u"}), expires_at).unwrap())
     }
 
     fn run(auth: &Authenticator, route: &Bearer, token: &str) -> Result<Arc<Principal>, AuthError> {
@@ -479,27 +553,55 @@ mod tests {
         let (auth, config) = authenticator();
         let now = unix_now();
         // Expired 2 s ago, within issuer a's 5 s leeway: accepted from the front cache alone.
-        front::put(auth.front_owner, TOKEN, &principal(0, now - 2), now + 60);
+        front::put(auth.caches.front_owner, TOKEN, &principal(&auth, 0, now - 2), now + 60);
         assert!(run(&auth, route(&config, 0), TOKEN).is_ok());
         // Expired 10 s ago: refused on the front hit (not verified again) and dropped from it.
-        front::put(auth.front_owner, TOKEN, &principal(0, now - 10), now + 60);
+        front::put(auth.caches.front_owner, TOKEN, &principal(&auth, 0, now - 10), now + 60);
         assert_eq!(run(&auth, route(&config, 0), TOKEN), Err(AuthError::InvalidToken(Invalid::Expired)));
-        assert!(front::get(auth.front_owner, TOKEN, now).is_none());
+        assert!(front::get(auth.caches.front_owner, TOKEN, now).is_none());
     }
 
     #[tokio::test]
     async fn front_hit_checks_the_routes_issuers() {
         let (auth, config) = authenticator();
-        front::put(auth.front_owner, TOKEN, &principal(1, unix_now() + 60), unix_now() + 60);
+        front::put(auth.caches.front_owner, TOKEN, &principal(&auth, 1, unix_now() + 60), unix_now() + 60);
         assert_eq!(run(&auth, route(&config, 0), TOKEN), Err(AuthError::InvalidToken(Invalid::UnknownIssuer)));
-        assert_eq!(run(&auth, route(&config, 1), TOKEN).map(|p| p.issuer), Ok(1));
+        assert_eq!(run(&auth, route(&config, 1), TOKEN).map(|p| p.issuer), Ok(auth.issuers[1].id));
+    }
+
+    /// A reload keeps what an unchanged issuer vouched for, and checks again what a changed
+    /// one did (its audiences, say, may have narrowed): never accepted on the old word.
+    #[tokio::test]
+    async fn reloads_keep_what_unchanged_issuers_vouched_for() {
+        let (auth, config) = authenticator();
+        let p = principal(&auth, 0, unix_now() + 60);
+        auth.caches.verified.insert(hash(TOKEN), p.clone());
+        assert!(run(&auth, route(&config, 0), TOKEN).is_ok());
+
+        let same = auth.next(&config);
+        assert_eq!(same.issuers[0].id, auth.issuers[0].id, "unchanged issuer keeps its state");
+        assert!(run(&same, route(&config, 0), TOKEN).is_ok(), "answered from the carried-over cache");
+
+        let text = "[[issuer]]\nname = \"a\"\nurl = \"https://a.example\"\naudiences = [\"other\"]\nleeway = \"5s\"\n\n\
+                    [[issuer]]\nname = \"b\"\nurl = \"https://b.example\"\naudiences = [\"api\"]\n\n\
+                    [[route]]\nauth = \"bearer\"\npath = \"/a/\"\nissuers = [\"a\"]\nupstream = \"http://127.0.0.1:9\"\n";
+        let changed_config = Config::from_str(text, std::path::Path::new("t.toml"), &|_| None).unwrap();
+        let changed = auth.next(&changed_config);
+        assert_ne!(changed.issuers[0].id, auth.issuers[0].id, "a changed issuer is a new one");
+        assert_eq!(changed.issuers[1].id, auth.issuers[1].id);
+        // Not accepted on the old issuer's word: verified again, and this token has no valid
+        // signature (keys are not even loaded), so it is refused.
+        assert!(run(&changed, route(&changed_config, 0), TOKEN).is_err());
+        let (kept, added, retired) = auth.hand_over(&changed);
+        assert_eq!((kept, added, retired), (1, 1, 1));
+        assert!(auth.issuers[0].is_retired() && !auth.issuers[1].is_retired());
     }
 
     #[tokio::test]
     async fn front_entries_belong_to_one_authenticator() {
         let (auth, config) = authenticator();
         let (other, _) = authenticator();
-        front::put(other.front_owner, TOKEN, &principal(0, unix_now() + 60), unix_now() + 60);
+        front::put(other.caches.front_owner, TOKEN, &principal(&other, 0, unix_now() + 60), unix_now() + 60);
         assert!(run(&auth, route(&config, 0), TOKEN).is_err(), "another authenticator's entry answered");
         assert!(run(&other, route(&config, 0), TOKEN).is_ok());
     }
@@ -507,10 +609,10 @@ mod tests {
     #[tokio::test]
     async fn shared_hit_fills_the_front_and_both_stay_bounded() {
         let (auth, config) = authenticator();
-        let p = principal(0, unix_now() + 60);
+        let p = principal(&auth, 0, unix_now() + 60);
         let tokens: Vec<String> = (0..front::SLOTS * 4).map(|i| format!("{TOKEN}{i}")).collect();
         for t in &tokens {
-            auth.verified.insert(hash(t), p.clone());
+            auth.caches.verified.insert(hash(t), p.clone());
         }
         for t in &tokens {
             assert!(run(&auth, route(&config, 0), t).is_ok());
@@ -520,13 +622,13 @@ mod tests {
             assert!(run(&auth, route(&config, 0), tokens.last().unwrap()).is_ok());
         }
         let now = unix_now();
-        assert!(front::get(auth.front_owner, tokens.last().unwrap(), now).is_some(), "the last hit is in front");
-        assert!(front::get(auth.front_owner, tokens.last().unwrap(), now + FRONT_TTL_SECS + 1).is_none());
+        assert!(front::get(auth.caches.front_owner, tokens.last().unwrap(), now).is_some(), "the last hit is in front");
+        assert!(front::get(auth.caches.front_owner, tokens.last().unwrap(), now + FRONT_TTL_SECS + 1).is_none());
         assert!(front::thread_len() <= front::SLOTS);
         // Invalid tokens never enter either cache.
         let bad = format!("{TOKEN}x");
         assert!(run(&auth, route(&config, 1), &bad).is_err());
-        assert!(front::get(auth.front_owner, &bad, now).is_none());
-        assert!(auth.verified.get(&hash(&bad)).is_none());
+        assert!(front::get(auth.caches.front_owner, &bad, now).is_none());
+        assert!(auth.caches.verified.get(&hash(&bad)).is_none());
     }
 }

@@ -2,11 +2,13 @@
 
 use serde_json::Value;
 
+use super::issuer::IssuerId;
+
 /// Who the caller is. Authorization and header injection read only this.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Principal {
-    /// Index of the issuer (in the configuration) that vouched for it.
-    pub issuer: usize,
+    /// The issuer that vouched for it (stable across reloads; see `IssuerState::id`).
+    pub issuer: IssuerId,
     pub subject: String,
     pub email: Option<String>,
     pub email_verified: Option<bool>,
@@ -21,7 +23,7 @@ pub struct Principal {
 impl Principal {
     /// Builds a principal from verified claims. `sub` is required; a client-credentials token
     /// without one is identified by `client_id`.
-    pub fn from_claims(issuer: usize, claims: Value, expires_at: u64) -> Option<Principal> {
+    pub fn from_claims(issuer: IssuerId, claims: Value, expires_at: u64) -> Option<Principal> {
         let subject = str_claim(&claims, "sub").or_else(|| str_claim(&claims, "client_id"))?.to_string();
         Some(Principal {
             issuer,

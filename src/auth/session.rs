@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::cookie::{self, Attributes, Sealer};
+use super::issuer::IssuerId;
 use super::{unix_now, Principal};
 use crate::config::{Login, SessionStore};
 use crate::store::redis::{Redis, RedisError};
@@ -47,12 +48,12 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
-    pub fn principal(&self, issuer: usize, lifetime: Duration) -> Option<Principal> {
+    pub fn principal(&self, issuer: IssuerId, lifetime: Duration) -> Option<Principal> {
         Principal::from_claims(issuer, self.claims.clone(), self.created + lifetime.as_secs())
     }
 
     /// The principal, taking the claims instead of copying them (the session is done with).
-    pub fn into_principal(self, issuer: usize, lifetime: Duration) -> Option<Principal> {
+    pub fn into_principal(self, issuer: IssuerId, lifetime: Duration) -> Option<Principal> {
         Principal::from_claims(issuer, self.claims, self.created + lifetime.as_secs())
     }
 }

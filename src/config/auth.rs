@@ -127,6 +127,7 @@ pub(super) fn issuers(c: &mut Check, raw: Vec<RawIssuer>, base_dir: &Path) -> Ve
             ),
             insecure_http: r.insecure_http,
             introspection,
+            fingerprint: Fingerprint::default(),
         });
     }
     out

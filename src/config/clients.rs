@@ -19,6 +19,8 @@ pub struct Client {
     pub endpoint: TokenEndpoint,
     pub client_id: String,
     pub auth: ClientAuth,
+    /// What identifies this client across reloads (its table, and its issuer's).
+    pub fingerprint: super::Fingerprint,
     /// Extra form parameters: scope, resource (RFC 8707), audience, and any others.
     pub params: Vec<(String, String)>,
     /// A token is renewed this long before it expires.
@@ -109,6 +111,7 @@ pub(super) fn clients(c: &mut Check, raw: Vec<RawClient>, issuers: &[Issuer], ba
             auth,
             params,
             refresh_skew: c.duration(&format!("{at}.refresh_skew"), r.refresh_skew.as_deref(), Duration::from_secs(30)),
+            fingerprint: super::Fingerprint::default(),
         });
     }
     out

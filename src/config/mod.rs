@@ -23,6 +23,31 @@ pub use units::IpRange;
 
 use crate::authority::HostPattern;
 
+/// A digest of a configuration table after substitution: equal digests mean the same settings
+/// (secrets included), so runtime state built from one may serve the other.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Fingerprint([u8; 32]);
+
+impl Fingerprint {
+    fn of(parts: &[&toml::Value]) -> Fingerprint {
+        let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        for part in parts {
+            ctx.update(part.to_string().as_bytes());
+            ctx.update(&[0]);
+        }
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.finish().as_ref());
+        Fingerprint(out)
+    }
+}
+
+/// Never printed: it is derived from secrets.
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Fingerprint(..)")
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -62,6 +87,8 @@ pub struct Server {
     pub tunnel_idle_timeout: Duration,
     /// HTTP/2 streams a client may have open at once on one connection.
     pub max_concurrent_streams: u32,
+    /// How often the file is read again to pick up changes (zero: only on SIGHUP).
+    pub config_check_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -165,6 +192,9 @@ pub struct Issuer {
     /// Plain-HTTP endpoints on a non-loopback host were allowed explicitly.
     pub insecure_http: bool,
     pub introspection: Option<Introspection>,
+    /// What identifies this issuer across reloads: its table as written (after substitution).
+    /// Keys, verified tokens and introspection answers carry over only to an identical issuer.
+    pub fingerprint: Fingerprint,
 }
 
 /// RFC 7662 token introspection, used for tokens that are not JWTs.
@@ -336,6 +366,22 @@ impl fmt::Display for LoadError {
 impl std::error::Error for LoadError {}
 
 impl Config {
+    /// Gives issuers and clients the digests of their tables; a client's includes its issuer's,
+    /// since its token endpoint comes from there.
+    fn fingerprint(&mut self, issuers: &[toml::Value], clients: &[toml::Value]) {
+        for (issuer, table) in self.issuers.iter_mut().zip(issuers) {
+            issuer.fingerprint = Fingerprint::of(&[table]);
+        }
+        for (client, table) in self.clients.iter_mut().zip(clients) {
+            let issuer = match client.endpoint {
+                TokenEndpoint::Issuer(i) => self.issuers.get(i).map(|i| i.fingerprint),
+                TokenEndpoint::Url(_) => None,
+            };
+            let issuer = toml::Value::String(format!("{:?}", issuer.map(|f| f.0)));
+            client.fingerprint = Fingerprint::of(&[table, &issuer]);
+        }
+    }
+
     /// Reads, substitutes and validates `file`, reporting every problem found.
     pub fn load(file: &Path) -> Result<Config, LoadError> {
         let text = std::fs::read_to_string(file).map_err(|e| LoadError {
@@ -356,6 +402,8 @@ impl Config {
         subst::load_secret_files(&mut tree, &mut Vec::new(), base_dir, &mut errors);
         // Keep going after substitution errors so one run lists every problem; a field whose
         // variable was missing is not reported a second time by validation.
+        let tables = |key: &str| tree.get(key).and_then(toml::Value::as_array).cloned().unwrap_or_default();
+        let (issuer_tables, client_tables) = (tables("issuer"), tables("client"));
         let raw: raw::RawConfig = match serde_path_to_error::deserialize(tree) {
             Ok(raw) => raw,
             Err(e) => {
@@ -369,7 +417,10 @@ impl Config {
             }
         };
         match validate::validate(raw, file, base_dir) {
-            Ok(config) if errors.is_empty() => Ok(config),
+            Ok(mut config) if errors.is_empty() => {
+                config.fingerprint(&issuer_tables, &client_tables);
+                Ok(config)
+            }
             Ok(_) => Err(fail(errors)),
             Err(more) => {
                 let reported: Vec<String> = errors.iter().map(|e| e.field.clone()).collect();

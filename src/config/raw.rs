@@ -161,6 +161,7 @@ pub struct RawServer {
     pub write_timeout: Option<String>,
     pub tunnel_idle_timeout: Option<String>,
     pub max_concurrent_streams: Option<u32>,
+    pub config_check_interval: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -152,6 +152,11 @@ fn server(c: &mut Check, raw: RawServer, base_dir: &Path) -> Server {
             Duration::from_secs(300),
         ),
         max_concurrent_streams: at_least_one(c, "server.max_concurrent_streams", raw.max_concurrent_streams, 100),
+        config_check_interval: c.duration(
+            "server.config_check_interval",
+            raw.config_check_interval.as_deref(),
+            Duration::from_secs(5),
+        ),
     }
 }
 
