@@ -161,7 +161,7 @@ fn session_parts(c: &mut Criterion, login: &LoginService, store: &Sessions, head
         b.iter(|| black_box(serde_json::from_slice::<Session>(black_box(&json)).expect("a session")))
     });
     let session: Session = serde_json::from_slice(&json).expect("a session");
-    let (issuer, lifetime) = (login.config().issuer, login.config().lifetime);
+    let (issuer, lifetime) = (login.config().issuer as u64, login.config().lifetime);
     c.bench_function("session_part_principal", |b| {
         b.iter_batched(
             || session.clone(),

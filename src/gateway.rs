@@ -13,6 +13,8 @@ use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 use std::time::Instant;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, UPGRADE};
@@ -123,20 +125,46 @@ pub(crate) fn authorize<'r>(
     Ok(Permitted { route, caller })
 }
 
-/// One worker's gateway: the shared route table and this worker's upstream pool.
+/// One worker's front door: the current configuration's [`Gateway`] (read once per request;
+/// a reload replaces it while requests in flight finish on the one they started with) and
+/// this worker's own upstream pool and request ids.
+pub struct Worker {
+    current: Arc<ArcSwap<Gateway>>,
+    proxy: Proxy,
+    ids: RequestIds,
+}
+
+impl Worker {
+    pub fn new(current: Arc<ArcSwap<Gateway>>, proxy: Proxy) -> Worker {
+        Worker { current, proxy, ids: RequestIds::new() }
+    }
+
+    /// The configuration a new connection starts with (for its trusted-proxy check).
+    pub fn current(&self) -> Arc<Gateway> {
+        self.current.load_full()
+    }
+
+    /// Handles one request end to end; never fails, every error is a response.
+    pub async fn handle(&self, req: Request<Incoming>, conn: &Conn) -> Response<Body> {
+        let gateway = self.current.load_full();
+        gateway.handle(req, conn, &self.proxy, &self.ids).await
+    }
+}
+
+/// One configuration's pipeline for one listener: its routes and everything they refer to,
+/// shared by every worker and replaced as a whole on reload.
 pub struct Gateway {
     router: Arc<Router>,
     auth: Arc<Authenticator>,
     login: Option<Arc<LoginService>>,
     credentials: Arc<Credentials>,
-    proxy: Proxy,
+    trusted_proxies: Vec<IpRange>,
     protected: Protected,
     metrics: Metrics,
     /// Per-route handles by `Route::id` (its position in the route table), and one for "no route".
     route_metrics: Vec<RouteMetrics>,
     no_route_metrics: RouteMetrics,
     access_log: bool,
-    ids: RequestIds,
 }
 
 impl Gateway {
@@ -146,7 +174,6 @@ impl Gateway {
         auth: Arc<Authenticator>,
         login: Option<Arc<LoginService>>,
         credentials: Arc<Credentials>,
-        proxy: Proxy,
         metrics: Metrics,
     ) -> Gateway {
         // Every header the gateway sets from configuration is protected from client copies.
@@ -166,7 +193,6 @@ impl Gateway {
             auth,
             login,
             credentials,
-            proxy,
             protected: Protected::configured(
                 claim_headers.collect::<Vec<_>>().into_iter(),
                 &config.server.strip_request_headers,
@@ -174,21 +200,32 @@ impl Gateway {
             ),
             metrics,
             access_log: config.log.access_log,
-            ids: RequestIds::new(),
+            trusted_proxies: config.server.trusted_proxies.clone(),
         }
     }
 
-    /// Handles one request end to end; never fails, every error is a response.
-    pub async fn handle(&self, req: Request<Incoming>, conn: &Conn) -> Response<Body> {
+    pub fn auth(&self) -> &Arc<Authenticator> {
+        &self.auth
+    }
+
+    pub fn credentials(&self) -> &Arc<Credentials> {
+        &self.credentials
+    }
+
+    pub fn trusted_proxies(&self) -> &[IpRange] {
+        &self.trusted_proxies
+    }
+
+    async fn handle(&self, req: Request<Incoming>, conn: &Conn, proxy: &Proxy, ids: &RequestIds) -> Response<Body> {
         let started = Instant::now();
         // Decremented on drop too: a request whose client went away still leaves the gauge.
         let _in_flight = InFlight::new(&self.metrics.in_flight);
-        let request_id = self.ids.accept_or_generate(req.headers());
+        let request_id = ids.accept_or_generate(req.headers());
         let method = self.access_log.then(|| req.method().clone());
         // Step 0, before anything reads a host: the one authority of this request.
         let authority = authority::of_request(&req);
         let (route, result) = match &authority {
-            Ok(a) => self.pipeline(req, a, conn, &request_id).await,
+            Ok(a) => self.pipeline(req, a, conn, proxy, &request_id).await,
             Err(e) => (None, Err(GatewayError::BadRequest(e.reason()))),
         };
         let route_name = route.map_or("-", |r| r.name.as_str());
@@ -227,6 +264,7 @@ impl Gateway {
         req: Request<Incoming>,
         authority: &Authority,
         conn: &Conn,
+        proxy: &Proxy,
         request_id: &HeaderValue,
     ) -> (Option<&Route>, Result<Response<Body>, GatewayError>) {
         // Forward-auth judges another proxy's request by its route, with or without [login].
@@ -257,7 +295,7 @@ impl Gateway {
             let own = uri.path_and_query().map_or("/", |pq| pq.as_str());
             let caller = self.authenticate(route, &req, Some(own), &mut set_cookie).await?;
             let permitted = authorize(route, caller, req.headers())?;
-            self.forward(req, permitted, &path, authority, conn, request_id).await
+            self.forward(req, permitted, &path, authority, conn, proxy, request_id).await
         }
         .await;
         // Cookies from a refresh must reach the browser whatever happened next.
@@ -339,6 +377,7 @@ impl Gateway {
         path: &str,
         authority: &Authority,
         conn: &Conn,
+        proxy: &Proxy,
         request_id: &HeaderValue,
     ) -> Result<Response<Body>, GatewayError> {
         let Permitted { route, caller } = permitted;
@@ -393,7 +432,7 @@ impl Gateway {
             headers.insert(UPGRADE, protocol);
         }
         let upstream_req = Request::from_parts(parts, LimitedBody::new(body, route.max_body));
-        let mut resp = self.proxy.send(&route.upstream, upstream_req, route.timeout).await?;
+        let mut resp = proxy.send(&route.upstream, upstream_req, route.timeout).await?;
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             let Some(client_upgrade) = client_upgrade else {
                 return Err(GatewayError::BadRequest("upstream switched protocols unasked"));

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod oidc;
 pub mod path;
 pub mod router;
+pub mod runtime;
 pub mod secret;
 pub mod server;
 pub mod store;

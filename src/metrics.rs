@@ -29,6 +29,10 @@ pub struct Metrics {
     pub accept_errors: IntCounterVec,
     /// Requests refused with 503 because `max_connections_per_host` connections stayed busy.
     pub upstream_pool_full: IntCounter,
+    /// Configuration reloads by outcome (`success`, `failure`).
+    pub config_reloads: IntCounterVec,
+    /// Unix time of the last configuration that went into force (start-up counts).
+    pub config_last_reload_success: prometheus::Gauge,
 }
 
 impl Metrics {
@@ -70,6 +74,20 @@ impl Metrics {
             "tollgate_upstream_pool_full_total",
             "Requests refused because every allowed connection to their upstream stayed busy",
         )?;
+        let config_reloads = IntCounterVec::new(
+            Opts::new("tollgate_config_reloads_total", "Configuration reloads by outcome"),
+            &["outcome"],
+        )?;
+        for outcome in ["success", "failure"] {
+            config_reloads.with_label_values(&[outcome]);
+        }
+        let config_last_reload_success = prometheus::Gauge::new(
+            "tollgate_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last configuration that went into force (start-up counts)",
+        )?;
+        config_last_reload_success.set(crate::util::unix_now() as f64);
+        registry.register(Box::new(config_reloads.clone()))?;
+        registry.register(Box::new(config_last_reload_success.clone()))?;
         registry.register(Box::new(write_timeouts.clone()))?;
         registry.register(Box::new(tunnels.clone()))?;
         registry.register(Box::new(accept_errors.clone()))?;
@@ -94,6 +112,8 @@ impl Metrics {
             tunnels,
             accept_errors,
             upstream_pool_full,
+            config_reloads,
+            config_last_reload_success,
         })
     }
 

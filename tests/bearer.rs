@@ -736,7 +736,11 @@ fn discovery_naming_another_issuer_is_never_ready() {
         (metric(&gw, "tollgate_discovery_failures_total", &[("issuer", "idp")]) >= 1.0).then_some(())
     });
     assert!(idp.count(".well-known/openid-configuration") >= 1, "{}", idp.counters());
-    assert!(gw.logs().contains("describes issuer"), "no mismatch in the logs:\n{}", gw.logs());
+    // The log line is written after the counter moves, and read from the child's stderr by a
+    // thread: wait for it rather than race it.
+    wait_until("the mismatch in the logs", Duration::from_secs(10), || {
+        gw.logs().contains("describes issuer").then_some(())
+    });
     assert_eq!(admin(&gw, "/readyz").status, 503);
     assert_eq!(idp.count("jwks"), 0, "keys fetched from a mismatched issuer: {}", idp.counters());
 

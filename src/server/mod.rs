@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -25,10 +26,11 @@ use crate::admin::{self, AdminLimits, Readiness};
 use crate::auth::login::LoginService;
 use crate::auth::{AuthMetrics, Authenticator};
 use crate::config::{Config, Server as ServerConfig};
-use crate::gateway::{Conn, Gateway};
+use crate::gateway::{Conn, Gateway, Worker};
 use crate::metrics::Metrics;
 use crate::oidc::http::IdpClient;
-use crate::router::Router;
+use crate::runtime::reload::Reloader;
+use crate::runtime::{self, Live, Parts};
 use crate::tls::{self, ReloadingCert, TlsError};
 use crate::upstream::credentials::{CredentialMetrics, Credentials};
 use crate::upstream::proxy::{self, Proxy, TunnelSlot};
@@ -66,10 +68,9 @@ pub enum StartError {
 
 /// State every worker reads.
 struct Shared {
+    /// The configuration at start: what listeners, connections and pools are bound to (the
+    /// routes and everything they refer to live in `runtime::Live`, swapped on reload).
     config: Config,
-    auth: Arc<Authenticator>,
-    login: Option<Arc<LoginService>>,
-    credentials: Arc<Credentials>,
     metrics: Metrics,
     client_tls: rustls::ClientConfig,
     connections: Arc<Semaphore>,
@@ -80,7 +81,7 @@ struct Shared {
 /// What one serving thread listens on: its socket, its routes and whether it speaks TLS.
 struct Listener {
     socket: std::net::TcpListener,
-    router: Arc<Router>,
+    current: Arc<ArcSwap<Gateway>>,
     acceptor: Option<TlsAcceptor>,
 }
 
@@ -109,19 +110,17 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     let first = bind_reuseport(config.server.listen)?;
     let addr =
         first.local_addr().map_err(|source| StartError::Bind { addr: config.server.listen, what: "server", source })?;
-    let router = Arc::new(Router::new(config.routes.clone()));
-    let mut listeners = vec![Listener { socket: first, router: router.clone(), acceptor: acceptor.clone() }];
+    let mut sockets = vec![first];
     for _ in 1..config.server.workers {
-        listeners.push(Listener { socket: bind_reuseport(addr)?, router: router.clone(), acceptor: acceptor.clone() });
+        sockets.push(bind_reuseport(addr)?);
     }
     // Egress listeners: one thread each, plain HTTP on loopback, one route.
-    let mut egress_addrs = Vec::new();
+    let mut egress_sockets = Vec::new();
     for e in &config.egress {
         let socket = bind_reuseport(e.listen)?;
         let bound =
             socket.local_addr().map_err(|source| StartError::Bind { addr: e.listen, what: "egress", source })?;
-        egress_addrs.push((e.name.clone(), bound));
-        listeners.push(Listener { socket, router: Arc::new(Router::new(vec![e.route.clone()])), acceptor: None });
+        egress_sockets.push((e.name.clone(), bound, socket));
     }
     let admin_listener = std::net::TcpListener::bind(config.admin.listen)
         .and_then(|l| l.set_nonblocking(true).map(|_| l))
@@ -134,13 +133,26 @@ pub fn start(config: Config) -> Result<Running, StartError> {
 
     let idp = IdpClient::new(client_tls.clone(), Duration::from_secs(10));
     let auth = Authenticator::new(&config, idp, AuthMetrics::new(&metrics.registry)?);
+    let credentials = Credentials::new(&config, auth.clone(), CredentialMetrics::new(&metrics.registry)?);
+    let login = LoginService::new(&config, auth.clone()).map_err(|e| StartError::Login(e.to_string()))?;
+    let parts = Parts { auth: auth.clone(), login, credentials: credentials.clone() };
+    let (main, egress) = runtime::gateways(&config, &parts, &metrics);
+    let live = Live::new(main, egress);
+    let mut listeners: Vec<Listener> = sockets
+        .into_iter()
+        .map(|socket| Listener { socket, current: live.main.clone(), acceptor: acceptor.clone() })
+        .collect();
+    let mut egress_addrs = Vec::new();
+    for ((name, bound, socket), (_, current)) in egress_sockets.into_iter().zip(&live.egress) {
+        egress_addrs.push((name, bound));
+        listeners.push(Listener { socket, current: current.clone(), acceptor: None });
+    }
     let listening = Arc::new(AtomicBool::new(false));
     let ready: Readiness = {
-        let (listening, auth) = (listening.clone(), auth.clone());
-        Arc::new(move || listening.load(Ordering::Acquire) && auth.is_ready())
+        let (listening, main) = (listening.clone(), live.main.clone());
+        Arc::new(move || listening.load(Ordering::Acquire) && main.load().auth().is_ready())
     };
     let (shutdown, _) = watch::channel(false);
-    let credentials = Credentials::new(&config, auth.clone(), CredentialMetrics::new(&metrics.registry)?);
     let accept_log = LogLimit::new();
     let admin_limits = AdminLimits {
         max_connections: config.admin.max_connections,
@@ -148,10 +160,8 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         accept_log: accept_log.clone(),
         shutdown: shutdown.subscribe(),
     };
+    let reloader = Reloader::new(config.clone(), live, metrics.clone());
     let shared = Arc::new(Shared {
-        auth: auth.clone(),
-        login: LoginService::new(&config, auth.clone()).map_err(|e| StartError::Login(e.to_string()))?,
-        credentials: credentials.clone(),
         metrics: metrics.clone(),
         client_tls,
         connections: Arc::new(Semaphore::new(config.server.max_connections)),
@@ -167,6 +177,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         cert,
         auth,
         credentials,
+        reloader,
     })?;
     let mut workers = Vec::with_capacity(listeners.len());
     for (i, listener) in listeners.into_iter().enumerate() {
@@ -263,10 +274,11 @@ struct Background {
     cert: Option<Arc<ReloadingCert>>,
     auth: Arc<Authenticator>,
     credentials: Arc<Credentials>,
+    reloader: Reloader,
 }
 
 fn spawn_background(bg: Background) -> Result<(JoinHandle<()>, tokio::sync::oneshot::Sender<()>), StartError> {
-    let Background { admin_listener, admin_limits, metrics, ready, cert, auth, credentials } = bg;
+    let Background { admin_listener, admin_limits, metrics, ready, cert, auth, credentials, reloader } = bg;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -281,6 +293,7 @@ fn spawn_background(bg: Background) -> Result<(JoinHandle<()>, tokio::sync::ones
                 }
                 auth.spawn_maintenance();
                 credentials.spawn_maintenance();
+                tokio::spawn(reloader.run());
                 match TcpListener::from_std(admin_listener) {
                     Ok(l) => {
                         tokio::spawn(admin::serve(l, metrics, ready, admin_limits));
@@ -304,22 +317,14 @@ fn worker(listener: Listener, shared: Arc<Shared>, shutdown: watch::Receiver<boo
         }
     };
     rt.block_on(async move {
-        let Listener { socket, router, acceptor } = listener;
+        let Listener { socket, current, acceptor } = listener;
         let socket = match TcpListener::from_std(socket) {
             Ok(l) => l,
             Err(e) => return tracing::error!(error = %e, "worker listener"),
         };
         let proxy =
             Proxy::new(&shared.config.upstream, shared.client_tls.clone(), shared.metrics.upstream_pool_full.clone());
-        let gateway = Arc::new(Gateway::new(
-            &shared.config,
-            router,
-            shared.auth.clone(),
-            shared.login.clone(),
-            shared.credentials.clone(),
-            proxy,
-            shared.metrics.clone(),
-        ));
+        let gateway = Arc::new(Worker::new(current, proxy));
         let builder = Arc::new(http_builder(&shared.config.server));
         let mut tasks = JoinSet::new();
         let serving = Serving { shared: &shared, gateway: &gateway, builder: &builder, acceptor: acceptor.as_ref() };
@@ -336,7 +341,7 @@ fn worker(listener: Listener, shared: Arc<Shared>, shutdown: watch::Receiver<boo
 /// What a worker's connections are served with.
 struct Serving<'a> {
     shared: &'a Arc<Shared>,
-    gateway: &'a Arc<Gateway>,
+    gateway: &'a Arc<Worker>,
     builder: &'a Arc<auto::Builder<TokioExecutor>>,
     acceptor: Option<&'a TlsAcceptor>,
 }
@@ -375,16 +380,18 @@ async fn accept_loop(
         tasks.spawn(async move {
             let slot = Slot::new(permit, &shared.metrics.connections);
             let cfg = &shared.config.server;
+            // Trusted proxies from the configuration in force when the connection came.
+            let trusted = gateway.current();
             let serving = Connection { shared: &shared, gateway, builder: &builder, shutdown, slot };
             match &acceptor {
                 None => {
-                    let conn = Conn::new(peer, false, &cfg.trusted_proxies);
+                    let conn = Conn::new(peer, false, trusted.trusted_proxies());
                     serve(stream, false, conn, serving).await;
                 }
                 Some(acceptor) => match tokio::time::timeout(cfg.header_read_timeout, acceptor.accept(stream)).await {
                     Ok(Ok(tls)) => {
                         let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-                        let conn = Conn::new(peer, true, &cfg.trusted_proxies);
+                        let conn = Conn::new(peer, true, trusted.trusted_proxies());
                         serve(tls, h2, conn, serving).await;
                     }
                     Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
@@ -462,7 +469,7 @@ fn http_builder(cfg: &ServerConfig) -> auto::Builder<TokioExecutor> {
 /// What one client connection is served with.
 struct Connection<'a> {
     shared: &'a Shared,
-    gateway: Arc<Gateway>,
+    gateway: Arc<Worker>,
     builder: &'a auto::Builder<TokioExecutor>,
     shutdown: watch::Receiver<bool>,
     slot: Slot,
@@ -472,7 +479,7 @@ struct Connection<'a> {
 struct PerConnection {
     conn: Conn,
     activity: Arc<Activity>,
-    gateway: Arc<Gateway>,
+    gateway: Arc<Worker>,
     tunnel: TunnelSlot,
 }
 

@@ -2,7 +2,7 @@
 //! read without locks, renewed in the background before it expires, fetched once for any
 //! number of concurrent cold misses, and kept in use while the token endpoint fails.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -76,6 +76,19 @@ pub struct ClientToken {
     hits: prometheus::IntCounter,
 }
 
+impl ClientToken {
+    fn new(cfg: &Client, metrics: &CredentialMetrics) -> ClientToken {
+        ClientToken {
+            cfg: cfg.clone(),
+            held: ArcSwapOption::empty(),
+            fetch: tokio::sync::Mutex::new(()),
+            attempts: AtomicU64::new(0),
+            last_error: ArcSwapOption::empty(),
+            hits: metrics.cache.with_label_values(&[cfg.name.as_str(), "hit"]),
+        }
+    }
+}
+
 /// How long after start a token request waits for the issuer's discovery (the first requests
 /// race it); later, an issuer still not discovered is unreachable and the request fails at once.
 const DISCOVERY_WAIT: Duration = Duration::from_secs(5);
@@ -86,25 +99,51 @@ pub struct Credentials {
     auth: Arc<Authenticator>,
     metrics: CredentialMetrics,
     started: Instant,
+    /// Set when a reload handed the clients to the next configuration's `Credentials`.
+    stopped: AtomicBool,
+    stop: tokio::sync::Notify,
 }
 
 impl Credentials {
     pub fn new(config: &Config, auth: Arc<Authenticator>, metrics: CredentialMetrics) -> Arc<Credentials> {
+        let clients = config.clients.iter().map(|c| Arc::new(ClientToken::new(c, &metrics))).collect();
+        Arc::new(Credentials {
+            clients,
+            auth,
+            metrics,
+            started: Instant::now(),
+            stopped: AtomicBool::new(false),
+            stop: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// The credentials of a reloaded `config`: a client whose table (and issuer) is unchanged
+    /// keeps its token; others start without one.
+    pub fn next(&self, config: &Config, auth: Arc<Authenticator>) -> Arc<Credentials> {
         let clients = config
             .clients
             .iter()
-            .map(|c| {
-                Arc::new(ClientToken {
-                    cfg: c.clone(),
-                    held: ArcSwapOption::empty(),
-                    fetch: tokio::sync::Mutex::new(()),
-                    attempts: AtomicU64::new(0),
-                    last_error: ArcSwapOption::empty(),
-                    hits: metrics.cache.with_label_values(&[c.name.as_str(), "hit"]),
-                })
+            .map(|c| match self.clients.iter().find(|old| old.cfg.fingerprint == c.fingerprint) {
+                Some(old) => old.clone(),
+                None => Arc::new(ClientToken::new(c, &self.metrics)),
             })
             .collect();
-        Arc::new(Credentials { clients, auth, metrics, started: Instant::now() })
+        Arc::new(Credentials {
+            clients,
+            auth,
+            metrics: self.metrics.clone(),
+            started: self.started,
+            stopped: AtomicBool::new(false),
+            stop: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// After `next` took over: this one's renewals stop and `next`'s start (a kept client's
+    /// token is renewed by exactly one loop).
+    pub fn hand_over(&self, next: &Arc<Credentials>) {
+        self.stopped.store(true, Ordering::Release);
+        self.stop.notify_waiters();
+        next.spawn_maintenance();
     }
 
     /// The `Authorization` value for `client`: the held token when still valid, else a fetch.
@@ -188,7 +227,16 @@ impl Credentials {
                     h.renew_at.saturating_duration_since(now).min(Duration::from_secs(5))
                 })
             };
-            tokio::time::sleep(wait.max(Duration::from_millis(50))).await;
+            let stop = self.stop.notified();
+            tokio::pin!(stop);
+            stop.as_mut().enable();
+            if self.stopped.load(Ordering::Acquire) {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(wait.max(Duration::from_millis(50))) => {}
+                _ = stop => return,
+            }
         }
     }
 
