@@ -171,20 +171,6 @@ fn session_parts(c: &mut Criterion, login: &LoginService, store: &Sessions, head
     });
 }
 
-/// A per-thread cache keyed by [`fast_key`], holding the whole key to compare on a hit.
-type FrontMap<V> = HashMap<u64, (Box<str>, V)>;
-
-/// A hash of the last 32 bytes of a sealed value or token (its GCM tag or signature part),
-/// for maps that then compare the whole value: cheaper than hashing or SHA-256 of all of it.
-fn fast_key(v: &str) -> u64 {
-    use std::hash::Hasher;
-    let tail = &v.as_bytes()[v.len().saturating_sub(32)..];
-    // Fixed keys keep the prototype simple; the real map would keep one `RandomState`.
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    h.write(tail);
-    h.finish()
-}
-
 /// The session cookie(s) a sign-in sets, as the browser sends them back, sealed by a `Sessions`
 /// built from the service's `[login]` (same keys, same cookie name; `LoginService` keeps its
 /// own private). Every call seals anew: other bytes, the same session.

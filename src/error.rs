@@ -48,6 +48,19 @@ pub enum GatewayError {
     Respond(Box<Response<Body>>),
 }
 
+impl From<crate::upstream::proxy::ProxyError> for GatewayError {
+    fn from(e: crate::upstream::proxy::ProxyError) -> GatewayError {
+        use crate::upstream::proxy::ProxyError;
+        match e {
+            ProxyError::Connect(e) => GatewayError::UpstreamConnect(e),
+            ProxyError::Timeout => GatewayError::UpstreamTimeout,
+            ProxyError::Busy => GatewayError::UpstreamBusy,
+            ProxyError::BodyTooLarge => GatewayError::PayloadTooLarge,
+            ProxyError::Failed(e) => GatewayError::Upstream(e),
+        }
+    }
+}
+
 impl GatewayError {
     pub fn status(&self) -> StatusCode {
         match self {

@@ -27,13 +27,32 @@ use tokio_rustls::TlsConnector;
 
 use crate::body::{LimitedBody, RequestBodyError};
 use crate::config::{self, Upstream};
-use crate::error::GatewayError;
 
 type Sender = SendRequest<LimitedBody>;
 
 /// A request on a connection idle for at least this long is copied first, to be sent again if
 /// the upstream closes the connection under it (see `send_now`).
 const REPLAY_AFTER_IDLE: Duration = Duration::from_millis(100);
+
+/// Why the upstream gave no response (`error.rs` says what the client gets for each).
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The upstream could not be reached (refused, DNS, TLS handshake, connect timeout).
+    #[error("upstream connect failed")]
+    Connect(#[source] ConnectError),
+    /// No response headers within the route's timeout.
+    #[error("upstream timed out")]
+    Timeout,
+    /// Every connection this worker may open to the upstream stayed busy for the pool wait.
+    #[error("upstream busy")]
+    Busy,
+    /// The request body outgrew the route's `max_body` while it was being sent.
+    #[error("request body too large")]
+    BodyTooLarge,
+    /// The connection failed after connecting (reset, protocol error).
+    #[error("upstream failed")]
+    Failed(#[source] hyper::Error),
+}
 
 /// Why a connection to an upstream could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -247,9 +266,9 @@ impl Proxy {
         upstream: &Upstream,
         req: Request<LimitedBody>,
         timeout: Duration,
-    ) -> Result<Response<Incoming>, GatewayError> {
+    ) -> Result<Response<Incoming>, ProxyError> {
         match tokio::time::timeout(timeout, self.send_now(upstream, req)).await {
-            Err(_) => Err(GatewayError::UpstreamTimeout),
+            Err(_) => Err(ProxyError::Timeout),
             Ok(result) => result,
         }
     }
@@ -258,7 +277,7 @@ impl Proxy {
         &self,
         upstream: &Upstream,
         mut req: Request<LimitedBody>,
-    ) -> Result<Response<Incoming>, GatewayError> {
+    ) -> Result<Response<Incoming>, ProxyError> {
         let key = Key { https: upstream.scheme == http::uri::Scheme::HTTPS, authority: upstream.authority.clone() };
         // A pooled connection the upstream closed just now hands the request back unsent;
         // then the next one (or a new connection) takes it. If the upstream closed it while the
@@ -300,7 +319,7 @@ impl Proxy {
                         *deadline.get_or_insert_with(|| tokio::time::Instant::now() + self.pool_wait_timeout);
                     if !waiting.until(deadline).await {
                         self.pool_full.inc();
-                        return Err(GatewayError::UpstreamBusy);
+                        return Err(ProxyError::Busy);
                     }
                 }
             }
@@ -328,9 +347,9 @@ impl Proxy {
         resp
     }
 
-    async fn connect(&self, key: &Key, opened: Opened) -> Result<Sender, GatewayError> {
+    async fn connect(&self, key: &Key, opened: Opened) -> Result<Sender, ProxyError> {
         let authority = &key.authority;
-        let fail = GatewayError::UpstreamConnect;
+        let fail = ProxyError::Connect;
         let host = authority.host().trim_start_matches('[').trim_end_matches(']');
         let port = authority.port_u16().unwrap_or(if key.https { 443 } else { 80 });
         let connect = async {
@@ -413,11 +432,11 @@ fn closed_under_us(e: &hyper::Error) -> bool {
         })
 }
 
-fn upstream_error(e: hyper::Error) -> GatewayError {
+fn upstream_error(e: hyper::Error) -> ProxyError {
     if caused_by_body_limit(&e) {
-        GatewayError::PayloadTooLarge
+        ProxyError::BodyTooLarge
     } else {
-        GatewayError::Upstream(e)
+        ProxyError::Failed(e)
     }
 }
 
