@@ -7,7 +7,7 @@ use hyper::body::Incoming;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
-use crate::auth::login::escape;
+use crate::login::escape;
 
 use super::{html, json_resp, refuse_non_loopback, serve, Resp};
 

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::auth::session::random_token;
+use crate::session::random_token;
 
 use super::{refuse_non_loopback, start_demo_app, DevClient, DevIssuer, DevIssuerOptions};
 

@@ -22,10 +22,10 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::admin::{self, AdminLimits, Readiness};
-use crate::auth::login::LoginService;
 use crate::auth::{AuthMetrics, Authenticator};
 use crate::config::{Config, Server as ServerConfig};
 use crate::gateway::{Conn, Gateway};
+use crate::login::Logins;
 use crate::metrics::Metrics;
 use crate::oidc::http::IdpClient;
 use crate::router::Router;
@@ -68,7 +68,7 @@ pub enum StartError {
 struct Shared {
     config: Config,
     auth: Arc<Authenticator>,
-    login: Option<Arc<LoginService>>,
+    logins: Arc<Logins>,
     credentials: Arc<Credentials>,
     metrics: Metrics,
     client_tls: rustls::ClientConfig,
@@ -150,7 +150,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     };
     let shared = Arc::new(Shared {
         auth: auth.clone(),
-        login: LoginService::new(&config, auth.clone()).map_err(|e| StartError::Login(e.to_string()))?,
+        logins: Logins::new(&config, auth.clone()).map_err(|e| StartError::Login(e.to_string()))?,
         credentials: credentials.clone(),
         metrics: metrics.clone(),
         client_tls,
@@ -315,7 +315,7 @@ fn worker(listener: Listener, shared: Arc<Shared>, shutdown: watch::Receiver<boo
             &shared.config,
             router,
             shared.auth.clone(),
-            shared.login.clone(),
+            shared.logins.clone(),
             shared.credentials.clone(),
             proxy,
             shared.metrics.clone(),
