@@ -218,12 +218,22 @@ const scenarios = {
     await page.fill('#username', input.user);
     await Promise.all([page.waitForURL(sameUrl(input.url)), page.click('#sign-in')]);
     await page.waitForSelector('#welcome');
-    return {
+    const out = {
       form_url: formUrl,
       final_url: page.url(),
       welcome: await page.textContent('#welcome'),
       headers: await page.textContent('#headers'),
     };
+    // The second demo app signs in with its own client; the issuer remembers the user.
+    if (input.second_url) {
+      await page.goto(input.second_url);
+      await page.waitForURL(sameUrl(input.second_url));
+      await page.waitForSelector('#welcome');
+      out.second_final_url = page.url();
+      out.second_welcome = await page.textContent('#welcome');
+      out.cookies = await b.context.cookies();
+    }
+    return out;
   },
 
   async login(input, b) {
