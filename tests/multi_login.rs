@@ -20,7 +20,7 @@ mod idp;
 mod login;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{admin, dead_port, echo, Echo, Gateway, BASE};
@@ -73,7 +73,7 @@ impl App {
 struct Bed {
     idps: Vec<Idp>,
     apps: Vec<App>,
-    gw: Gateway,
+    _gw: Gateway,
     _echo: Echo,
 }
 
@@ -114,7 +114,7 @@ impl Bed {
         let echo = echo();
         let gw = Gateway::start(&config(port, &idps, &apps, echo.addr));
         wait_ready(&gw);
-        Bed { idps, apps, gw, _echo: echo }
+        Bed { idps, apps, _gw: gw, _echo: echo }
     }
 
     fn app(&self, name: &str) -> &App {
@@ -469,9 +469,7 @@ fn two_logins_on_two_issuers() {
 
 /// An upstream page showing what it received, for the driver to read (`#uri`, `#headers`).
 fn page_upstream(rt: &tokio::runtime::Runtime) -> SocketAddr {
-    let seen: Arc<Mutex<()>> = Arc::default();
-    rt.block_on(common::upstream(Arc::new(move |req: Request<Incoming>| {
-        let _ = &seen;
+    rt.block_on(common::upstream(Arc::new(|req: Request<Incoming>| {
         Box::pin(async move {
             let headers: serde_json::Map<String, Value> = req
                 .headers()
