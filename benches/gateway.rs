@@ -40,17 +40,16 @@ use futures_util::FutureExt;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{StatusCode, Uri};
 use serde_json::json;
-use tollgate::auth::cookie::{self, Sealer};
-use tollgate::auth::login::{is_browser, LoginService};
-use tollgate::auth::session::{Session, Sessions, Write};
 use tollgate::auth::{front, token, unix_now, AuthMetrics, Authenticator, Principal};
 use tollgate::authority::HostPattern;
 use tollgate::config::{Config, Route, TokenSource};
+use tollgate::login::{is_browser, LoginService};
 use tollgate::metrics::{Metrics, RouteMetrics};
 use tollgate::oidc::http::IdpClient;
 use tollgate::path::normalize_path;
 use tollgate::router::Router;
 use tollgate::secret::Secret;
+use tollgate::session::{cookie, Sealer, Session, Sessions, Write};
 use tollgate::upstream::headers::{clean_response, Protected};
 
 /// A bearer token of realistic size (538 bytes; the dev issuer's ES256 access tokens are ~530).
@@ -85,7 +84,7 @@ cookie_secret = "bench-cookie-secret-that-is-at-least-32-bytes"
 // ---- cookies and sessions -------------------------------------------------------------------
 
 fn cookies(c: &mut Criterion) {
-    let sealer = Sealer::new(&[Secret::new("bench-cookie-secret-that-is-at-least-32-bytes")]);
+    let sealer = Sealer::new(&[Secret::new("bench-cookie-secret-that-is-at-least-32-bytes")], "default");
     let payload: Vec<u8> = (0..2048u32).map(|i| b"abcdefghijklmnopqrstuvwxyz0123456789"[(i % 36) as usize]).collect();
     c.bench_function("cookie_seal_2k", |b| b.iter(|| black_box(sealer.seal("session", black_box(&payload)))));
     let sealed = sealer.seal("session", &payload).expect("seals");
@@ -128,7 +127,7 @@ fn sessions(c: &mut Criterion) {
     let metrics = AuthMetrics::new(&prometheus::Registry::new()).expect("metrics");
     let tls = tollgate::tls::client_config(&config.upstream).expect("tls");
     let auth = Authenticator::new(&config, IdpClient::new(tls, Duration::from_secs(1)), metrics);
-    let login = LoginService::new(&config, auth).expect("login").expect("configured");
+    let login = LoginService::new(config.logins[0].clone(), auth).expect("login");
     let store = Sessions::new(login.config()).expect("cookie store");
     let check = |headers: &HeaderMap| {
         let s = login.session(black_box(headers)).now_or_never().expect("no waiting");

@@ -20,13 +20,13 @@ use http::header::{HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL, HOST};
 use http::{Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 
-use crate::auth::login::{is_browser, LoginService};
 use crate::auth::AuthError;
 use crate::authority::Authority;
 use crate::body::Body;
 use crate::config::{Route, RouteAuth};
 use crate::error::GatewayError;
 use crate::gateway::{authorize, Caller, Gateway};
+use crate::login::{is_browser, LoginService};
 use crate::oidc::http::form_encode;
 use crate::path::normalize_path;
 use crate::router::Router;
@@ -81,8 +81,10 @@ async fn judge(gw: &Gateway, mut parts: http::request::Parts, own: &Authority) -
     let req = Request::from_parts(parts, ());
     let return_to = (traefik && is_browser(req.headers())).then(|| req.uri().to_string());
     let mut set_cookie = HeaderMap::new();
+    // The login of this route, not of the host tollgate was asked on: each app its own.
+    let login = gw.logins().for_route(route).map(|l| &**l);
     let outcome = match gw.authenticate(route, &req, return_to.as_deref(), &mut set_cookie).await {
-        Ok(caller) => authorize(route, caller, req.headers()).map(|p| accepted(route, p.caller(), gw.login())),
+        Ok(caller) => authorize(route, caller, req.headers()).map(|p| accepted(route, p.caller(), login)),
         Err(e) => Err(e),
     };
     let mut resp = match outcome {
@@ -90,7 +92,7 @@ async fn judge(gw: &Gateway, mut parts: http::request::Parts, own: &Authority) -
         Err(e) => {
             let mut resp = e.into_response(Some(route));
             if resp.status() == StatusCode::UNAUTHORIZED {
-                sign_in_hint(&mut resp, route, gw.login(), req.uri());
+                sign_in_hint(&mut resp, route, login, req.uri());
             }
             resp
         }
@@ -154,7 +156,7 @@ fn find_route<'r>(router: &'r Router, fwd: &Forwarded<'_>, query: Option<&str>) 
 }
 
 /// 202 with the caller's identity; none for a public route's anonymous caller. The access
-/// token only for a session and only with `[login] auth_request_access_token`.
+/// token only for a session and only with the route's login's `auth_request_access_token`.
 fn accepted(route: &Route, caller: &Caller, login: Option<&LoginService>) -> Response<Body> {
     let mut resp = Response::new(Body::empty());
     *resp.status_mut() = StatusCode::ACCEPTED;
@@ -186,13 +188,15 @@ fn accepted(route: &Route, caller: &Caller, login: Option<&LoginService>) -> Res
     resp
 }
 
-/// On a 401 for a login route: where to send the browser to sign in and come back to `original`.
+/// On a 401 for a login route: where to send the browser to sign in and come back to
+/// `original`, the start endpoint of the route's login (under its `public_url` path).
 fn sign_in_hint(resp: &mut Response<Body>, route: &Route, login: Option<&LoginService>, original: &Uri) {
-    if login.is_none() || !matches!(route.auth, RouteAuth::Login | RouteAuth::LoginOrBearer(_)) {
+    let Some(login) = login.filter(|_| matches!(route.auth, RouteAuth::Login | RouteAuth::LoginOrBearer(_))) else {
         return;
-    }
+    };
     let rd = original.to_string();
-    if let Ok(v) = HeaderValue::from_str(&format!("/oauth2/start?rd={}", form_encode(&rd))) {
+    let start = login.config().endpoint_path("start");
+    if let Ok(v) = HeaderValue::from_str(&format!("{start}?rd={}", form_encode(&rd))) {
         resp.headers_mut().insert(X_AUTH_REQUEST_REDIRECT.clone(), v);
     }
 }

@@ -22,13 +22,13 @@ use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 
-use crate::auth::login::{is_browser, page, LoginService};
 use crate::auth::{rules, token, AuthError, Authenticator, Principal};
 use crate::authority::{self, Authority};
 use crate::body::{Body, LimitedBody};
 use crate::config::{Bearer, Config, IncomingAuthorization, IpRange, Route, RouteAuth};
 use crate::error::GatewayError;
 use crate::forward_auth;
+use crate::login::{is_browser, page, Logins};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::path::normalize_path;
 use crate::router::Router;
@@ -156,7 +156,7 @@ impl Worker {
 pub struct Gateway {
     router: Arc<Router>,
     auth: Arc<Authenticator>,
-    login: Option<Arc<LoginService>>,
+    logins: Arc<Logins>,
     credentials: Arc<Credentials>,
     trusted_proxies: Vec<IpRange>,
     protected: Protected,
@@ -172,7 +172,7 @@ impl Gateway {
         config: &Config,
         router: Arc<Router>,
         auth: Arc<Authenticator>,
-        login: Option<Arc<LoginService>>,
+        logins: Arc<Logins>,
         credentials: Arc<Credentials>,
         metrics: Metrics,
     ) -> Gateway {
@@ -191,7 +191,7 @@ impl Gateway {
             no_route_metrics,
             router,
             auth,
-            login,
+            logins,
             credentials,
             protected: Protected::configured(
                 claim_headers.collect::<Vec<_>>().into_iter(),
@@ -271,15 +271,15 @@ impl Gateway {
         if req.uri().path() == forward_auth::PATH {
             return (None, Ok(Box::pin(forward_auth::answer(self, req, authority)).await));
         }
-        // Built-in endpoints under /oauth2/ come before any route.
-        let req = match &self.login {
+        // Built-in endpoints under a login's `{public_url path}/oauth2/` come before any route.
+        let req = match self.logins.owner(authority, req.uri().path()) {
             // Boxed, as the other rare or large steps below: the request future stays small,
             // and it is moved on every request (it was 12 KB with these inline).
-            Some(login) if req.uri().path().starts_with("/oauth2/") => match Box::pin(login.endpoint(req)).await {
+            Some(login) => match Box::pin(login.endpoint(req)).await {
                 Ok(resp) => return (None, Ok(resp)),
                 Err(req) => req,
             },
-            _ => req,
+            None => req,
         };
         // The URI is cloned (reference counts) so that the normalised path may borrow from it
         // while the request moves on.
@@ -318,8 +318,8 @@ impl Gateway {
         &self.router
     }
 
-    pub(crate) fn login(&self) -> Option<&LoginService> {
-        self.login.as_deref()
+    pub(crate) fn logins(&self) -> &Logins {
+        &self.logins
     }
 
     /// Step 1: the route for this host (already lower case, no port) and normalised path.
@@ -340,7 +340,7 @@ impl Gateway {
             RouteAuth::None => Ok(Caller::Anonymous),
             RouteAuth::Bearer(b) => self.bearer(b, req).await,
             RouteAuth::Login | RouteAuth::LoginOrBearer(_) => {
-                let login = self.login.as_ref().ok_or(AuthError::Unavailable("login is not configured"))?;
+                let login = self.logins.for_route(route).ok_or(AuthError::Unavailable("login is not configured"))?;
                 if let Some(s) = login.session(req.headers()).await? {
                     set_cookie.extend(s.set_cookie);
                     return Ok(Caller::Session { principal: s.principal, access_token: s.access_token });
@@ -388,9 +388,7 @@ impl Gateway {
         }
         let upgrade = self.protected.clean_request(req.headers_mut(), conn.trusted);
         join_cookies(req.headers_mut());
-        if let Some(login) = &self.login {
-            login.strip_cookies(req.headers_mut());
-        }
+        self.logins.strip_cookies(req.headers_mut());
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         // A bearer token the route must not forward leaves with its query parameter or cookie.

@@ -129,8 +129,9 @@ fn run_loaded(path: &std::path::Path, dev: Option<(&tollgate::dev::DevSetup, &Pa
     if let Some((setup, file)) = dev {
         let gw = &setup.gateway_url;
         println!(
-            "\ntollgate dev: a development issuer, a demo app and the gateway, on this machine only.\n\n  \
-             Open         {gw}/          (sign in with any user name)\n  \
+            "\ntollgate dev: a development issuer, two demo apps and the gateway, on this machine only.\n\n  \
+             Open         {gw}/wiki/     (sign in with any user name)\n  \
+             Second app   {gw}/blog/     (its own client and session; sign out of one, the other stays)\n  \
              Public page  {gw}/public/\n  \
              Issuer       {}\n  \
              Admin        http://{}/metrics  (/readyz, /healthz)\n  \

@@ -1,5 +1,7 @@
 //! `tollgate dev` as a newcomer runs it: the printed URL serves a login page, signing in shows
-//! the demo page with the user's identity headers, and the printed `curl` line returns JSON.
+//! the demo page with the user's identity headers, the second demo app signs in with its own
+//! client and session (sign-out of one leaves the other), and the printed `curl` line returns
+//! JSON.
 
 #[path = "support/browser.rs"]
 mod browser;
@@ -16,6 +18,8 @@ use common::{get, raw, RawResponse};
 struct Dev {
     child: Child,
     url: String,
+    /// The second demo app.
+    second: String,
     admin: SocketAddr,
     curl: String,
     config: String,
@@ -43,7 +47,7 @@ fn start_dev() -> Dev {
             let _ = tx.send(line);
         }
     });
-    let (mut url, mut curl, mut config, mut admin) = (None, None, None, None);
+    let (mut url, mut second, mut curl, mut config, mut admin) = (None, None, None, None, None);
     let deadline = Instant::now() + Duration::from_secs(20);
     while curl.is_none() {
         let line = rx
@@ -52,6 +56,8 @@ fn start_dev() -> Dev {
         let t = line.trim();
         if let Some(rest) = t.strip_prefix("Open") {
             url = rest.split_whitespace().next().map(str::to_string);
+        } else if let Some(rest) = t.strip_prefix("Second app") {
+            second = rest.split_whitespace().next().map(str::to_string);
         } else if let Some(rest) = t.strip_prefix("Admin") {
             admin = rest.split_whitespace().next().map(addr_of);
         } else if let Some(rest) = t.strip_prefix("Config") {
@@ -63,6 +69,7 @@ fn start_dev() -> Dev {
     Dev {
         child,
         url: url.expect("no Open line"),
+        second: second.expect("no Second app line"),
         admin: admin.expect("no Admin line"),
         curl: curl.unwrap(),
         config: config.expect("no Config line"),
@@ -147,17 +154,37 @@ fn split_url(url: &str) -> (SocketAddr, String) {
     (host.parse().unwrap(), format!("/{path}"))
 }
 
+/// Follows redirects (bounded) from `target` on the gateway or the issuer, keeping cookies;
+/// returns the last response and the path it answered.
+fn follow(mut addr: SocketAddr, target: &str, jar: &mut Jar) -> (RawResponse, String) {
+    let mut target = target.to_string();
+    for _ in 0..8 {
+        let r = request(addr, "GET", &target, jar, None);
+        jar.take(&addr.to_string(), &r);
+        let Some(location) = r.header("location").filter(|_| r.status == 302) else { return (r, target) };
+        if location.starts_with("http://") {
+            (addr, target) = split_url(location);
+        } else {
+            target = location.to_string();
+        }
+    }
+    panic!("more than 8 redirects from {target}");
+}
+
 #[test]
 fn signing_in_through_the_dev_issuer_shows_the_demo_page() {
     let dev = start_dev();
     wait_ready(&dev);
     let gw = addr_of(&dev.url);
+    assert_eq!(dev.url, format!("http://{gw}/wiki/"));
+    assert_eq!(dev.second, format!("http://{gw}/blog/"));
     let mut jar = Jar::default();
-    // 1. the protected page sends a browser to the issuer's sign-in form
-    let r = request(gw, "GET", "/reports?year=2026", &jar, None);
+    // 1. the protected page sends a browser to the issuer's sign-in form, with the wiki client
+    let r = request(gw, "GET", "/wiki/reports?year=2026", &jar, None);
     assert_eq!(r.status, 302, "{r:?}");
     jar.take(&gw.to_string(), &r);
     let (idp, authorize) = split_url(r.header("location").unwrap());
+    assert!(authorize.contains("client_id=tollgate-dev-wiki"), "{authorize}");
     let form = request(idp, "GET", &authorize, &jar, None);
     assert_eq!(form.status, 200);
     assert!(form.body.contains("name=\"username\""), "no sign-in form: {}", form.body);
@@ -175,17 +202,44 @@ fn signing_in_through_the_dev_issuer_shows_the_demo_page() {
     fields.push("username=ada".into());
     let r = request(idp, "POST", "/authorize", &jar, Some(&fields.join("&")));
     assert_eq!(r.status, 302, "{r:?}");
-    // 3. back at the gateway's callback, then to the page first asked for
+    jar.take(&idp.to_string(), &r);
+    // 3. back at the wiki's callback, then to the page first asked for
     let (_, callback) = split_url(r.header("location").unwrap());
+    assert!(callback.starts_with("/wiki/oauth2/callback?"), "{callback}");
     let r = request(gw, "GET", &callback, &jar, None);
     assert_eq!(r.status, 302, "{r:?}");
-    assert_eq!(r.header("location"), Some("/reports?year=2026"));
+    assert_eq!(r.header("location"), Some("/wiki/reports?year=2026"));
+    assert!(
+        r.header("set-cookie").is_some_and(|c| c.starts_with("tollgate_wiki=") && c.contains("Path=/wiki;")),
+        "{r:?}"
+    );
     jar.take(&gw.to_string(), &r);
-    let page = request(gw, "GET", "/reports?year=2026", &jar, None);
+    let page = request(gw, "GET", "/wiki/reports?year=2026", &jar, None);
     assert_eq!(page.status, 200, "{page:?}");
-    assert!(page.body.contains("Signed in as <strong>ada</strong>"), "{}", page.body);
+    assert!(
+        page.body.contains("Signed in to <strong id=\"app\">wiki</strong> as <strong>ada</strong>"),
+        "{}",
+        page.body
+    );
     assert!(page.body.contains("x-forwarded-email") && page.body.contains("ada@example.com"), "{}", page.body);
-    // the public page needs nothing
+    // 4. the blog signs in with its own client (silently: the issuer remembers ada)
+    let (blog, at) = follow(gw, "/blog/", &mut jar);
+    assert_eq!((blog.status, at.as_str()), (200, "/blog/"), "{blog:?}");
+    assert!(
+        blog.body.contains("Signed in to <strong id=\"app\">blog</strong> as <strong>ada</strong>"),
+        "{}",
+        blog.body
+    );
+    assert!(jar.header(&gw.to_string()).contains("tollgate_blog="), "{:?}", jar.0);
+    // 5. signing out of the wiki leaves the blog signed in
+    let out = request(gw, "GET", "/wiki/oauth2/sign_out", &jar, None);
+    assert_eq!(out.status, 302, "{out:?}");
+    jar.take(&gw.to_string(), &out);
+    assert!(!jar.header(&gw.to_string()).contains("tollgate_wiki="), "{:?}", jar.0);
+    assert_eq!(request(gw, "GET", "/wiki/", &jar, None).status, 302, "the wiki session ended");
+    assert_eq!(request(gw, "GET", "/blog/", &jar, None).status, 200, "the blog session goes on");
+    // the index and the public page need nothing
+    assert!(get(gw, "/", &[]).body.contains("/blog/"));
     assert_eq!(get(gw, "/public/", &[]).status, 200);
 }
 
@@ -203,11 +257,20 @@ fn a_browser_signs_in_through_the_dev_issuer_form() {
     browser::check_prerequisites();
     let dev = start_dev();
     wait_ready(&dev);
-    let seen = browser::run(&serde_json::json!({ "scenario": "dev", "url": dev.url, "user": "grace" }));
+    let seen = browser::run(&serde_json::json!({
+        "scenario": "dev", "url": dev.url, "second_url": dev.second, "user": "grace"
+    }));
     let form = seen["form_url"].as_str().unwrap();
     assert!(form.contains("/authorize?") && form.contains("code_challenge_method=S256"), "{seen}");
     assert_eq!(seen["final_url"], dev.url.as_str(), "{seen}");
     assert!(seen["welcome"].as_str().unwrap().contains("grace"), "{seen}");
     let headers = seen["headers"].as_str().unwrap();
     assert!(headers.contains("x-forwarded-email") && headers.contains("grace@example.com"), "{headers}");
+    // The second app: its own sign-in (silent at the issuer), its own cookie on its own path.
+    assert_eq!(seen["second_final_url"], dev.second.as_str(), "{seen}");
+    assert!(seen["second_welcome"].as_str().unwrap().contains("blog"), "{seen}");
+    let cookies = seen["cookies"].as_array().unwrap();
+    let path_of = |name: &str| cookies.iter().find(|c| c["name"] == name).map(|c| c["path"].clone());
+    assert_eq!(path_of("tollgate_wiki"), Some(serde_json::json!("/wiki")), "{seen}");
+    assert_eq!(path_of("tollgate_blog"), Some(serde_json::json!("/blog")), "{seen}");
 }

@@ -2,18 +2,14 @@
 //! opaque tokens introspected) become a [`Principal`]; rules decide what it may do.
 
 pub mod claims;
-pub mod cookie;
 pub mod front;
 pub mod id_token;
 pub mod introspection;
 pub mod issuer;
 pub mod jwks;
 pub mod jwt;
-pub mod login;
 pub mod principal;
-pub mod redirect;
 pub mod rules;
-pub mod session;
 pub mod token;
 
 use std::sync::atomic::{AtomicU64, Ordering};

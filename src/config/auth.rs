@@ -164,7 +164,7 @@ pub(super) fn route_auth(c: &mut Check, i: usize, r: &mut RawRoute, issuers: &[I
         Some("bearer") => RouteAuth::Bearer(bearer(c, i, r, issuers)),
         Some(mode @ ("login" | "login_or_bearer")) => {
             if !login {
-                c.err(at("auth"), format!("auth = {mode:?} needs a [login] section"));
+                c.err(at("auth"), format!("auth = {mode:?} needs a [login] section (or [[login]] tables)"));
             }
             if mode == "login" {
                 RouteAuth::Login

@@ -203,6 +203,7 @@ pub(super) fn egress(c: &mut Check, raw: Vec<RawEgress>, clients: &[Client], def
             claim_headers: Vec::new(),
             upstream_token,
             insecure_forward_unverified_email: false,
+            login: None,
         };
         out.push(Egress { name, listen, route });
     }

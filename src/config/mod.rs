@@ -58,7 +58,8 @@ pub struct Config {
     pub log: Log,
     pub upstream: UpstreamClient,
     pub issuers: Vec<Issuer>,
-    pub login: Option<Login>,
+    /// Browser logins: `[login]` (named `default`) or each `[[login]]`, in the file's order.
+    pub logins: Vec<Login>,
     pub clients: Vec<Client>,
     pub egress: Vec<Egress>,
     pub routes: Vec<Route>,
@@ -164,6 +165,8 @@ pub struct Route {
     /// Forward an email address the issuer marked `email_verified: false` (off: such an
     /// address is left out of `X-Forwarded-Email`).
     pub insecure_forward_unverified_email: bool,
+    /// The name of the route's login (`auth = "login"` or `"login_or_bearer"` only).
+    pub login: Option<String>,
 }
 
 /// A token issuer (an OpenID Provider or any OAuth 2.0 authorization server).
@@ -217,7 +220,7 @@ pub enum RouteAuth {
     /// Public: anyone passes (identity headers from clients are still removed).
     None,
     Bearer(Bearer),
-    /// A browser session from `[login]`; browsers without one are sent to sign in.
+    /// A browser session of the route's login; browsers without one are sent to sign in.
     Login,
     /// A session, or else a bearer token.
     LoginOrBearer(Bearer),
@@ -303,6 +306,7 @@ impl Route {
             claim_headers: Vec::new(),
             upstream_token: None,
             insecure_forward_unverified_email: false,
+            login: None,
         }
     }
 }
@@ -400,19 +404,20 @@ impl Config {
         subst::substitute(&mut tree, &mut Vec::new(), env, &mut errors);
         let base_dir = file.parent().unwrap_or(Path::new("."));
         subst::load_secret_files(&mut tree, &mut Vec::new(), base_dir, &mut errors);
+        let single_login = login::single_table_as_list(&mut tree);
         // Keep going after substitution errors so one run lists every problem; a field whose
         // variable was missing is not reported a second time by validation.
         let tables = |key: &str| tree.get(key).and_then(toml::Value::as_array).cloned().unwrap_or_default();
         let (issuer_tables, client_tables) = (tables("issuer"), tables("client"));
         let raw: raw::RawConfig = match serde_path_to_error::deserialize(tree) {
-            Ok(raw) => raw,
+            Ok(raw) => raw::RawConfig { single_login, ..raw },
             Err(e) => {
-                let field = e.path().to_string();
+                let field = login::single_table_field(e.path().to_string(), single_login);
                 let field = if field == "." { String::new() } else { field };
                 // toml appends "in `table`" on a second line; the path already says where.
                 let reason = e.into_inner().to_string();
                 let reason = reason.lines().next().unwrap_or_default().to_string();
-                errors.push(ConfigError::field(field, reason));
+                errors.push(ConfigError::field(missing_field(field, &reason), reason));
                 return Err(fail(errors));
             }
         };
@@ -428,6 +433,17 @@ impl Config {
                 Err(fail(errors))
             }
         }
+    }
+}
+
+/// serde names the table that lacks a field (`login[1]: missing field `client_id``): name the
+/// field itself (`login[1].client_id`).
+fn missing_field(table: String, reason: &str) -> String {
+    let Some(name) = reason.strip_prefix("missing field `").and_then(|r| r.split('`').next()) else { return table };
+    if table.is_empty() {
+        name.to_string()
+    } else {
+        format!("{table}.{name}")
     }
 }
 

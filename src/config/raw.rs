@@ -16,7 +16,12 @@ pub struct RawConfig {
     pub upstream: RawUpstreamClient,
     #[serde(default, rename = "issuer")]
     pub issuers: Vec<RawIssuer>,
-    pub login: Option<RawLogin>,
+    /// `[login]` (one table, the login named `default`) or `[[login]]` (each with a `name`):
+    /// the loader turns a single table into a list of one and sets `single_login`.
+    #[serde(default, rename = "login")]
+    pub logins: Vec<RawLogin>,
+    #[serde(skip)]
+    pub single_login: bool,
     #[serde(default, rename = "client")]
     pub clients: Vec<RawClient>,
     #[serde(default, rename = "egress")]
@@ -59,6 +64,7 @@ pub struct RawEgress {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLogin {
+    pub name: Option<String>,
     pub issuer: Option<String>,
     pub client_id: String,
     pub client_secret: Option<String>,
@@ -231,4 +237,6 @@ pub struct RawRoute {
     pub incoming_authorization: Option<String>,
     #[serde(default)]
     pub insecure_forward_unverified_email: bool,
+    /// The `[[login]]` of an `auth = "login"` / `"login_or_bearer"` route.
+    pub login: Option<String>,
 }

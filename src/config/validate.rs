@@ -61,15 +61,15 @@ pub(super) fn validate(raw: RawConfig, file: &Path, base_dir: &Path) -> Result<C
     let log = log(&mut c, raw.log);
     let upstream = upstream_client(&mut c, raw.upstream, base_dir);
     let issuers = super::auth::issuers(&mut c, raw.issuers, base_dir);
-    let login = super::login::login(&mut c, raw.login, &issuers, base_dir);
+    let logins = super::login::logins(&mut c, raw.logins, raw.single_login, &issuers, base_dir);
     let clients = super::clients::clients(&mut c, raw.clients, &issuers, base_dir);
     let egress = super::clients::egress(&mut c, raw.egress, &clients, upstream.timeout);
     if raw.routes.is_empty() && egress.is_empty() {
         c.err("route", "no routes: add at least one [[route]] with a path and an upstream (or an [[egress]] listener)");
     }
-    let routes = routes(&mut c, raw.routes, &upstream, &issuers, login.is_some(), &clients);
+    let routes = routes(&mut c, raw.routes, &upstream, &issuers, &logins, &clients);
     if c.errors.is_empty() {
-        Ok(Config { file: file.to_path_buf(), server, admin, log, upstream, issuers, login, clients, egress, routes })
+        Ok(Config { file: file.to_path_buf(), server, admin, log, upstream, issuers, logins, clients, egress, routes })
     } else {
         Err(c.errors)
     }
@@ -268,7 +268,7 @@ fn routes(
     raw: Vec<RawRoute>,
     client: &UpstreamClient,
     issuers: &[Issuer],
-    login: bool,
+    logins: &[Login],
     clients: &[super::Client],
 ) -> Vec<Route> {
     let mut names = HashSet::new();
@@ -276,7 +276,8 @@ fn routes(
     let mut out = Vec::with_capacity(raw.len());
     for (i, mut r) in raw.into_iter().enumerate() {
         let at = |f: &str| format!("route[{i}].{f}");
-        let parts = super::auth::route_auth(c, i, &mut r, issuers, login);
+        let parts = super::auth::route_auth(c, i, &mut r, issuers, !logins.is_empty());
+        let login = super::login::route_login(c, i, r.login.take(), &parts.auth, logins);
         let path = r.path.unwrap_or_else(|| "/".into());
         match normalize_path(&path) {
             Ok(n) if n == path => {}
@@ -335,6 +336,7 @@ fn routes(
                 clients,
             ),
             insecure_forward_unverified_email: r.insecure_forward_unverified_email,
+            login,
         });
     }
     out

@@ -16,8 +16,8 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
-use crate::auth::login::escape;
-use crate::auth::session::random_token;
+use crate::login::escape;
+use crate::session::random_token;
 use crate::util::query_param;
 use crate::util::unix_now;
 

@@ -30,7 +30,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::net::TcpListener;
 
-use crate::auth::login::escape;
+use crate::login::escape;
 
 pub(crate) fn refuse_non_loopback(addr: SocketAddr) -> std::io::Result<()> {
     if addr.ip().is_loopback() {

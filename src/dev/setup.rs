@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::auth::session::random_token;
+use crate::session::random_token;
 
 use super::{refuse_non_loopback, start_demo_app, DevClient, DevIssuer, DevIssuerOptions};
 
@@ -15,36 +15,56 @@ pub struct DevSetup {
     pub cli_client: (String, String),
 }
 
+/// The demo apps: path prefix (the login's name too) and client id. Each signs in with its own
+/// client and keeps its own session, on one host by path.
+pub const APPS: [(&str, &str); 2] = [("wiki", "tollgate-dev-wiki"), ("blog", "tollgate-dev-blog")];
+
 /// Starts the issuer and the demo app on the current runtime and writes the gateway's config.
 pub async fn setup(gateway: SocketAddr) -> std::io::Result<DevSetup> {
     refuse_non_loopback(gateway)?;
     let gateway_url = format!("http://{gateway}");
-    let web_secret = random_token();
     let cli = ("dev-cli".to_string(), "dev-secret".to_string());
+    let web: Vec<(&str, &str, String)> = APPS.iter().map(|(app, id)| (*app, *id, random_token())).collect();
+    let mut clients: Vec<DevClient> = web
+        .iter()
+        .map(|(app, id, secret)| DevClient {
+            id: id.to_string(),
+            secret: secret.clone(),
+            redirect_uris: vec![format!("{gateway_url}/{app}/oauth2/callback")],
+            post_logout_redirect_uris: vec![format!("{gateway_url}/{app}/")],
+        })
+        .collect();
+    clients.push(DevClient {
+        id: cli.0.clone(),
+        secret: cli.1.clone(),
+        redirect_uris: vec![],
+        post_logout_redirect_uris: vec![],
+    });
     let issuer = DevIssuer::start(
         SocketAddr::from((gateway.ip(), 0)),
-        DevIssuerOptions {
-            clients: vec![
-                DevClient {
-                    id: "tollgate-dev".into(),
-                    secret: web_secret.clone(),
-                    redirect_uris: vec![format!("{gateway_url}/oauth2/callback")],
-                    post_logout_redirect_uris: vec![format!("{gateway_url}/")],
-                },
-                DevClient {
-                    id: cli.0.clone(),
-                    secret: cli.1.clone(),
-                    redirect_uris: vec![],
-                    post_logout_redirect_uris: vec![],
-                },
-            ],
-            audience: "tollgate-dev-api".into(),
-            access_token_ttl: Duration::from_secs(300),
-        },
+        DevIssuerOptions { clients, audience: "tollgate-dev-api".into(), access_token_ttl: Duration::from_secs(300) },
     )
     .await?;
     let app = start_demo_app(SocketAddr::from((gateway.ip(), 0))).await?;
-    let cookie_secret = random_token();
+    let mut logins = String::new();
+    let mut routes = String::new();
+    for (name, id, secret) in &web {
+        logins.push_str(&format!(
+            r#"[[login]]
+name = "{name}"
+client_id = "{id}"
+client_secret = "{secret}"
+public_url = "{gateway_url}/{name}"
+cookie_secret = "{cookie_secret}"
+scopes = ["openid", "email", "profile", "offline_access"]
+
+"#,
+            cookie_secret = random_token(),
+        ));
+        routes.push_str(&format!(
+            "[[route]]\nname = \"{name}\"\nauth = \"login\"\nlogin = \"{name}\"\npath = \"/{name}/\"\nupstream = \"http://{app}\"\n\n"
+        ));
+    }
     let config_text = format!(
         r#"# Written by `tollgate dev`. Every value here is for local development only.
 [server]
@@ -64,12 +84,13 @@ url = "{issuer}"
 audiences = ["tollgate-dev-api"]
 token_type = "at+jwt"
 
-[login]
-client_id = "tollgate-dev"
-client_secret = "{web_secret}"
-public_url = "{gateway_url}"
-cookie_secret = "{cookie_secret}"
-scopes = ["openid", "email", "profile", "offline_access"]
+# Two apps on one host by path, each signing in with its own client: sessions, cookies
+# (Path=/wiki, Path=/blog) and sign-out are per app.
+{logins}[[route]]
+name = "home"
+auth = "none"
+path = "/"
+upstream = "http://{app}"
 
 [[route]]
 name = "public"
@@ -83,12 +104,7 @@ auth = "bearer"
 path = "/api/"
 upstream = "http://{app}"
 
-[[route]]
-name = "app"
-auth = "login"
-path = "/"
-upstream = "http://{app}"
-"#,
+{routes}"#,
         admin = SocketAddr::from((gateway.ip(), 0)),
         issuer = issuer.url,
     );

@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::auth::login::LoginService;
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::gateway::Gateway;
+use crate::login::Logins;
 use crate::metrics::Metrics;
 use crate::router::Router;
 use crate::upstream::credentials::Credentials;
@@ -27,7 +27,7 @@ pub struct Live {
 /// What one configuration's gateways share.
 pub struct Parts {
     pub auth: Arc<Authenticator>,
-    pub login: Option<Arc<LoginService>>,
+    pub logins: Arc<Logins>,
     pub credentials: Arc<Credentials>,
 }
 
@@ -38,7 +38,7 @@ pub fn gateways(config: &Config, parts: &Parts, metrics: &Metrics) -> (Gateway, 
             config,
             Arc::new(router),
             parts.auth.clone(),
-            parts.login.clone(),
+            parts.logins.clone(),
             parts.credentials.clone(),
             metrics.clone(),
         )

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{gateways, Live, Parts};
-use crate::auth::login::LoginService;
 use crate::config::Config;
+use crate::login::Logins;
 use crate::metrics::Metrics;
 
 /// Watches the configuration file and applies its changes.
@@ -130,8 +130,8 @@ impl Reloader {
         let current = self.live.main.load_full();
         let auth = current.auth().next(config);
         let credentials = current.credentials().next(config, auth.clone());
-        let login = LoginService::new(config, auth.clone()).map_err(|e| ApplyError::Login(e.to_string()))?;
-        let parts = Parts { auth: auth.clone(), login, credentials: credentials.clone() };
+        let logins = Logins::new(config, auth.clone()).map_err(|e| ApplyError::Login(e.to_string()))?;
+        let parts = Parts { auth: auth.clone(), logins, credentials: credentials.clone() };
         let (main, egress) = gateways(config, &parts, &self.metrics);
         self.live.main.store(Arc::new(main));
         for (name, gateway) in egress {

@@ -23,10 +23,10 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::admin::{self, AdminLimits, Readiness};
-use crate::auth::login::LoginService;
 use crate::auth::{AuthMetrics, Authenticator};
 use crate::config::{Config, Server as ServerConfig};
 use crate::gateway::{Conn, Gateway, Worker};
+use crate::login::Logins;
 use crate::metrics::Metrics;
 use crate::oidc::http::IdpClient;
 use crate::runtime::reload::Reloader;
@@ -134,8 +134,8 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     let idp = IdpClient::new(client_tls.clone(), Duration::from_secs(10));
     let auth = Authenticator::new(&config, idp, AuthMetrics::new(&metrics.registry)?);
     let credentials = Credentials::new(&config, auth.clone(), CredentialMetrics::new(&metrics.registry)?);
-    let login = LoginService::new(&config, auth.clone()).map_err(|e| StartError::Login(e.to_string()))?;
-    let parts = Parts { auth: auth.clone(), login, credentials: credentials.clone() };
+    let logins = Logins::new(&config, auth.clone()).map_err(|e| StartError::Login(e.to_string()))?;
+    let parts = Parts { auth: auth.clone(), logins, credentials: credentials.clone() };
     let (main, egress) = runtime::gateways(&config, &parts, &metrics);
     let live = Live::new(main, egress);
     let mut listeners: Vec<Listener> = sockets

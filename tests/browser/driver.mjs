@@ -18,6 +18,9 @@
 //   outage   sign in, make the provider's token endpoint answer 503, open `url` again
 //   shared   sign in at `url`, then open `other_url` (a second gateway with the same secret)
 //            and `foreign_url` (one with another secret)
+//   dev      `tollgate dev`: sign in at its own form, then the second demo app (`second_url`)
+//   two_apps sign in at `url` (one login), open `other_url` (another login on the same host),
+//            sign out at `sign_out_url`, then open both again (tests/multi_login.rs)
 
 import { performance } from 'node:perf_hooks';
 
@@ -218,12 +221,22 @@ const scenarios = {
     await page.fill('#username', input.user);
     await Promise.all([page.waitForURL(sameUrl(input.url)), page.click('#sign-in')]);
     await page.waitForSelector('#welcome');
-    return {
+    const out = {
       form_url: formUrl,
       final_url: page.url(),
       welcome: await page.textContent('#welcome'),
       headers: await page.textContent('#headers'),
     };
+    // The second demo app signs in with its own client; the issuer remembers the user.
+    if (input.second_url) {
+      await page.goto(input.second_url);
+      await page.waitForURL(sameUrl(input.second_url));
+      await page.waitForSelector('#welcome');
+      out.second_final_url = page.url();
+      out.second_welcome = await page.textContent('#welcome');
+      out.cookies = await b.context.cookies();
+    }
+    return out;
   },
 
   async login(input, b) {
@@ -364,6 +377,29 @@ const scenarios = {
     const after = await visit(page, input.idp, input.url);
     after.chain = b.navigations.slice(navStart2);
     return { login: first, during, after };
+  },
+
+  async two_apps(input, b) {
+    const { context, page } = b;
+    const first = await login(page, input.idp, input.url, input.user);
+    const other = await visit(page, input.idp, input.other_url);
+    const cookies = await context.cookies();
+    await page.goto(input.sign_out_url);
+    // The provider asks to confirm (RP-initiated logout), then sends the browser back to the
+    // first app, which without a session starts a login: the provider's form.
+    const confirm = page.locator('button[name="logout"][value="yes"]');
+    const loginForm = page.locator('input[name="login"]');
+    await Promise.race([confirm.waitFor({ state: 'visible' }), loginForm.waitFor({ state: 'visible' })]);
+    if (await confirm.count()) {
+      await Promise.all([page.waitForURL((u) => !u.pathname.startsWith('/end_session')), confirm.click()]);
+    }
+    await loginForm.waitFor({ state: 'visible' }).catch(() => {});
+    const left = await context.cookies();
+    const afterSignOut = { final_url: page.url(), cookies: {} };
+    for (const name of input.cookie_names) afterSignOut.cookies[name] = left.find((c) => c.name === name) ?? null;
+    const otherAfter = await visit(page, input.idp, input.other_url);
+    const firstAfter = await visit(page, input.idp, input.url);
+    return { login: first, other, cookies, after_sign_out: afterSignOut, blog_after: otherAfter, wiki_after: firstAfter };
   },
 
   async shared(input, b) {

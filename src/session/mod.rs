@@ -1,7 +1,14 @@
 //! Browser sessions: what tollgate remembers about a signed-in user, kept either in sealed
 //! cookies (nothing shared between replicas) or in Redis (revocable: back-channel logout).
+//! Each login has its own [`Sessions`]: its cookie name and path, its keys (bound to its name)
+//! and its Redis keys, so no login ever opens, finds or removes another's sessions.
+//!
+//! Its own module, not part of `login/`: the store and the sealing know nothing of OIDC, and
+//! the login flow, refresh and endpoints all use them through [`Sessions`] alone.
 
 pub mod cache;
+pub mod cookie;
+pub mod sealer;
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -10,11 +17,13 @@ use http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::cookie::{self, Attributes, Sealer};
-use super::issuer::IssuerId;
-use super::{unix_now, Principal};
+use crate::auth::issuer::IssuerId;
+use crate::auth::Principal;
 use crate::config::{Login, SessionStore};
 use crate::store::redis::{Redis, RedisError};
+use crate::util::unix_now;
+use cookie::Attributes;
+pub use sealer::Sealer;
 
 /// One signed-in browser.
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
@@ -111,13 +120,39 @@ pub struct Sessions {
     pub sealer: Sealer,
     backend: Backend,
     cookie_name: String,
-    attrs: Attributes,
+    cookie_path: String,
+    secure: bool,
+    /// Where this login's keys start in Redis.
+    keys: RedisKeys,
     lifetime: Duration,
     idle: Duration,
 }
 
 const SESSION_PURPOSE: &str = "tollgate session";
-const REDIS_PREFIX: &str = "tollgate:session:";
+
+/// Key prefixes in Redis: `tollgate:session:`, `tollgate:sid:`, … for the `default` login (as
+/// single-login releases wrote them), `tollgate:login:NAME:session:`, … for the others.
+struct RedisKeys {
+    session: String,
+    sid: String,
+    sub: String,
+    refresh: String,
+}
+
+impl RedisKeys {
+    fn new(login: &str) -> RedisKeys {
+        let base = match login {
+            sealer::DEFAULT_LOGIN => "tollgate:".to_string(),
+            name => format!("tollgate:login:{name}:"),
+        };
+        RedisKeys {
+            session: format!("{base}session:"),
+            sid: format!("{base}sid:"),
+            sub: format!("{base}sub:"),
+            refresh: format!("{base}refresh:"),
+        }
+    }
+}
 
 impl Sessions {
     pub fn new(cfg: &Login) -> Result<Sessions, RedisError> {
@@ -126,17 +161,19 @@ impl Sessions {
             SessionStore::Redis(url) => Backend::Redis(Redis::from_url(url.expose())?),
         };
         Ok(Sessions {
-            sealer: Sealer::new(&cfg.cookie_secrets),
+            sealer: Sealer::new(&cfg.cookie_secrets, &cfg.name),
             backend,
             cookie_name: cfg.cookie_name.clone(),
-            attrs: Attributes { secure: cfg.secure },
+            cookie_path: cfg.cookie_path().to_string(),
+            secure: cfg.secure,
+            keys: RedisKeys::new(&cfg.name),
             lifetime: cfg.lifetime,
             idle: cfg.idle_timeout,
         })
     }
 
-    pub fn attrs(&self) -> Attributes {
-        self.attrs
+    pub fn attrs(&self) -> Attributes<'_> {
+        Attributes { secure: self.secure, path: &self.cookie_path }
     }
 
     /// A fresh random id (never one the browser brought).
@@ -162,7 +199,7 @@ impl Sessions {
                 }
                 // Boxed: the Redis call's state would otherwise sit in every session request's
                 // future (a network round trip dwarfs the allocation).
-                let stored = Box::pin(redis.get(&redis_key(&value))).await?;
+                let stored = Box::pin(redis.get(&self.redis_key(&value))).await?;
                 Ok(stored.map(|sealed| Sealed::Stored { id: value, sealed }))
             }
         }
@@ -180,7 +217,7 @@ impl Sessions {
         if !is_id(id) {
             return Ok(None);
         }
-        Ok(redis.get(&redis_key(id)).await?.and_then(|sealed| self.open(&sealed, Some(id), unix_now())))
+        Ok(redis.get(&self.redis_key(id)).await?.and_then(|sealed| self.open(&sealed, Some(id), unix_now())))
     }
 
     fn open(&self, sealed: &[u8], id: Option<&str>, now: u64) -> Option<Session> {
@@ -209,14 +246,14 @@ impl Sessions {
     pub async fn lock_refresh(&self, id: &str, ttl: Duration) -> Result<bool, SessionError> {
         match &self.backend {
             Backend::Cookie => Ok(true),
-            Backend::Redis(redis) => Ok(redis.lock(&refresh_lock_key(id), ttl).await?),
+            Backend::Redis(redis) => Ok(redis.lock(&self.refresh_lock_key(id), ttl).await?),
         }
     }
 
     pub async fn unlock_refresh(&self, id: &str) -> Result<(), SessionError> {
         match &self.backend {
             Backend::Cookie => Ok(()),
-            Backend::Redis(redis) => Ok(redis.del(&[&refresh_lock_key(id)]).await?),
+            Backend::Redis(redis) => Ok(redis.del(&[&self.refresh_lock_key(id)]).await?),
         }
     }
 
@@ -227,7 +264,7 @@ impl Sessions {
         let json = serde_json::to_vec(session).map_err(|_| SessionError::Seal)?;
         let sealed = self.sealer.seal(SESSION_PURPOSE, &json).ok_or(SessionError::Seal)?;
         let remaining = Duration::from_secs((session.created + self.lifetime.as_secs()).saturating_sub(unix_now()));
-        let key = redis_key(&session.id);
+        let key = self.redis_key(&session.id);
         match write {
             Write::New => redis.set_ex(&key, sealed.as_bytes(), remaining.min(self.idle)).await?,
             Write::Update => {
@@ -236,7 +273,7 @@ impl Sessions {
                 }
             }
         }
-        for index in logout_indexes(session) {
+        for index in self.logout_indexes(session) {
             redis.sadd_ex(&index, &key, remaining).await?;
         }
         Ok(())
@@ -256,11 +293,11 @@ impl Sessions {
             Backend::Cookie => {
                 let json = serde_json::to_vec(session).map_err(|_| SessionError::Seal)?;
                 let sealed = self.sealer.seal(SESSION_PURPOSE, &json).ok_or(SessionError::Seal)?;
-                cookie::write(out, &self.cookie_name, &sealed, remaining, self.attrs, &present)
+                cookie::write(out, &self.cookie_name, &sealed, remaining, self.attrs(), &present)
             }
             Backend::Redis(_) => {
                 self.store(session, write).await?;
-                cookie::write(out, &self.cookie_name, &session.id, remaining, self.attrs, &present);
+                cookie::write(out, &self.cookie_name, &session.id, remaining, self.attrs(), &present);
             }
         }
         Ok(())
@@ -274,9 +311,9 @@ impl Sessions {
         out: &mut HeaderMap,
     ) -> Result<(), SessionError> {
         if let (Backend::Redis(redis), Some(s)) = (&self.backend, session) {
-            redis.del(&[&redis_key(&s.id)]).await?;
+            redis.del(&[&self.redis_key(&s.id)]).await?;
         }
-        cookie::clear(out, &cookie::present(req, &self.cookie_name), self.attrs);
+        cookie::clear(out, &cookie::present(req, &self.cookie_name), self.attrs());
         Ok(())
     }
 
@@ -285,8 +322,8 @@ impl Sessions {
     pub async fn remove_by_logout(&self, sub: Option<&str>, sid: Option<&str>) -> Result<Option<usize>, SessionError> {
         let Backend::Redis(redis) = &self.backend else { return Ok(None) };
         let index = match (sid, sub) {
-            (Some(sid), _) => format!("tollgate:sid:{sid}"),
-            (None, Some(sub)) => format!("tollgate:sub:{sub}"),
+            (Some(sid), _) => format!("{}{sid}", self.keys.sid),
+            (None, Some(sub)) => format!("{}{sub}", self.keys.sub),
             (None, None) => return Ok(Some(0)),
         };
         let keys = redis.smembers(&index).await?;
@@ -299,31 +336,31 @@ impl Sessions {
     pub fn cookie_name(&self) -> &str {
         &self.cookie_name
     }
+
+    fn logout_indexes(&self, s: &Session) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(sid) = s.claims.get("sid").and_then(Value::as_str) {
+            out.push(format!("{}{sid}", self.keys.sid));
+        }
+        if let Some(sub) = s.claims.get("sub").and_then(Value::as_str) {
+            out.push(format!("{}{sub}", self.keys.sub));
+        }
+        out
+    }
+
+    /// Redis keys are a hash of the cookie value, so reading Redis does not yield usable cookies.
+    fn redis_key(&self, id: &str) -> String {
+        format!("{}{}", self.keys.session, id_hash(id))
+    }
+
+    fn refresh_lock_key(&self, id: &str) -> String {
+        format!("{}{}", self.keys.refresh, id_hash(id))
+    }
 }
 
 /// What `random_token` makes: 43 base64url characters.
 fn is_id(id: &str) -> bool {
     id.len() == 43 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-fn logout_indexes(s: &Session) -> Vec<String> {
-    let mut out = Vec::new();
-    if let Some(sid) = s.claims.get("sid").and_then(Value::as_str) {
-        out.push(format!("tollgate:sid:{sid}"));
-    }
-    if let Some(sub) = s.claims.get("sub").and_then(Value::as_str) {
-        out.push(format!("tollgate:sub:{sub}"));
-    }
-    out
-}
-
-/// Redis keys are a hash of the cookie value, so reading Redis does not yield usable cookies.
-fn redis_key(id: &str) -> String {
-    format!("{REDIS_PREFIX}{}", id_hash(id))
-}
-
-fn refresh_lock_key(id: &str) -> String {
-    format!("tollgate:refresh:{}", id_hash(id))
 }
 
 fn id_hash(id: &str) -> String {

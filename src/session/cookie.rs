@@ -1,84 +1,23 @@
-//! Sealed cookies: AES-256-GCM with keys derived from the configured secrets (the first seals,
-//! all open, so keys rotate without logging anyone out), a version prefix so later releases can
-//! still open today's cookies, and chunking past the ~4 KB browsers keep per cookie.
+//! The cookies tollgate sets: their attributes, and chunking past the ~4 KB browsers keep per
+//! cookie (values are sealed by [`super::sealer::Sealer`] before they get here).
 
 use std::borrow::Cow;
 use std::time::Duration;
 
-use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
-use aws_lc_rs::hkdf::{Salt, HKDF_SHA256};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use http::header::{HeaderMap, HeaderValue, SET_COOKIE};
 
-use crate::secret::Secret;
-
-/// The sealed format's version, written in clear before the ciphertext.
-const VERSION: &str = "v1.";
 /// Cookie values longer than this are split into `NAME_0`, `NAME_1`, …
 pub const CHUNK: usize = 3800;
 /// More chunks than this is a broken or hostile request.
 const MAX_CHUNKS: usize = 16;
 
-/// Seals and opens values; `purpose` (authenticated, not stored) keeps a value sealed for one
-/// use (a flow cookie) from being accepted as another (a session).
-pub struct Sealer {
-    keys: Vec<LessSafeKey>,
-}
-
-impl std::fmt::Debug for Sealer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Sealer({} keys)", self.keys.len())
-    }
-}
-
-impl Sealer {
-    pub fn new(secrets: &[Secret]) -> Sealer {
-        let salt = Salt::new(HKDF_SHA256, b"tollgate cookie keys v1");
-        let keys = secrets
-            .iter()
-            .filter_map(|s| {
-                let prk = salt.extract(s.expose().as_bytes());
-                let okm = prk.expand(&[b"aes-256-gcm"], &AES_256_GCM).ok()?;
-                Some(LessSafeKey::new(UnboundKey::from(okm)))
-            })
-            .collect();
-        Sealer { keys }
-    }
-
-    pub fn seal(&self, purpose: &str, plaintext: &[u8]) -> Option<String> {
-        let key = self.keys.first()?;
-        let mut nonce = [0u8; NONCE_LEN];
-        aws_lc_rs::rand::fill(&mut nonce).ok()?;
-        let mut buf = plaintext.to_vec();
-        key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(purpose.as_bytes()), &mut buf)
-            .ok()?;
-        let mut out = Vec::with_capacity(NONCE_LEN + buf.len());
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&buf);
-        Some(format!("{VERSION}{}", URL_SAFE_NO_PAD.encode(out)))
-    }
-
-    /// The plaintext, or `None` for anything not sealed by one of our keys for `purpose`.
-    pub fn open(&self, purpose: &str, sealed: &str) -> Option<Vec<u8>> {
-        let raw = URL_SAFE_NO_PAD.decode(sealed.strip_prefix(VERSION)?).ok()?;
-        if raw.len() < NONCE_LEN + AES_256_GCM.tag_len() {
-            return None;
-        }
-        let (nonce, ciphertext) = raw.split_at(NONCE_LEN);
-        self.keys.iter().find_map(|key| {
-            let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
-            let mut buf = ciphertext.to_vec();
-            let plain = key.open_in_place(nonce, Aad::from(purpose.as_bytes()), &mut buf).ok()?;
-            Some(plain.to_vec())
-        })
-    }
-}
-
 /// Cookie attributes for everything tollgate sets.
 #[derive(Debug, Clone, Copy)]
-pub struct Attributes {
+pub struct Attributes<'a> {
     pub secure: bool,
+    /// The login's `public_url` path (`/` for none): two apps on one host by path never see
+    /// each other's cookies.
+    pub path: &'a str,
 }
 
 /// The value of `name`, reassembled from `name_0`, `name_1`, … when it was chunked. Borrowed
@@ -129,7 +68,14 @@ pub fn present(headers: &HeaderMap, name: &str) -> Vec<String> {
 }
 
 /// Sets `name` to `value` (chunked when long) and clears stale chunks the browser still holds.
-pub fn write(out: &mut HeaderMap, name: &str, value: &str, max_age: Duration, attrs: Attributes, present: &[String]) {
+pub fn write(
+    out: &mut HeaderMap,
+    name: &str,
+    value: &str,
+    max_age: Duration,
+    attrs: Attributes<'_>,
+    present: &[String],
+) {
     let mut written = Vec::new();
     if value.len() <= CHUNK {
         append(out, name, value, Some(max_age), attrs);
@@ -147,18 +93,18 @@ pub fn write(out: &mut HeaderMap, name: &str, value: &str, max_age: Duration, at
 }
 
 /// Removes `name` and every chunk of it the browser holds.
-pub fn clear(out: &mut HeaderMap, present: &[String], attrs: Attributes) {
+pub fn clear(out: &mut HeaderMap, present: &[String], attrs: Attributes<'_>) {
     for name in present {
         append(out, name, "", None, attrs);
     }
 }
 
-/// One `Set-Cookie`: HttpOnly, SameSite=Lax, Path=/ always; Secure over https. `max_age: None`
+/// One `Set-Cookie`: HttpOnly, SameSite=Lax, the login's Path; Secure over https. `max_age: None`
 /// deletes the cookie.
-pub fn append(out: &mut HeaderMap, name: &str, value: &str, max_age: Option<Duration>, attrs: Attributes) {
+pub fn append(out: &mut HeaderMap, name: &str, value: &str, max_age: Option<Duration>, attrs: Attributes<'_>) {
     let age = max_age.map_or(0, |d| d.as_secs());
     let secure = if attrs.secure { "; Secure" } else { "" };
-    let line = format!("{name}={value}; Path=/; Max-Age={age}; HttpOnly; SameSite=Lax{secure}");
+    let line = format!("{name}={value}; Path={}; Max-Age={age}; HttpOnly; SameSite=Lax{secure}", attrs.path);
     if let Ok(v) = HeaderValue::from_str(&line) {
         out.append(SET_COOKIE, v);
     }
@@ -169,35 +115,11 @@ mod tests {
     use super::*;
     use http::header::COOKIE;
 
-    fn sealer(keys: &[&str]) -> Sealer {
-        Sealer::new(&keys.iter().map(|k| Secret::new(*k)).collect::<Vec<_>>())
-    }
-
-    #[test]
-    fn seal_open_rotate_and_tamper() {
-        let old = sealer(&["an-old-secret-that-is-32-bytes-long!!"]);
-        let sealed = old.seal("session", b"hello").unwrap();
-        assert!(sealed.starts_with("v1."));
-        assert_eq!(old.open("session", &sealed).unwrap(), b"hello");
-        assert!(old.open("flow", &sealed).is_none(), "purpose is authenticated");
-        let rotated = sealer(&["a-new-secret-that-is-also-32-bytes-long", "an-old-secret-that-is-32-bytes-long!!"]);
-        assert_eq!(rotated.open("session", &sealed).unwrap(), b"hello", "old keys still open");
-        let resealed = rotated.seal("session", b"x").unwrap();
-        assert!(old.open("session", &resealed).is_none(), "the first key seals");
-        let mut bytes = sealed.into_bytes();
-        let last = bytes.len() - 2;
-        bytes[last] = if bytes[last] == b'A' { b'B' } else { b'A' };
-        assert!(old.open("session", std::str::from_utf8(&bytes).unwrap()).is_none());
-        for junk in ["", "v1.", "v1.!!!", "v2.AAAA", "AAAA"] {
-            assert!(old.open("session", junk).is_none(), "{junk}");
-        }
-    }
-
     #[test]
     fn chunks_round_trip_and_stale_chunks_are_cleared() {
         let value = "x".repeat(CHUNK * 2 + 10);
         let mut out = HeaderMap::new();
-        let attrs = Attributes { secure: true };
+        let attrs = Attributes { secure: true, path: "/" };
         let stale = vec!["s".to_string(), "s_0".into(), "s_1".into(), "s_2".into(), "s_3".into()];
         write(&mut out, "s", &value, Duration::from_secs(60), attrs, &stale);
         let lines: Vec<&str> = out.get_all(SET_COOKIE).iter().map(|v| v.to_str().unwrap()).collect();
@@ -250,7 +172,7 @@ mod tests {
         assert!(names.iter().any(|n| n == "s") && names.iter().any(|n| n == "s_15"));
         assert!(!names.iter().any(|n| n == "s_16" || n == "s_00"));
         let mut out = HeaderMap::new();
-        clear(&mut out, &names, Attributes { secure: false });
+        clear(&mut out, &names, Attributes { secure: false, path: "/" });
         assert_eq!(out.get_all(SET_COOKIE).iter().count(), MAX_CHUNKS + 1);
     }
 }

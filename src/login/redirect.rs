@@ -22,6 +22,32 @@ pub fn safe_target(rd: &str, public_origin: &str, allowed_hosts: &[String]) -> S
     "/".to_string()
 }
 
+/// Where a login sends the browser after sign-in or sign-out: `rd` if [`safe_target`] keeps it
+/// and, for a login whose `public_url` has a path, it stays under that path on the login's own
+/// origin (another app on the same host is another app); else the login's `public_url` path.
+/// Allow-listed hosts are the login's to name, and are not limited.
+pub fn for_login(rd: &str, login: &crate::config::Login) -> String {
+    let home = login.cookie_path();
+    let target = safe_target(rd, &login.public_origin, &login.allowed_redirect_hosts);
+    if login.path.is_empty() {
+        return target;
+    }
+    let local = match target.strip_prefix(&login.public_origin) {
+        Some(rest) if rest.starts_with('/') || rest.is_empty() => rest,
+        Some(_) => return home.to_string(),
+        None if target.starts_with('/') => &target,
+        // Another, allow-listed, host.
+        None => return target,
+    };
+    let path = local.split(['?', '#']).next().unwrap_or("");
+    let normal = crate::path::normalize_path(path).is_ok_and(|n| n == path);
+    let under = path == login.path || path.strip_prefix(&login.path).is_some_and(|r| r.starts_with('/'));
+    if target == "/" || !(normal && under) {
+        return home.to_string();
+    }
+    target
+}
+
 fn encode_non_ascii(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -170,5 +196,42 @@ mod tests {
                 assert!(on_site, "{line:?} -> {target:?}");
             }
         }
+    }
+
+    #[allow(clippy::unwrap_used)]
+    fn login(public_url: &str) -> crate::config::Login {
+        let text = format!(
+            "[[issuer]]\nurl = \"https://idp.example\"\naudiences = [\"api\"]\n\
+             [login]\nclient_id = \"c\"\nclient_secret = \"s\"\npublic_url = \"{public_url}\"\n\
+             cookie_secret = \"a-cookie-secret-of-at-least-32-bytes!!\"\nallowed_redirect_hosts = [\"docs.example.com\"]\n\
+             [[route]]\npath = \"/\"\nauth = \"login\"\nupstream = \"http://127.0.0.1:9\"\n"
+        );
+        let config = crate::config::Config::from_str(&text, std::path::Path::new("t.toml"), &|_| None).unwrap();
+        config.logins[0].clone()
+    }
+
+    #[test]
+    fn a_login_on_a_path_keeps_the_browser_under_it() {
+        let wiki = login("https://apps.example.com/wiki");
+        for (rd, want) in [
+            ("/wiki/page?x=1", "/wiki/page?x=1"),
+            ("/wiki", "/wiki"),
+            ("https://apps.example.com/wiki/a", "https://apps.example.com/wiki/a"),
+            ("https://docs.example.com/x", "https://docs.example.com/x"),
+            ("/", "/wiki"),
+            ("/blog/", "/wiki"),
+            ("/wikipedia", "/wiki"),
+            ("/wiki/../blog/", "/wiki"),
+            ("/wiki/%2e%2e/blog/", "/wiki"),
+            ("/wiki//x", "/wiki"),
+            ("https://apps.example.com/blog/", "/wiki"),
+            ("https://evil.example/wiki/", "/wiki"),
+            ("//evil.example/wiki/", "/wiki"),
+        ] {
+            assert_eq!(for_login(rd, &wiki), want, "{rd}");
+        }
+        let root = login("https://apps.example.com");
+        assert_eq!(for_login("/blog/", &root), "/blog/", "a login at the root is not limited");
+        assert_eq!(for_login("//evil.example", &root), "/");
     }
 }

@@ -1,0 +1,93 @@
+//! The logins of one configuration. Routes name theirs (`Route::login`) and find it here per
+//! request among a handful, by name: nothing refers to a login by position, so a rebuilt set
+//! (hot reload) is simply another `Logins`.
+
+use std::sync::Arc;
+
+use http::HeaderMap;
+
+use super::LoginService;
+use crate::auth::Authenticator;
+use crate::authority::Authority;
+use crate::config::{Config, Route};
+use crate::store::redis::RedisError;
+
+/// A login whose session store could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("login {name:?}: {source}")]
+pub struct LoginsError {
+    pub name: String,
+    #[source]
+    pub source: RedisError,
+}
+
+/// Every login of a configuration, in the file's order.
+#[derive(Default)]
+pub struct Logins {
+    all: Vec<Arc<LoginService>>,
+}
+
+impl Logins {
+    /// One [`LoginService`] per `[login]` / `[[login]]` of `config`.
+    pub fn new(config: &Config, auth: Arc<Authenticator>) -> Result<Arc<Logins>, LoginsError> {
+        let all = config
+            .logins
+            .iter()
+            .map(|cfg| {
+                LoginService::new(cfg.clone(), auth.clone())
+                    .map(Arc::new)
+                    .map_err(|source| LoginsError { name: cfg.name.clone(), source })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Arc::new(Logins { all }))
+    }
+
+    pub fn by_name(&self, name: &str) -> Option<&Arc<LoginService>> {
+        self.all.iter().find(|l| l.name() == name)
+    }
+
+    /// The login of a route with `auth = "login"` or `"login_or_bearer"`.
+    pub fn for_route(&self, route: &Route) -> Option<&Arc<LoginService>> {
+        self.by_name(route.login.as_deref()?)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<LoginService>> {
+        self.all.iter()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.all.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.all.len()
+    }
+
+    /// The login whose endpoints `path` is under: `{public_url path}/oauth2/...` on the
+    /// `public_url`'s host, the longest path winning (a login on `/wiki` next to one on `/`).
+    /// A single login also answers on other hosts, as before there were several.
+    pub fn owner(&self, authority: &Authority, path: &str) -> Option<&Arc<LoginService>> {
+        let mut best: Option<&Arc<LoginService>> = None;
+        let mut any_host = None;
+        for login in &self.all {
+            let cfg = login.config();
+            let ours = path.strip_prefix(cfg.path.as_str()).is_some_and(|p| p.starts_with("/oauth2/"));
+            if !ours {
+                continue;
+            }
+            any_host = Some(login);
+            if cfg.public_host == authority.host() && best.is_none_or(|b| b.config().path.len() < cfg.path.len()) {
+                best = Some(login);
+            }
+        }
+        best.or(any_host.filter(|_| self.all.len() == 1))
+    }
+
+    /// Removes every login's cookies from a request going upstream: an app never sees a
+    /// session, its own or another app's.
+    pub fn strip_cookies(&self, headers: &mut HeaderMap) {
+        if !self.all.is_empty() {
+            crate::util::strip_cookies(headers, |n| self.all.iter().any(|l| l.owns_cookie(n)));
+        }
+    }
+}
