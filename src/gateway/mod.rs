@@ -9,17 +9,14 @@
 //!
 //! Errors from any step become responses in one place, [`GatewayError::into_response`].
 
-use std::borrow::Cow;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use std::time::Instant;
 
-use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, UPGRADE};
-use http::uri::PathAndQuery;
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::header::{HeaderMap, HeaderValue, CONNECTION, HOST, UPGRADE};
+use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
 use crate::auth::{rules, token, AuthError, Authenticator, Principal};
@@ -33,18 +30,16 @@ use crate::metrics::{Metrics, RouteMetrics};
 use crate::path::normalize_path;
 use crate::router::Router;
 use crate::upstream::credentials::Credentials;
-use crate::upstream::headers::{clean_response, encode_list, join_cookies, Protected};
+use crate::upstream::headers::{clean_response, join_cookies, Protected};
 use crate::upstream::proxy::{self, Proxy};
 
-static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-static X_FORWARDED_USER: HeaderName = HeaderName::from_static("x-forwarded-user");
-static X_FORWARDED_EMAIL: HeaderName = HeaderName::from_static("x-forwarded-email");
-static X_FORWARDED_PREFERRED_USERNAME: HeaderName = HeaderName::from_static("x-forwarded-preferred-username");
-static X_FORWARDED_GROUPS: HeaderName = HeaderName::from_static("x-forwarded-groups");
-static X_FORWARDED_ACCESS_TOKEN: HeaderName = HeaderName::from_static("x-forwarded-access-token");
+mod identity;
+pub mod request;
+pub mod request_id;
+
+use identity::set_identity;
+use request::{content_length, hidden_token_sources, set_forwarding, upstream_uri};
+use request_id::{RequestIds, X_REQUEST_ID};
 
 /// What the gateway knows about one client connection, computed once per connection.
 #[derive(Debug)]
@@ -449,144 +444,6 @@ impl Gateway {
     }
 }
 
-/// Query parameters and cookies that carried a bearer token the route does not forward.
-#[derive(Default)]
-struct Hidden<'r> {
-    queries: Vec<&'r str>,
-    cookies: Vec<&'r str>,
-}
-
-fn hidden_token_sources<'r>(route: &'r Route, caller: &Caller) -> Hidden<'r> {
-    let mut hidden = Hidden::default();
-    let Some(b) = route.auth.bearer().filter(|b| !b.forward_authorization) else { return hidden };
-    if !matches!(caller, Caller::Bearer { .. }) {
-        return hidden;
-    }
-    for source in &b.sources {
-        match source {
-            crate::config::TokenSource::Query(name) => hidden.queries.push(name),
-            crate::config::TokenSource::Cookie(name) => hidden.cookies.push(name),
-            crate::config::TokenSource::Header => {}
-        }
-    }
-    hidden
-}
-
-/// Identity headers for the upstream (client-sent copies were removed by `clean_request`).
-/// `Authorization` goes upstream only when it is the credential the gateway verified (or, on a
-/// login route that asks for it, the session's own access token): an unchecked header must not
-/// reach an upstream that trusts its gateway.
-fn set_identity(headers: &mut HeaderMap, route: &Route, caller: &Caller) {
-    let (p, token) = match caller {
-        Caller::Anonymous => return,
-        Caller::Bearer { principal, token, in_header } => {
-            if !in_header || route.auth.bearer().is_some_and(|b| !b.forward_authorization) {
-                headers.remove(http::header::AUTHORIZATION);
-            }
-            (principal, token.as_str())
-        }
-        Caller::Session { principal, access_token } => {
-            headers.remove(http::header::AUTHORIZATION);
-            if route.pass_authorization_header {
-                if let Ok(v) = HeaderValue::from_str(&format!("Bearer {access_token}")) {
-                    headers.insert(http::header::AUTHORIZATION, v);
-                }
-            }
-            (principal, &**access_token)
-        }
-    };
-    let mut set = |name: &HeaderName, value: &str| {
-        match HeaderValue::from_bytes(value.as_bytes()) {
-            Ok(v) => {
-                headers.insert(name.clone(), v);
-            }
-            // A claim with control characters cannot be a header; leaving it out is safe.
-            Err(_) => tracing::debug!(header = %name, "identity value not valid in a header; omitted"),
-        }
-    };
-    set(&X_FORWARDED_USER, &p.subject);
-    if let Some(email) = p.forwardable_email(route.insecure_forward_unverified_email) {
-        set(&X_FORWARDED_EMAIL, email);
-    }
-    if let Some(username) = &p.username {
-        set(&X_FORWARDED_PREFERRED_USERNAME, username);
-    }
-    if !p.groups.is_empty() {
-        set(&X_FORWARDED_GROUPS, &encode_list(&p.groups));
-    }
-    if route.pass_access_token {
-        set(&X_FORWARDED_ACCESS_TOKEN, token);
-    }
-    for (name, path) in &route.claim_headers {
-        let value = match p.claim(path) {
-            None | Some(serde_json::Value::Null) => continue,
-            Some(serde_json::Value::String(s)) => s.clone(),
-            Some(serde_json::Value::Array(items)) => {
-                encode_list(items.iter().map(|v| v.as_str().map_or_else(|| Cow::Owned(v.to_string()), Cow::Borrowed)))
-            }
-            Some(other) => other.to_string(),
-        };
-        if let Ok(v) = HeaderValue::from_bytes(value.as_bytes()) {
-            headers.insert(name.clone(), v);
-        }
-    }
-}
-
-fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
-}
-
-/// The upstream request target, in origin form (the proxy connects to the route's upstream):
-/// base path, the normalised path (its route prefix stripped when configured) and `query` (the
-/// client's, or what is left of it). When that is the client's own target, it is shared, not
-/// copied.
-fn upstream_uri(route: &Route, path: &str, client: &Uri, query: Option<&str>) -> Result<Uri, GatewayError> {
-    if !route.strip_prefix && route.upstream.base_path.is_empty() && path == client.path() && query == client.query() {
-        if let Some(pq) = client.path_and_query() {
-            return Ok(Uri::from(pq.clone()));
-        }
-    }
-    let rest = if route.strip_prefix {
-        let prefix = route.path.trim_end_matches('/');
-        match &path[prefix.len().min(path.len())..] {
-            "" => "/",
-            rest => rest,
-        }
-    } else {
-        path
-    };
-    let base = &route.upstream.base_path;
-    let mut pq = String::with_capacity(base.len() + rest.len() + query.map_or(0, |q| q.len() + 1));
-    pq.push_str(base);
-    pq.push_str(rest);
-    if let Some(q) = query {
-        pq.push('?');
-        pq.push_str(q);
-    }
-    let pq = PathAndQuery::from_maybe_shared(bytes::Bytes::from(pq))
-        .map_err(|_| GatewayError::BadRequest("invalid query string"))?;
-    Ok(Uri::from(pq))
-}
-
-/// `X-Forwarded-For/Proto/Host`: appended to (For) or kept (Proto) when the peer is a trusted
-/// proxy, otherwise set from this connection; Host is the request's authority.
-fn set_forwarding(headers: &mut HeaderMap, conn: &Conn, host: &HeaderValue) {
-    let xff = match headers.get(&X_FORWARDED_FOR).filter(|_| conn.trusted).and_then(|v| v.to_str().ok()) {
-        Some(prior) => {
-            HeaderValue::from_str(&format!("{prior}, {}", conn.peer.ip())).unwrap_or_else(|_| conn.peer_header.clone())
-        }
-        None => conn.peer_header.clone(),
-    };
-    headers.insert(X_FORWARDED_FOR.clone(), xff);
-    if !(conn.trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
-        let proto = if conn.tls { "https" } else { "http" };
-        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
-    }
-    // Always the authority the request was routed by, also behind a trusted proxy: another
-    // host here would be judged by the upstream but never by tollgate.
-    headers.insert(X_FORWARDED_HOST.clone(), host.clone());
-}
-
 struct InFlight<'a>(&'a prometheus::IntGauge);
 
 impl<'a> InFlight<'a> {
@@ -599,84 +456,5 @@ impl<'a> InFlight<'a> {
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.dec();
-    }
-}
-
-/// Request ids: a client's `X-Request-Id` is kept when it is short and plain; otherwise one is
-/// made from a random per-worker prefix and a counter (unique, cheap, no syscall per request).
-struct RequestIds {
-    prefix: u64,
-    counter: AtomicU64,
-}
-
-impl RequestIds {
-    fn new() -> RequestIds {
-        let mut seed = [0u8; 8];
-        // A failed RNG only makes ids less unique across restarts; fall back to the clock.
-        if aws_lc_rs::rand::fill(&mut seed).is_err() {
-            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-            seed = (nanos as u64).to_le_bytes();
-        }
-        RequestIds { prefix: u64::from_le_bytes(seed), counter: AtomicU64::new(0) }
-    }
-
-    fn accept_or_generate(&self, headers: &HeaderMap) -> HeaderValue {
-        if let Some(v) = headers.get(&X_REQUEST_ID) {
-            let b = v.as_bytes();
-            if !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c)) {
-                return v.clone();
-            }
-        }
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let mut buf = [0u8; 32];
-        hex_into(&mut buf[..16], self.prefix);
-        hex_into(&mut buf[16..], n);
-        HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static("invalid"))
-    }
-}
-
-fn hex_into(out: &mut [u8], mut v: u64) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for slot in out.iter_mut().rev() {
-        *slot = HEX[(v & 15) as usize];
-        v >>= 4;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn route(path: &str, strip: bool, base: &str) -> Route {
-        let mut r = Route { strip_prefix: strip, ..Route::for_tests("r", path) };
-        r.upstream.base_path = base.into();
-        r
-    }
-
-    #[test]
-    fn upstream_uris() {
-        let client = Uri::from_static("http://client.test/api/x?a=1");
-        let uri = |r: &Route, p: &str, q: Option<&str>| upstream_uri(r, p, &client, q).unwrap().to_string();
-        assert_eq!(uri(&route("/api/", false, ""), "/api/x", None), "/api/x", "query removed");
-        assert_eq!(uri(&route("/api/", false, ""), "/api//x", Some("a=1")), "/api//x?a=1", "path normalised");
-        assert_eq!(uri(&route("/api/", false, ""), "/api/x", Some("a=1")), "/api/x?a=1");
-        assert_eq!(uri(&route("/api/", true, ""), "/api/x", None), "/x");
-        assert_eq!(uri(&route("/api", true, ""), "/api", None), "/");
-        assert_eq!(uri(&route("/api", true, "/base"), "/api/x/y", None), "/base/x/y");
-        assert_eq!(uri(&route("/", true, "/base"), "/x", None), "/base/x");
-    }
-
-    #[test]
-    fn request_ids() {
-        let ids = RequestIds::new();
-        let a = ids.accept_or_generate(&HeaderMap::new());
-        let b = ids.accept_or_generate(&HeaderMap::new());
-        assert_ne!(a, b);
-        assert_eq!(a.len(), 32);
-        let mut h = HeaderMap::new();
-        h.insert("x-request-id", HeaderValue::from_static("abc-123"));
-        assert_eq!(ids.accept_or_generate(&h), "abc-123");
-        h.insert("x-request-id", HeaderValue::from_static("bad id with spaces"));
-        assert_ne!(ids.accept_or_generate(&h), "bad id with spaces");
     }
 }
