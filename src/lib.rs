@@ -4,15 +4,14 @@
 
 #![forbid(unsafe_code)]
 
-pub mod admin;
 pub mod auth;
 pub mod authority;
 pub mod body;
 pub mod config;
 pub mod dev;
 pub mod error;
-pub mod forward_auth;
 pub mod gateway;
+pub mod header_policy;
 pub mod logging;
 pub mod login;
 pub mod metrics;

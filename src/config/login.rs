@@ -125,7 +125,8 @@ pub(super) fn single_table_field(field: String, single: bool) -> String {
 }
 
 /// The name of a single `[login]` table.
-pub const DEFAULT_LOGIN: &str = crate::session::sealer::DEFAULT_LOGIN;
+/// The name of the login a single `[login]` table makes.
+pub const DEFAULT_LOGIN: &str = "default";
 
 /// Every login, then the checks across them: names, cookie names and endpoints each once.
 /// `single`: the file has one `[login]` table (fields are named `login.x`, not `login[0].x`).

@@ -18,7 +18,7 @@ use http::uri::{Authority, Scheme};
 
 pub use auth::{endpoint_url, is_loopback, parse_asymmetric_algorithm};
 pub use clients::{Client, Egress, IncomingAuthorization, TokenEndpoint, UpstreamToken};
-pub use login::{ClientAuth, Login, PrivateKey, SessionStore};
+pub use login::{ClientAuth, Login, PrivateKey, SessionStore, DEFAULT_LOGIN};
 pub use units::IpRange;
 
 use crate::authority::HostPattern;

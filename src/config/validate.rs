@@ -163,7 +163,7 @@ fn server(c: &mut Check, raw: RawServer, base_dir: &Path) -> Server {
 /// `server.strip_request_headers` and `server.keep_request_headers`, lower-cased; a name may
 /// not be in both.
 fn request_header_lists(c: &mut Check, strip: Vec<String>, keep: Vec<String>) -> (Vec<String>, Vec<String>) {
-    use crate::upstream::headers::{check_keep_name, check_strip_name, fold};
+    use crate::header_policy::{check_keep_name, check_strip_name, fold};
     let mut lower = |field: &str, names: Vec<String>, check: fn(&str) -> Result<(), String>| -> Vec<String> {
         let mut out = Vec::with_capacity(names.len());
         for (i, name) in names.into_iter().enumerate() {

@@ -24,7 +24,6 @@ use crate::authority::{self, Authority};
 use crate::body::{Body, LimitedBody};
 use crate::config::{Bearer, Config, IncomingAuthorization, IpRange, Route, RouteAuth};
 use crate::error::GatewayError;
-use crate::forward_auth;
 use crate::login::{is_browser, page, Logins};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::path::normalize_path;
@@ -33,6 +32,7 @@ use crate::upstream::credentials::Credentials;
 use crate::upstream::headers::{clean_response, join_cookies, Protected};
 use crate::upstream::proxy::{self, Proxy};
 
+mod forward_auth;
 mod identity;
 pub mod request;
 pub mod request_id;

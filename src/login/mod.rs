@@ -5,7 +5,7 @@
 //! By job: [`flow`] (start and callback: authorization code with PKCE S256), [`refresh`] (the
 //! session's access token renewed without the user), [`endpoints`] (`start`, `callback`,
 //! `sign_out`, `userinfo`, `backchannel_logout` under `{public_url path}/oauth2/`; `auth`,
-//! forward-auth, is [`crate::forward_auth`]), [`redirect`] (where a browser may be sent) and
+//! forward-auth, is `gateway::forward_auth`), [`redirect`] (where a browser may be sent) and
 //! [`render`] (pages). Sessions, their cookies and their sealing are [`crate::session`].
 
 mod endpoints;

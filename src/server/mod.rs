@@ -2,8 +2,9 @@
 //! `SO_REUSEPORT` listener and its own upstream pool, so a request never takes a lock shared
 //! across cores. A background thread runs the admin listener and periodic work.
 
-pub(crate) mod accept;
-pub(crate) mod conn;
+mod accept;
+pub mod admin;
+mod conn;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -22,7 +23,6 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
-use crate::admin::{self, AdminLimits, Readiness};
 use crate::auth::{AuthMetrics, Authenticator};
 use crate::config::{Config, Server as ServerConfig};
 use crate::gateway::{Conn, Gateway, Worker};
@@ -35,6 +35,7 @@ use crate::tls::{self, ReloadingCert, TlsError};
 use crate::upstream::credentials::{CredentialMetrics, Credentials};
 use crate::upstream::proxy::{self, Proxy, TunnelSlot};
 use accept::{Backoff, LogLimit};
+use admin::{AdminLimits, Readiness};
 use conn::{Activity, End, Sending, Timeouts, Tracked};
 
 /// Why the gateway could not start.

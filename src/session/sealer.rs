@@ -14,7 +14,7 @@ use crate::secret::Secret;
 const VERSION: &str = "v1.";
 /// The login whose keys are derived as before there were several: its cookies, sealed by
 /// earlier releases, still open.
-pub const DEFAULT_LOGIN: &str = "default";
+pub use crate::config::DEFAULT_LOGIN;
 
 /// Seals and opens values; `purpose` (authenticated, not stored) keeps a value sealed for one
 /// use (a flow cookie) from being accepted as another (a session).

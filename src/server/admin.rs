@@ -13,11 +13,11 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
+use super::accept::{Backoff, LogLimit};
+use super::conn::{self, Activity, Sending, Timeouts, Tracked};
 use crate::body::Body;
 use crate::error::plain;
 use crate::metrics::Metrics;
-use crate::server::accept::{Backoff, LogLimit};
-use crate::server::conn::{self, Activity, Sending, Timeouts, Tracked};
 
 /// Whether the gateway is ready for traffic: listeners bound, every issuer's keys loaded.
 pub type Readiness = Arc<dyn Fn() -> bool + Send + Sync>;
