@@ -34,6 +34,14 @@ fn issuer_toml(url: &str) -> String {
 
 /// `issuer_toml` with extra `[issuer.introspection]` keys.
 fn issuer_toml_with(url: &str, introspection: &str) -> String {
+    issuer_introspecting_as(
+        url,
+        &format!("client_id = \"gateway\"\nclient_secret = \"gateway-secret\"\n{introspection}"),
+    )
+}
+
+/// `issuer_toml`'s issuer, introspecting with exactly the `client` keys given.
+fn issuer_introspecting_as(url: &str, client: &str) -> String {
     format!(
         r#"
 [[issuer]]
@@ -43,9 +51,7 @@ audiences = ["{API_RESOURCE}"]
 token_type = "at+jwt"
 jwks_refetch_interval = "1s"
 [issuer.introspection]
-client_id = "gateway"
-client_secret = "gateway-secret"
-{introspection}
+{client}
 "#
     )
 }
@@ -579,21 +585,9 @@ fn introspection_authenticates_with_private_key_jwt() {
     let idp = Idp::start(IdpOptions::default().with_env("IDP_INTROSPECTORS", "gateway,m2m-jwt"));
     let up = echo();
     let pem = key_file("m2m-jwt.pem");
-    let config = format!(
-        r#"
-[[issuer]]
-name = "idp"
-url = "{url}"
-audiences = ["{API_RESOURCE}"]
-token_type = "at+jwt"
-[issuer.introspection]
-client_id = "m2m-jwt"
-auth_method = "private_key_jwt"
-private_key_file = "{pem}"
-"#,
-        url = idp.issuer,
-        pem = pem.display()
-    ) + &route_toml("api", "/api/", up.addr, "", "");
+    let client =
+        format!("client_id = \"m2m-jwt\"\nauth_method = \"private_key_jwt\"\nprivate_key_file = \"{}\"", pem.display());
+    let config = issuer_introspecting_as(&idp.issuer, &client) + &route_toml("api", "/api/", up.addr, "", "");
     let gw = start_ready(&config);
     let token = idp.access_token("m2m", "m2m-secret", Some("api:read"), None);
     assert!(!token.contains('.'), "expected an opaque token, got {token}");

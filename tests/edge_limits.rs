@@ -9,12 +9,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::pin::Pin;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -35,43 +34,9 @@ fn config(up: SocketAddr, server: &str, upstream: &str) -> String {
     )
 }
 
-/// Starts the gateway with its open-file limit lowered to `nofile` (through `sh -c ulimit`).
+/// Starts the gateway with its open-file limit lowered to `nofile`.
 fn start_with_nofile(config: &str, nofile: u32) -> Gateway {
-    let dir = TempDir::new("edge");
-    let file = dir.path("tollgate.toml");
-    std::fs::write(&file, config).unwrap();
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
-        .arg(bin())
-        .arg("run")
-        .arg("--config")
-        .arg(&file)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .env_remove("RUST_LOG")
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let logs = Arc::new(Mutex::new(Vec::new()));
-    let (tx, rx) = mpsc::channel();
-    let sink = logs.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("\"listening\"") {
-                let _ = tx.send(line.clone());
-            }
-            sink.lock().unwrap().push(line);
-        }
-    });
-    let Ok(line) = rx.recv_timeout(Duration::from_secs(20)) else {
-        let _ = child.kill();
-        panic!("tollgate did not report listening; logs:\n{}", logs.lock().unwrap().join("\n"));
-    };
-    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-    let addr = v["addr"].as_str().unwrap().parse().unwrap();
-    let admin = v["admin_addr"].as_str().unwrap().parse().unwrap();
-    Gateway { child, addr, admin, logs, dir }
+    Gateway::start_limited(config, &[], Some(nofile))
 }
 
 /// Upstreams on their own runtime, so the tests can use blocking sockets.

@@ -75,10 +75,23 @@ impl Gateway {
     }
 
     pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Gateway {
+        Gateway::start_limited(config, env, None)
+    }
+
+    /// Starts the gateway, with its open-file limit lowered to `nofile` when given (through the
+    /// shell's `ulimit`, so the harness itself keeps its own limit).
+    pub fn start_limited(config: &str, env: &[(&str, &str)], nofile: Option<u32>) -> Gateway {
         let dir = TempDir::new("gw");
         let file = dir.path("tollgate.toml");
         std::fs::write(&file, config).unwrap();
-        let mut cmd = Command::new(bin());
+        let mut cmd = match nofile {
+            None => Command::new(bin()),
+            Some(n) => {
+                let mut sh = Command::new("sh");
+                sh.arg("-c").arg(format!("ulimit -n {n} && exec \"$0\" \"$@\"")).arg(bin());
+                sh
+            }
+        };
         cmd.arg("run").arg("--config").arg(&file).stdout(Stdio::null()).stderr(Stdio::piped()).env_remove("RUST_LOG");
         for (k, v) in env {
             cmd.env(k, v);
