@@ -533,7 +533,8 @@ fn upstream_uri(route: &Route, path: &str, client: &Uri, query: Option<&str>) ->
 
 /// `X-Forwarded-For/Proto/Host`: appended to (For) or kept (Proto) when the peer is a trusted
 /// proxy, otherwise set from this connection; Host is the request's authority.
-fn set_forwarding(headers: &mut HeaderMap, conn: &Conn, host: &HeaderValue) {
+#[doc(hidden)] // pub for the fuzz targets
+pub fn set_forwarding(headers: &mut HeaderMap, conn: &Conn, host: &HeaderValue) {
     let xff = match headers.get(&X_FORWARDED_FOR).filter(|_| conn.trusted).and_then(|v| v.to_str().ok()) {
         Some(prior) => {
             HeaderValue::from_str(&format!("{prior}, {}", conn.peer.ip())).unwrap_or_else(|_| conn.peer_header.clone())
@@ -567,13 +568,14 @@ impl Drop for InFlight<'_> {
 
 /// Request ids: a client's `X-Request-Id` is kept when it is short and plain; otherwise one is
 /// made from a random per-worker prefix and a counter (unique, cheap, no syscall per request).
-struct RequestIds {
+#[doc(hidden)] // pub for the fuzz targets
+pub struct RequestIds {
     prefix: u64,
     counter: AtomicU64,
 }
 
 impl RequestIds {
-    fn new() -> RequestIds {
+    pub fn new() -> RequestIds {
         let mut seed = [0u8; 8];
         // A failed RNG only makes ids less unique across restarts; fall back to the clock.
         if aws_lc_rs::rand::fill(&mut seed).is_err() {
@@ -583,7 +585,7 @@ impl RequestIds {
         RequestIds { prefix: u64::from_le_bytes(seed), counter: AtomicU64::new(0) }
     }
 
-    fn accept_or_generate(&self, headers: &HeaderMap) -> HeaderValue {
+    pub fn accept_or_generate(&self, headers: &HeaderMap) -> HeaderValue {
         if let Some(v) = headers.get(&X_REQUEST_ID) {
             let b = v.as_bytes();
             if !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c)) {

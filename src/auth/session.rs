@@ -115,7 +115,8 @@ pub struct Sessions {
     idle: Duration,
 }
 
-const SESSION_PURPOSE: &str = "tollgate session";
+#[doc(hidden)] // pub for the fuzz targets, which seal sessions
+pub const SESSION_PURPOSE: &str = "tollgate session";
 const REDIS_PREFIX: &str = "tollgate:session:";
 
 impl Sessions {
