@@ -575,6 +575,7 @@ pub struct RequestIds {
 }
 
 impl RequestIds {
+    #[allow(clippy::new_without_default)] // a default with a random prefix would surprise
     pub fn new() -> RequestIds {
         let mut seed = [0u8; 8];
         // A failed RNG only makes ids less unique across restarts; fall back to the clock.

@@ -268,7 +268,8 @@ fn public_redirect_corpora() {
 #[test]
 fn fuzz_corpora() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
-    let targets: [(&str, fn(&[u8])); 16] = [
+    type Check = fn(&[u8]);
+    let targets: [(&str, Check); 16] = [
         ("authority", |d| drop(props::authority(d))),
         ("config", |d| {
             if let Ok(s) = std::str::from_utf8(d) {
