@@ -143,6 +143,18 @@ impl<'h> Forwarded<'h> {
     }
 }
 
+/// What [`Forwarded::read`] makes of a forward-auth request's headers: the original request's
+/// scheme, authority and target, and the URI rebuilt from them. For the fuzz targets.
+#[doc(hidden)]
+pub fn read_forwarded<'h>(headers: &'h HeaderMap, authority: Option<&'h str>) -> Result<ReadForwarded<'h>, Refusal> {
+    let f = Forwarded::read(headers, authority)?;
+    Ok((f.scheme, f.authority, f.target, f.uri()))
+}
+
+/// Scheme, authority, target and the rebuilt URI (see [`read_forwarded`]).
+#[doc(hidden)]
+pub type ReadForwarded<'h> = (Option<&'h str>, Option<&'h str>, Option<&'h str>, Result<Uri, Refusal>);
+
 /// `?route=NAME` when given, else the route for the forwarded host and normalised path.
 fn find_route<'r>(router: &'r Router, fwd: &Forwarded<'_>, query: Option<&str>) -> Result<&'r Route, Refusal> {
     if let Some(name) = query_param(query, "route") {

@@ -32,7 +32,7 @@ use crate::upstream::credentials::Credentials;
 use crate::upstream::headers::{clean_response, join_cookies, Protected};
 use crate::upstream::proxy::{self, Proxy};
 
-mod forward_auth;
+pub mod forward_auth;
 mod identity;
 pub mod request;
 pub mod request_id;

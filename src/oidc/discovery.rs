@@ -69,17 +69,32 @@ pub async fn discover(client: &IdpClient, issuer: &Issuer) -> Result<Metadata, D
     if !fetched.status.is_success() {
         return Err(DiscoveryError::Status { url, status: fetched.status });
     }
-    let de = &mut serde_json::Deserializer::from_slice(&fetched.body);
+    parse_metadata(&fetched.body, &url, &issuer.url, issuer.insecure_http)
+}
+
+/// A discovery document fetched from `url`, checked: it names `expected_issuer`, and every
+/// endpoint is https (or loopback, or anything with `insecure_http`). Pure, for the fuzz targets.
+pub fn parse_metadata(
+    body: &[u8],
+    url: &str,
+    expected_issuer: &str,
+    insecure_http: bool,
+) -> Result<Metadata, DiscoveryError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
     let raw: RawMetadata = serde_path_to_error::deserialize(de).map_err(|e| DiscoveryError::Invalid {
-        url: url.clone(),
+        url: url.to_string(),
         path: e.path().to_string(),
         reason: e.inner().to_string(),
     })?;
-    if raw.issuer != issuer.url {
-        return Err(DiscoveryError::IssuerMismatch { url, expected: issuer.url.clone(), found: raw.issuer });
+    if raw.issuer != expected_issuer {
+        return Err(DiscoveryError::IssuerMismatch {
+            url: url.to_string(),
+            expected: expected_issuer.to_string(),
+            found: raw.issuer,
+        });
     }
     let check = |field: &'static str, v: Option<String>| -> Result<Option<Uri>, DiscoveryError> {
-        v.map(|s| endpoint_url(&s, issuer.insecure_http).map_err(|reason| DiscoveryError::Endpoint { field, reason }))
+        v.map(|s| endpoint_url(&s, insecure_http).map_err(|reason| DiscoveryError::Endpoint { field, reason }))
             .transpose()
     };
     Ok(Metadata {

@@ -66,23 +66,25 @@ pub async fn request(
         ClientAuthError::Http(e) => TokenError::Http(e),
         ClientAuthError::Assertion(e) => TokenError::Assertion(e),
     })?;
-    if !fetched.status.is_success() {
+    parse_response(fetched.status, &fetched.body)
+}
+
+/// The token endpoint's answer: a usable Bearer token for a success status, the provider's
+/// error (RFC 6749 §5.2) otherwise. Pure, for the fuzz targets.
+pub fn parse_response(status: http::StatusCode, body: &[u8]) -> Result<TokenResponse, TokenError> {
+    if !status.is_success() {
         #[derive(Deserialize)]
         struct ErrorBody {
             error: String,
             error_description: Option<String>,
         }
-        let body: Option<ErrorBody> = serde_json::from_slice(&fetched.body).ok();
+        let body: Option<ErrorBody> = serde_json::from_slice(body).ok();
         return Err(match body {
-            Some(b) => TokenError::Refused { status: fetched.status, error: b.error, description: b.error_description },
-            None => TokenError::Refused {
-                status: fetched.status,
-                error: format!("HTTP {}", fetched.status),
-                description: None,
-            },
+            Some(b) => TokenError::Refused { status, error: b.error, description: b.error_description },
+            None => TokenError::Refused { status, error: format!("HTTP {status}"), description: None },
         });
     }
-    let resp: TokenResponse = serde_json::from_slice(&fetched.body).map_err(|e| TokenError::Invalid(e.to_string()))?;
+    let resp: TokenResponse = serde_json::from_slice(body).map_err(|e| TokenError::Invalid(e.to_string()))?;
     if resp.access_token.is_empty() {
         return Err(TokenError::Invalid("empty access_token".into()));
     }

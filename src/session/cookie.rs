@@ -68,6 +68,9 @@ pub fn present(headers: &HeaderMap, name: &str) -> Vec<String> {
 }
 
 /// Sets `name` to `value` (chunked when long) and clears stale chunks the browser still holds.
+/// A value longer than [`read`] reassembles ([`MAX_CHUNKS`] chunks) is not written at all and
+/// `false` returned: the browser would keep cookies that never let it in again.
+#[must_use]
 pub fn write(
     out: &mut HeaderMap,
     name: &str,
@@ -75,7 +78,10 @@ pub fn write(
     max_age: Duration,
     attrs: Attributes<'_>,
     present: &[String],
-) {
+) -> bool {
+    if value.len() > CHUNK * MAX_CHUNKS {
+        return false;
+    }
     let mut written = Vec::new();
     if value.len() <= CHUNK {
         append(out, name, value, Some(max_age), attrs);
@@ -90,6 +96,7 @@ pub fn write(
     for stale in present.iter().filter(|p| !written.contains(p)) {
         append(out, stale, "", None, attrs);
     }
+    true
 }
 
 /// Removes `name` and every chunk of it the browser holds.
@@ -121,7 +128,7 @@ mod tests {
         let mut out = HeaderMap::new();
         let attrs = Attributes { secure: true, path: "/" };
         let stale = vec!["s".to_string(), "s_0".into(), "s_1".into(), "s_2".into(), "s_3".into()];
-        write(&mut out, "s", &value, Duration::from_secs(60), attrs, &stale);
+        assert!(write(&mut out, "s", &value, Duration::from_secs(60), attrs, &stale));
         let lines: Vec<&str> = out.get_all(SET_COOKIE).iter().map(|v| v.to_str().unwrap()).collect();
         assert_eq!(lines.len(), 5, "{lines:?}");
         assert!(lines.iter().all(|l| l.contains("HttpOnly")
@@ -159,6 +166,25 @@ mod tests {
         let all: Vec<String> = (0..20).map(|i| format!("s_{i}=x")).collect();
         many.insert(COOKIE, HeaderValue::from_str(&all.join("; ")).unwrap());
         assert_eq!(read(&many, "s").unwrap().len(), MAX_CHUNKS);
+    }
+
+    /// Found by the `cookie_sealed` fuzz target: a value past 16 chunks was written as 17 or
+    /// more cookies, of which `read` takes 16, so the browser held a session that never opened
+    /// (a sign-in loop). Now it is not written, and the caller hears so.
+    #[test]
+    fn values_longer_than_read_reassembles_are_not_written() {
+        let attrs = Attributes { secure: false, path: "/" };
+        let longest = "x".repeat(CHUNK * MAX_CHUNKS);
+        let mut out = HeaderMap::new();
+        assert!(write(&mut out, "s", &longest, Duration::from_secs(60), attrs, &[]));
+        let jar: Vec<&str> =
+            out.get_all(SET_COOKIE).iter().map(|v| v.to_str().unwrap().split(';').next().unwrap()).collect();
+        let mut req = HeaderMap::new();
+        req.insert(COOKIE, HeaderValue::from_str(&jar.join("; ")).unwrap());
+        assert_eq!(read(&req, "s").as_deref(), Some(longest.as_str()), "the longest value reads back");
+        let mut out = HeaderMap::new();
+        assert!(!write(&mut out, "s", &format!("{longest}x"), Duration::from_secs(60), attrs, &[]));
+        assert!(out.is_empty(), "nothing written for a value that cannot be read back");
     }
 
     #[test]

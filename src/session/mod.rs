@@ -98,6 +98,9 @@ pub enum SessionError {
     Redis(#[from] RedisError),
     #[error("sealing the session failed")]
     Seal,
+    /// The sealed session is longer than the cookies can carry (16 chunks of 3,800 bytes).
+    #[error("the session is too large for cookies; use session_store = \"redis\"")]
+    TooLarge,
     /// The session was removed (sign-out, back-channel logout) while this request used it.
     #[error("the session has ended")]
     Gone,
@@ -128,7 +131,8 @@ pub struct Sessions {
     idle: Duration,
 }
 
-const SESSION_PURPOSE: &str = "tollgate session";
+#[doc(hidden)] // pub for the fuzz targets, which seal sessions
+pub const SESSION_PURPOSE: &str = "tollgate session";
 
 /// Key prefixes in Redis: `tollgate:session:`, `tollgate:sid:`, … for the `default` login (as
 /// single-login releases wrote them), `tollgate:login:NAME:session:`, … for the others.
@@ -293,11 +297,14 @@ impl Sessions {
             Backend::Cookie => {
                 let json = serde_json::to_vec(session).map_err(|_| SessionError::Seal)?;
                 let sealed = self.sealer.seal(SESSION_PURPOSE, &json).ok_or(SessionError::Seal)?;
-                cookie::write(out, &self.cookie_name, &sealed, remaining, self.attrs(), &present)
+                if !cookie::write(out, &self.cookie_name, &sealed, remaining, self.attrs(), &present) {
+                    return Err(SessionError::TooLarge);
+                }
             }
             Backend::Redis(_) => {
                 self.store(session, write).await?;
-                cookie::write(out, &self.cookie_name, &session.id, remaining, self.attrs(), &present);
+                // An id is 43 characters: it always fits.
+                let _ = cookie::write(out, &self.cookie_name, &session.id, remaining, self.attrs(), &present);
             }
         }
         Ok(())

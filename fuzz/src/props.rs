@@ -1,0 +1,974 @@
+//! The properties every parser of client or provider input must keep, one `pub fn` per fuzz
+//! target. Each takes the raw input (bytes or text as the gateway would see it) and panics when
+//! a property fails; "the input was refused" is always an acceptable outcome, a panic never is.
+//!
+//! Compiled twice: into the `cargo fuzz` targets (`fuzz/fuzz_targets/*.rs`, nightly) and into
+//! the stable test suite (`tests/properties.rs` includes this file with `#[path]`), so CI checks
+//! the same properties with proptest on every change.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+use std::borrow::Cow;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, COOKIE, HOST, SET_COOKIE};
+use http::{Request, StatusCode, Uri, Version};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+use serde_json::{json, Value};
+
+use tollgate::auth::jwks::{KeySet, Lookup};
+use tollgate::auth::{jwt, Invalid};
+use tollgate::authority::{self, Authority, AuthorityError};
+use tollgate::config::{Config, IpRange, Issuer, TokenSource};
+use tollgate::path::normalize_path;
+use tollgate::session::cookie;
+use tollgate::session::{Sealed, Session, Sessions, SESSION_PURPOSE};
+use tollgate::upstream::headers::{self, Protected};
+
+// ---------------------------------------------------------------------------------------------
+// Shared input helpers
+
+/// Header lines `name: value` separated by `\n`; lines that are not a valid header are skipped
+/// (hyper would refuse the request before tollgate saw it).
+pub fn header_lines(data: &[u8]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for line in data.split(|&b| b == b'\n') {
+        let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
+        let (name, value) = (&line[..colon], &line[colon + 1..]);
+        let value = value.strip_prefix(b" ").unwrap_or(value);
+        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
+            h.append(n, v);
+        }
+    }
+    h
+}
+
+/// The first line and the rest.
+fn first_line(data: &[u8]) -> (&[u8], &[u8]) {
+    match data.iter().position(|&b| b == b'\n') {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (data, &[]),
+    }
+}
+
+fn percent_decode_ref(s: &str) -> Option<String> {
+    // A reference decoder: exactly two hex digits after each `%`.
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = |c: u8| (c as char).to_digit(16);
+            let (Some(hi), Some(lo)) = (b.get(i + 1).and_then(|&c| hex(c)), b.get(i + 2).and_then(|&c| hex(c))) else {
+                return None;
+            };
+            out.push((hi * 16 + lo) as u8);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bearer token extraction (src/auth/token.rs)
+
+/// RFC 6750 b64token, written plainly (the library's version is branch-free per byte).
+fn is_b64token(t: &[u8]) -> bool {
+    let body = t.len() - t.iter().rev().take_while(|&&b| b == b'=').count();
+    body > 0 && t[..body].iter().all(|&b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+}
+
+/// What `Authorization` alone should yield: `Err(())` for a malformed bearer header.
+fn header_token_model(headers: &HeaderMap) -> Result<Option<String>, ()> {
+    let all: Vec<&HeaderValue> = headers.get_all(AUTHORIZATION).iter().collect();
+    match all.as_slice() {
+        [] => Ok(None),
+        [one] => {
+            let v = one.as_bytes();
+            let (scheme, rest) = match v.iter().position(|&b| b == b' ') {
+                Some(i) => (&v[..i], &v[i + 1..]),
+                None => (v, &b""[..]),
+            };
+            if !scheme.eq_ignore_ascii_case(b"bearer") {
+                return Ok(None);
+            }
+            let token: Vec<u8> = rest.iter().copied().skip_while(|&b| b == b' ').collect();
+            if is_b64token(&token) {
+                Ok(Some(String::from_utf8(token).unwrap()))
+            } else {
+                Err(())
+            }
+        }
+        _ => Err(()),
+    }
+}
+
+/// Input: the request target on the first line, header lines after it.
+pub fn token(data: &[u8]) {
+    let (target, rest) = first_line(data);
+    let uri = Uri::try_from(target).unwrap_or_else(|_| Uri::from_static("/"));
+    let headers = header_lines(rest);
+    let header_only = tollgate::auth::token::extract(&headers, &uri, &[TokenSource::Header]);
+    match (&header_only, header_token_model(&headers)) {
+        (Ok(got), Ok(want)) => assert_eq!(got.as_deref(), want.as_deref(), "Authorization read differently"),
+        (Err(tollgate::auth::AuthError::InvalidRequest(_)), Err(())) => {}
+        (got, want) => panic!("Authorization: got {got:?}, the model says {want:?}"),
+    }
+    let all = [TokenSource::Header, TokenSource::Query("access_token".into()), TokenSource::Cookie("at".into())];
+    match tollgate::auth::token::extract(&headers, &uri, &all) {
+        Ok(Some(t)) => {
+            assert!(!t.is_empty(), "an empty token was extracted");
+            if let Ok(Some(h)) = &header_only {
+                assert_eq!(&t, h, "a second source overrode the header");
+            }
+        }
+        Ok(None) => assert!(matches!(header_only, Ok(None)), "the header's token was lost"),
+        Err(tollgate::auth::AuthError::InvalidRequest(_)) => {}
+        Err(e) => panic!("extraction failed with {e:?}, not InvalidRequest"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Path normalisation (src/path.rs)
+
+/// A normalised path is a fixed point, absolute, without dot segments, empty segments (but a
+/// trailing one), encoded slashes, dots or backslashes, or control characters.
+pub fn path(raw: &str) {
+    let Ok(p) = normalize_path(raw) else { return };
+    if let Cow::Borrowed(b) = &p {
+        assert_eq!(*b, raw);
+    }
+    let again = normalize_path(&p).unwrap_or_else(|e| panic!("{raw:?} -> {p:?}, which is refused: {e}"));
+    assert_eq!(again, p, "{raw:?}: not a fixed point");
+    assert!(p.starts_with('/'), "{raw:?} -> {p:?}");
+    let segments: Vec<&str> = p[1..].split('/').collect();
+    for (i, seg) in segments.iter().enumerate() {
+        assert!(!seg.is_empty() || i + 1 == segments.len(), "{raw:?} -> {p:?}: empty segment");
+        let name = seg.split(';').next().unwrap_or("");
+        assert!(name != "." && name != "..", "{raw:?} -> {p:?}: dot segment");
+    }
+    let upper = p.to_ascii_uppercase();
+    for bad in ["%2F", "%2E", "%5C", "%00", "\\"] {
+        assert!(!upper.contains(bad), "{raw:?} -> {p:?} contains {bad}");
+    }
+    assert!(!p.bytes().any(|b| b < 0x20 || b == 0x7f), "{raw:?} -> {p:?}: control character");
+    // Every escape left is two upper-case hex digits of a byte that is not unreserved.
+    let b = p.as_bytes();
+    for (i, _) in p.match_indices('%') {
+        let hex = b.get(i + 1..i + 3).unwrap_or_else(|| panic!("{p:?}: truncated escape"));
+        assert!(hex.iter().all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(c)), "{p:?}: escape {hex:?}");
+        let v = u8::from_str_radix(std::str::from_utf8(hex).unwrap(), 16).unwrap();
+        assert!(!(v.is_ascii_alphanumeric() || b"-._~".contains(&v)), "{p:?}: unreserved byte left encoded");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Authority (src/authority.rs)
+
+/// An accepted authority re-parses to itself, is lower-case visible ASCII without any of
+/// `#?/\@ %`, agrees with the `Host` header parser, and is a host name, IPv4 or IPv6 literal.
+/// Returns it for the fuzz target's WHATWG cross-check.
+pub fn authority(raw: &[u8]) -> Option<Authority> {
+    let parsed = authority::parse(raw);
+    if let Ok(v) = HeaderValue::from_bytes(raw) {
+        assert_eq!(Authority::from_header(&v), parsed, "Host header and parser disagree on {raw:?}");
+    }
+    let a = parsed.ok()?;
+    let s = a.as_str();
+    assert_eq!(authority::parse(s.as_bytes()).as_ref(), Ok(&a), "{raw:?} -> {s:?} does not re-parse to itself");
+    assert!(s.bytes().all(|b| b.is_ascii_graphic() && !b.is_ascii_uppercase()), "{s:?}");
+    for bad in "#?/\\@ %,;*~!$&'()+=\"<>^`{|}".chars() {
+        assert!(!s.contains(bad), "{raw:?} -> {s:?} contains {bad:?}");
+    }
+    let host = a.host();
+    let want = match a.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
+    };
+    assert_eq!(s, want);
+    if let Some(inner) = host.strip_prefix('[') {
+        let inner = inner.strip_suffix(']').expect("bracketed IPv6");
+        inner.parse::<Ipv6Addr>().unwrap_or_else(|_| panic!("{host:?} is not IPv6"));
+    } else {
+        assert!(!host.is_empty() && !host.ends_with('.') && !host.contains(':'), "{host:?}");
+        let last = host.rsplit('.').next().unwrap_or("");
+        let numeric = last.bytes().all(|b| b.is_ascii_digit())
+            || last.strip_prefix("0x").is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
+        if numeric {
+            host.parse::<Ipv4Addr>().unwrap_or_else(|_| panic!("{host:?}: numeric last label, not IPv4"));
+        }
+        for label in host.split('.') {
+            assert!(!label.is_empty() && label.len() <= 63, "{host:?}");
+        }
+    }
+    Some(a)
+}
+
+/// Input: a flag byte (HTTP version), the request target on the first line, `Host` values on
+/// the following lines. One authority per request: what is accepted re-parses to itself and
+/// is what both the target and `Host` name.
+pub fn of_request(data: &[u8]) {
+    let Some((&flags, rest)) = data.split_first() else { return };
+    let version = [Version::HTTP_10, Version::HTTP_11, Version::HTTP_2][usize::from(flags % 3)];
+    let (target, hosts) = first_line(rest);
+    let Ok(uri) = Uri::try_from(target) else { return };
+    let mut b = Request::builder().version(version).uri(uri.clone());
+    let mut host_values = Vec::new();
+    for h in hosts.split(|&c| c == b'\n').take(3) {
+        if let Ok(v) = HeaderValue::from_bytes(h) {
+            b = b.header(HOST, v.clone());
+            host_values.push(v);
+        }
+    }
+    let Ok(req) = b.body(()) else { return };
+    let got = authority::of_request(&req);
+    if host_values.len() > 1 {
+        assert_eq!(got, Err(AuthorityError::DuplicateHost));
+        return;
+    }
+    let Ok(a) = got else { return };
+    assert_eq!(authority::parse(a.as_str().as_bytes()).as_ref(), Ok(&a));
+    if let Some(h) = host_values.first() {
+        let h = Authority::from_header(h).expect("an accepted request's Host parses");
+        assert_eq!(h.host(), a.host(), "Host and the accepted authority name different hosts");
+    }
+    if let Some(t) = uri.authority() {
+        let t = authority::parse(t.as_str().as_bytes()).expect("an accepted request's target authority parses");
+        assert_eq!(t.host(), a.host(), "the target and the accepted authority name different hosts");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cookies and sessions (src/auth/cookie.rs, src/auth/session.rs)
+
+pub const COOKIE_NAME: &str = "s";
+/// The raw-cookie target's key: nothing in the corpus was ever sealed with it, so any cookie
+/// that opens is a forgery.
+const RAW_SECRET: &str = "fuzz-raw-cookie-key-that-never-sealed-anything";
+const SEAL_SECRET: &str = "fuzz-sealing-key-0123456789abcdef0123456789";
+const OLD_SECRET: &str = "fuzz-old-key-still-opens-0123456789abcdef";
+pub const NOW: u64 = 1_800_000_000;
+
+fn sessions(secrets: &[&str]) -> Sessions {
+    let secrets = secrets.join(",");
+    let toml = format!(
+        "[[issuer]]\nname = \"idp\"\nurl = \"https://idp.example.com\"\naudiences = [\"api\"]\n\n\
+         [login]\nclient_id = \"gw\"\nclient_secret = \"gw-secret\"\npublic_url = \"https://app.example.com\"\n\
+         cookie_secret = \"{secrets}\"\ncookie_name = \"{COOKIE_NAME}\"\n\n\
+         [[route]]\nauth = \"login\"\npath = \"/\"\nupstream = \"http://127.0.0.1:9\"\n"
+    );
+    let config = Config::from_str(&toml, Path::new("fuzz.toml"), &|_| None).unwrap_or_else(|e| panic!("{e}"));
+    Sessions::new(config.logins.first().expect("[login]")).expect("cookie store")
+}
+
+static RAW_SESSIONS: LazyLock<Sessions> = LazyLock::new(|| sessions(&[RAW_SECRET]));
+static SEAL_SESSIONS: LazyLock<Sessions> = LazyLock::new(|| sessions(&[SEAL_SECRET, OLD_SECRET]));
+
+/// `(name, value)` of every cookie, as a reader of RFC 6265 `Cookie` lines sees them.
+fn cookie_pairs_model(headers: &HeaderMap) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for line in headers.get_all(COOKIE) {
+        let Ok(line) = std::str::from_utf8(line.as_bytes()) else { continue };
+        for pair in line.split(';') {
+            let pair = pair.trim_matches(|c: char| c.is_ascii_whitespace());
+            if let Some((n, v)) = pair.split_once('=') {
+                out.push((n.to_string(), v.to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// `name` whole, else `name_0`, `name_1`, … up to the first gap (16 at most), first of each.
+fn cookie_read_model(headers: &HeaderMap, name: &str) -> Option<String> {
+    let pairs = cookie_pairs_model(headers);
+    if let Some((_, v)) = pairs.iter().find(|(n, _)| n == name) {
+        return Some(v.clone());
+    }
+    let chunk = |i: usize| pairs.iter().find(|(n, _)| *n == format!("{name}_{i}")).map(|(_, v)| v.clone());
+    chunk(0)?;
+    Some((0..16).map_while(chunk).collect())
+}
+
+/// Input: `Cookie` lines (and any other headers). Reading agrees with the model, the names to
+/// clear are bounded and real, and nothing opens: the key never sealed anything.
+pub fn cookie(data: &[u8]) {
+    let mut headers = HeaderMap::new();
+    for line in data.split(|&b| b == b'\n') {
+        if let Ok(v) = HeaderValue::from_bytes(line) {
+            headers.append(COOKIE, v);
+        }
+    }
+    let read = cookie::read(&headers, COOKIE_NAME);
+    assert_eq!(read.as_deref(), cookie_read_model(&headers, COOKIE_NAME).as_deref(), "chunk assembly");
+    let present = cookie::present(&headers, COOKIE_NAME);
+    assert!(present.len() <= 17, "{} names to clear", present.len());
+    let names: Vec<String> = cookie_pairs_model(&headers).into_iter().map(|(n, _)| n).collect();
+    for (i, p) in present.iter().enumerate() {
+        assert!(names.contains(p) && !present[..i].contains(p), "{p:?}");
+        let ok = p == COOKIE_NAME || (0..16).any(|n| *p == format!("{COOKIE_NAME}_{n}"));
+        assert!(ok, "{p:?} is not one of ours");
+    }
+    if let Some(v) = read {
+        assert!(RAW_SESSIONS.sealer.open(SESSION_PURPOSE, &v).is_none(), "a cookie nobody sealed opened");
+        assert!(RAW_SESSIONS.open_sealed(&Sealed::Cookie(v), NOW).is_none(), "a forged session opened");
+    }
+}
+
+/// A session whose access token makes the sealed value `len_hint` × 256 bytes longer: long
+/// ones are chunked.
+fn session_for(claims: &[u8], len_hint: u8) -> Session {
+    let claims = serde_json::from_slice::<Value>(claims)
+        .ok()
+        .filter(Value::is_object)
+        .unwrap_or_else(|| json!({"sub": String::from_utf8_lossy(claims)}));
+    Session {
+        id: "A".repeat(43),
+        claims,
+        id_token: "id.token.x".into(),
+        access_token: "t".repeat(usize::from(len_hint) * 256),
+        refresh_token: Some("refresh".into()),
+        access_exp: NOW + 300,
+        access_issued: NOW - 10,
+        created: NOW - 10,
+        seen: NOW - 5,
+    }
+}
+
+/// Input: an op byte, a position (2 bytes), an xor byte, a length byte, then the session's
+/// claims. The session is sealed, written as cookies (chunked when long), sent back in one
+/// `Cookie` line with other cookies, then tampered with. Untampered, it opens to the same
+/// session; changed, it never opens to anything else, and never after its time.
+pub fn cookie_sealed(data: &[u8]) {
+    let [op, p0, p1, xor, len, claims @ ..] = data else { return };
+    let s = &*SEAL_SESSIONS;
+    // Past 16 chunks a session is refused (`SessionError::TooLarge`), not written.
+    let session = session_for(claims, (*len).min(160));
+    let sealed = s.sealer.seal(SESSION_PURPOSE, &serde_json::to_vec(&session).unwrap()).unwrap();
+    let mut out = HeaderMap::new();
+    let attrs = cookie::Attributes { secure: true, path: "/" };
+    assert!(cookie::write(&mut out, COOKIE_NAME, &sealed, Duration::from_secs(60), attrs, &[]), "not written");
+    let mut jar: Vec<String> =
+        out.get_all(SET_COOKIE).iter().map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string()).collect();
+    if op & 1 == 1 {
+        jar.reverse(); // chunk order in the line does not matter
+    }
+    jar.insert(0, "other=1".into());
+    jar.push("s_x=junk".into());
+    let line = jar.join("; ");
+    let opens = |line: &[u8]| -> Option<(String, Option<Session>)> {
+        let mut h = HeaderMap::new();
+        h.insert(COOKIE, HeaderValue::from_bytes(line).ok()?);
+        let v = cookie::read(&h, COOKIE_NAME)?.into_owned();
+        let opened = s.open_sealed(&Sealed::Cookie(Cow::Borrowed(&v)), NOW);
+        Some((v, opened))
+    };
+    let (v, opened) = opens(line.as_bytes()).expect("the written cookies are read back");
+    assert!(v == sealed, "chunks reassembled wrongly ({} bytes, {} read)", sealed.len(), v.len());
+    assert_eq!(opened.as_ref(), Some(&session), "an untampered session did not open");
+    assert!(s.sealer.open("tollgate flow", &sealed).is_none(), "sealed for one purpose, opened for another");
+    assert!(s.open_sealed(&Sealed::Cookie(Cow::Borrowed(&sealed)), s.live_until(&session)).is_none(), "expired");
+    let mut bytes = line.clone().into_bytes();
+    let at = usize::from(u16::from_le_bytes([*p0, *p1])) % bytes.len();
+    match op >> 1 & 3 {
+        0 => bytes[at] ^= (*xor).max(1),
+        1 => bytes.truncate(at),
+        2 => bytes.insert(at, *xor),
+        _ => {
+            bytes.remove(at);
+        }
+    }
+    let truncated = &sealed[..at % sealed.len()];
+    assert!(s.sealer.open(SESSION_PURPOSE, truncated).is_none(), "a truncated seal opened");
+    if let Some((v, Some(got))) = opens(&bytes) {
+        assert!(v == sealed, "a changed sealed value opened");
+        assert_eq!(got, session);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Redirect targets (src/auth/redirect.rs)
+
+pub const PUBLIC_ORIGIN: &str = "https://app.example.com";
+pub const ALLOWED_HOSTS: [&str; 2] = [".trusted.example", "docs.example.com"];
+
+fn host_allowed(host: &str) -> bool {
+    ALLOWED_HOSTS.iter().any(|a| if a.starts_with('.') { host.ends_with(a) } else { host == *a })
+}
+
+/// A target that passes is `/`, a path on the gateway's origin (also once percent-decoded), the
+/// public origin itself, or https on an allowed host; plain ASCII, no userinfo. Returns it for
+/// the fuzz target's WHATWG cross-check.
+pub fn redirect(rd: &str) -> String {
+    let allowed: Vec<String> = ALLOWED_HOSTS.iter().map(|s| s.to_string()).collect();
+    let t = tollgate::login::redirect::safe_target(rd, PUBLIC_ORIGIN, &allowed);
+    assert!(t.len() <= tollgate::login::redirect::MAX_TARGET, "{rd:?} -> {} bytes", t.len());
+    assert!(t.bytes().all(|b| b.is_ascii_graphic()), "{rd:?} -> {t:?}: not visible ASCII");
+    assert!(!t.contains('\\'), "{rd:?} -> {t:?}");
+    if t.starts_with('/') {
+        assert!(!t.starts_with("//"), "{rd:?} -> {t:?}: another host");
+        if let Some(d) = percent_decode_ref(&t) {
+            let head = d.split(['?', '#']).next().unwrap_or("");
+            assert!(!head.starts_with("//") && !head.contains('\\'), "{rd:?} -> {t:?}: decoded {d:?}");
+            assert!(!head.chars().any(char::is_control), "{rd:?} -> {t:?}: decoded {d:?}");
+        }
+        return t;
+    }
+    let uri: Uri = t.parse().unwrap_or_else(|e| panic!("{rd:?} -> {t:?} is not a URI: {e}"));
+    let authority = uri.authority().expect("an absolute target has a host");
+    assert!(!authority.as_str().contains('@'), "{rd:?} -> {t:?}: userinfo");
+    let origin = format!("{}://{}", uri.scheme_str().unwrap_or(""), authority.as_str()).to_ascii_lowercase();
+    let host = authority.host().to_ascii_lowercase();
+    assert!(
+        origin == PUBLIC_ORIGIN || (uri.scheme_str() == Some("https") && host_allowed(&host)),
+        "{rd:?} -> {t:?}: off site"
+    );
+    t
+}
+
+// ---------------------------------------------------------------------------------------------
+// X-Request-Id (src/gateway.rs) and forwarding headers (src/forward_auth.rs, set_forwarding)
+
+static REQUEST_IDS: LazyLock<tollgate::gateway::request_id::RequestIds> =
+    LazyLock::new(tollgate::gateway::request_id::RequestIds::new);
+
+/// A client's id is kept exactly when it is 1..=128 of `[A-Za-z0-9-_.:]`; otherwise a fresh
+/// 32-hex-digit one is made. Either way the id is safe in a log line and a header.
+pub fn request_id(value: &[u8]) {
+    let mut h = HeaderMap::new();
+    let sent = HeaderValue::from_bytes(value).ok();
+    if let Some(v) = &sent {
+        h.insert("x-request-id", v.clone());
+    }
+    let id = REQUEST_IDS.accept_or_generate(&h);
+    let b = id.as_bytes();
+    let plain = |b: &[u8]| {
+        !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
+    };
+    assert!(plain(b), "{id:?}");
+    if sent.is_some() && plain(value) {
+        assert_eq!(b, value, "a plain id was replaced");
+    } else {
+        assert!(b.len() == 32 && b.iter().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c)), "{id:?}");
+        assert_ne!(REQUEST_IDS.accept_or_generate(&h), id, "generated ids repeat");
+    }
+}
+
+/// The entry of `list` that `n` folds to.
+fn folds_to<'a>(n: &str, list: &[&'a str]) -> Option<&'a str> {
+    list.iter().find(|l| headers::fold(l) == headers::fold(n)).copied()
+}
+
+fn one<'h>(h: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    let mut all = h.get_all(name).iter();
+    let first = all.next()?;
+    all.next().is_none().then(|| first.to_str().ok()).flatten()
+}
+
+/// Input: a flag byte (trusted peer, TLS, own authority), then header lines. Forward auth reads
+/// one original request, from headers that agree; `set_forwarding` leaves exactly one of each
+/// forwarding header, with the routed host and, from an untrusted peer, only what the
+/// connection says.
+pub fn forwarded(data: &[u8]) {
+    let Some((&flags, rest)) = data.split_first() else { return };
+    let mut headers = header_lines(rest);
+    let own = (flags & 4 != 0).then_some("own.example:8443");
+    if let Ok((scheme, authority_, target, uri)) = tollgate::gateway::forward_auth::read_forwarded(&headers, own) {
+        assert!(matches!(scheme, None | Some("http") | Some("https")), "{scheme:?}");
+        if let Some(t) = target {
+            assert!(t.starts_with('/') && !t.contains('#'), "{t:?}");
+            for name in ["x-forwarded-uri", "x-original-uri"] {
+                if let Some(v) = one(&headers, name) {
+                    assert_eq!(v, t, "{name} disagrees with the target used");
+                }
+            }
+        }
+        let host_of = |a: &str| authority::parse(a.as_bytes()).ok().map(|a| a.host().to_string());
+        if let (Some(a), Some(h)) = (authority_, one(&headers, "x-forwarded-host")) {
+            assert_eq!(host_of(a), host_of(h), "X-Forwarded-Host disagrees with the host used");
+        }
+        if let Ok(uri) = uri {
+            let t = target.unwrap_or("/");
+            assert_eq!(uri.path(), t.split('?').next().unwrap(), "the rebuilt URI has another path");
+            assert_eq!(uri.query(), t.split_once('?').map(|(_, q)| q), "the rebuilt URI has another query");
+            if let Some(ua) = uri.authority() {
+                assert_eq!(host_of(ua.as_str()), authority_.and_then(host_of), "the rebuilt URI has another host");
+            }
+        }
+    }
+    let trusted = flags & 1 != 0;
+    let ranges = [IpRange::parse("10.0.0.0/8").unwrap()];
+    let peer: SocketAddr = if trusted { "10.1.2.3:5000" } else { "192.0.2.7:5000" }.parse().unwrap();
+    let conn = tollgate::gateway::Conn::new(peer, flags & 2 != 0, &ranges);
+    assert_eq!(conn.trusted, trusted);
+    let prior_proto = headers.contains_key("x-forwarded-proto");
+    let host = HeaderValue::from_static("app.example.com");
+    tollgate::gateway::request::set_forwarding(&mut headers, &conn, &host);
+    let xff = one(&headers, "x-forwarded-for").expect("one X-Forwarded-For");
+    let proto = one(&headers, "x-forwarded-proto");
+    // A trusted proxy's own X-Forwarded-Proto is kept as it sent it (one copy or several).
+    assert!(proto.is_some() || (trusted && prior_proto), "one X-Forwarded-Proto");
+    assert_eq!(one(&headers, "x-forwarded-host"), Some("app.example.com"));
+    let ip = peer.ip().to_string();
+    if trusted {
+        assert!(xff == ip || xff.ends_with(&format!(", {ip}")), "{xff:?}");
+    } else {
+        assert_eq!(xff, ip, "an untrusted peer's X-Forwarded-For survived");
+    }
+    if !(trusted && prior_proto) {
+        assert_eq!(proto, Some(if conn.tls { "https" } else { "http" }));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Header-name folding (src/upstream/headers.rs)
+
+static PROTECTED: LazyLock<Protected> = LazyLock::new(|| {
+    Protected::configured(
+        [HeaderName::from_static("x-tenant")].into_iter(),
+        &["X-Internal-*".to_string(), "X-Debug".to_string()],
+        &["X-Forwarded-Client-Cert".to_string()],
+    )
+});
+
+/// Input: a flag byte (trusted peer), then header lines. After cleaning, no header folds to a
+/// name tollgate sets or strips, canonical and forwarding names pass only in their exact
+/// spelling (forwarding ones only from a trusted peer), and every unprotected header is kept.
+pub fn header_names(data: &[u8]) {
+    let Some((&flags, rest)) = data.split_first() else { return };
+    let trusted = flags & 1 != 0;
+    let original = header_lines(rest);
+    let mut h = original.clone();
+    let upgrade = PROTECTED.clean_request(&mut h, trusted);
+    let fold = headers::fold;
+    let strip: Vec<&str> =
+        headers::HOP_BY_HOP.iter().chain(headers::IDENTITY).copied().chain(["x-tenant", "x-debug"]).collect();
+    let prefixes: Vec<String> =
+        headers::FOREIGN.iter().filter_map(|f| f.strip_suffix('*')).chain(["x-internal-"]).map(fold).collect();
+    let kept = "x-forwarded-client-cert";
+    // Names the client listed in `Connection` are hop-by-hop too (RFC 9110 §7.6.1).
+    let listed: Vec<String> = original
+        .get_all("connection")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .collect();
+    let protected = |n: &str| -> bool {
+        listed.iter().any(|l| l == n)
+            || folds_to(n, &strip).is_some()
+            || folds_to(n, headers::CANONICAL).is_some()
+            || folds_to(n, headers::FORWARDING).is_some()
+            || folds_to(n, headers::FOREIGN).is_some()
+            || fold(n) == fold(kept)
+            || prefixes.iter().any(|p| fold(n).starts_with(p.as_str()))
+    };
+    for n in h.keys().map(HeaderName::as_str) {
+        assert!(folds_to(n, &strip).is_none(), "{n:?} got through");
+        if let Some(c) = folds_to(n, headers::CANONICAL) {
+            assert_eq!(n, c, "a second spelling of {c} got through");
+        } else if let Some(f) = folds_to(n, headers::FORWARDING) {
+            assert!(trusted && n == f, "{n:?} got through (trusted: {trusted})");
+        } else if fold(n) == fold(kept) {
+            assert_eq!(n, kept);
+        } else {
+            assert!(folds_to(n, headers::FOREIGN).is_none(), "{n:?} got through");
+            assert!(!prefixes.iter().any(|p| fold(n).starts_with(p.as_str())), "{n:?} got through");
+        }
+    }
+    for n in original.keys().map(HeaderName::as_str) {
+        if !protected(n) {
+            assert_eq!(
+                h.get_all(n).iter().collect::<Vec<_>>(),
+                original.get_all(n).iter().collect::<Vec<_>>(),
+                "{n:?}"
+            );
+        }
+    }
+    if let Some(u) = upgrade {
+        assert!(u.as_bytes().eq_ignore_ascii_case(b"websocket"), "{u:?}");
+    }
+    assert!(!h.contains_key("connection") && !h.contains_key("upgrade"));
+    // A list header (groups) splits back into exactly its items.
+    let items: Vec<&str> = original.iter().filter_map(|(_, v)| std::str::from_utf8(v.as_bytes()).ok()).collect();
+    if !items.is_empty() {
+        let encoded = headers::encode_list(&items);
+        assert!(encoded.bytes().all(|b| b.is_ascii_graphic()), "{encoded:?}");
+        let back: Vec<String> = encoded.split(',').map(|i| percent_decode_ref(i).expect("decodes")).collect();
+        assert_eq!(back, items, "encode_list does not round-trip");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Configuration (src/config: TOML, `${VAR}` substitution, validation)
+
+fn mentions_files(v: &toml::Value) -> bool {
+    match v {
+        toml::Value::Table(t) => t.iter().any(|(k, v)| k.contains("file") || mentions_files(v)),
+        toml::Value::Array(a) => a.iter().any(mentions_files),
+        _ => false,
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "HOST" => Some("example.com".into()),
+        "EMPTY" => Some(String::new()),
+        "PORT" => Some("8080".into()),
+        "ISSUER_URL" => Some("https://idp.example.com".into()),
+        "UPSTREAM_URL" => Some("http://127.0.0.1:9".into()),
+        "SECRET" => Some("0123456789abcdef0123456789abcdef".into()),
+        _ => None,
+    }
+}
+
+/// Any text: a configuration or a list of errors, each naming what is wrong; never a panic.
+/// What loads has normalised route paths. (Files are not read: inputs naming one are skipped,
+/// since reading `/dev/zero` is the operator's choice, not an attack.)
+pub fn config(text: &str) {
+    if toml::from_str::<toml::Value>(text).is_ok_and(|t| mentions_files(&t)) {
+        return;
+    }
+    match Config::from_str(text, Path::new("/nonexistent/tollgate-fuzz/t.toml"), &env) {
+        Ok(c) => {
+            for r in &c.routes {
+                assert!(matches!(normalize_path(&r.path), Ok(Cow::Borrowed(_))), "route path {:?}", r.path);
+            }
+        }
+        Err(e) => {
+            assert!(!e.errors.is_empty(), "an error without errors");
+            for err in &e.errors {
+                assert!(!err.reason.is_empty(), "an error without a reason at {:?}", err.field);
+            }
+            let _ = e.to_string();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Provider documents: JWKS, discovery, token endpoint answers
+
+const ALL_ALGS: [Algorithm; 9] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+const HMAC: [Algorithm; 3] = [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
+
+const RSA1_JWK: &str = include_str!("../../tests/idp/keys/rsa1.json");
+const RSA1_PEM: &[u8] = include_bytes!("../../tests/idp/keys/rsa1.pem");
+const RSA1_PUB_PEM: &[u8] = include_bytes!("../../tests/idp/keys/rsa1.pub.pem");
+const RSA2_PEM: &[u8] = include_bytes!("../../tests/idp/keys/rsa2.pem");
+const EC1_JWK: &str = include_str!("../../tests/idp/keys/ec1.json");
+const EC1_PEM: &[u8] = include_bytes!("../../tests/idp/keys/ec1.pem");
+const EC1_PUB_PEM: &[u8] = include_bytes!("../../tests/idp/keys/ec1.pub.pem");
+
+fn strip_zeros(b: &[u8]) -> &[u8] {
+    &b[b.iter().take_while(|&&x| x == 0).count()..]
+}
+
+/// `header.payload` and its RS256 signature by rsa1, made once.
+static RSA1_SIGNED: LazyLock<(String, String)> = LazyLock::new(|| {
+    let msg = "eyJhbGciOiJSUzI1NiJ9.e30".to_string();
+    let sig =
+        jsonwebtoken::crypto::sign(msg.as_bytes(), &EncodingKey::from_rsa_pem(RSA1_PEM).unwrap(), Algorithm::RS256)
+            .unwrap();
+    (msg, sig)
+});
+
+/// Any document: a key set or an error. A key found is pinned to algorithms of its type (never
+/// HMAC), was not marked for encryption, and verifies rsa1's signature only if it is rsa1.
+pub fn jwks(body: &[u8]) {
+    let Ok(set) = KeySet::parse(body, &ALL_ALGS) else { return };
+    let doc: Value = serde_json::from_slice(body).expect("a key set that parsed is JSON");
+    let keys = doc["keys"].as_array().expect("a keys array");
+    assert!(set.len() <= keys.len());
+    let rsa1_n = URL_SAFE_NO_PAD
+        .decode(serde_json::from_str::<Value>(RSA1_JWK).unwrap()["keys"][0]["n"].as_str().unwrap())
+        .unwrap();
+    for raw in keys {
+        let Some(kid) = raw.get("kid").and_then(Value::as_str) else { continue };
+        let unique = keys.iter().filter(|k| k.get("kid").and_then(Value::as_str) == Some(kid)).count() == 1;
+        for alg in ALL_ALGS.iter().chain(&HMAC).copied() {
+            let Lookup::Found(key) = set.find(Some(kid), alg) else { continue };
+            assert!(key.algorithms.contains(&alg) && !HMAC.contains(&alg), "{kid}: {alg:?}");
+            if !unique {
+                continue;
+            }
+            assert!(raw.get("use").and_then(Value::as_str).is_none_or(|u| u == "sig"), "{kid}: not a signing key");
+            let family: &[Algorithm] = match raw["kty"].as_str() {
+                Some("RSA") => &ALL_ALGS[..6],
+                Some("EC") if raw["crv"] == "P-256" => &[Algorithm::ES256],
+                Some("EC") if raw["crv"] == "P-384" => &[Algorithm::ES384],
+                Some("OKP") => &[Algorithm::EdDSA],
+                other => panic!("{kid}: a {other:?} key was taken"),
+            };
+            assert!(family.contains(&alg), "{kid}: {alg:?} for a {:?} key", raw["kty"]);
+            if let Some(pinned) = raw.get("alg").and_then(Value::as_str) {
+                assert_eq!(Ok(alg), tollgate::config::parse_asymmetric_algorithm(pinned), "{kid}: pinned to {pinned}");
+            }
+            if alg == Algorithm::RS256 && key.verify(alg, RSA1_SIGNED.0.as_bytes(), &RSA1_SIGNED.1) {
+                let n = URL_SAFE_NO_PAD.decode(raw["n"].as_str().unwrap_or("")).unwrap_or_default();
+                assert_eq!(strip_zeros(&n), strip_zeros(&rsa1_n), "{kid}: verified rsa1's signature with another key");
+            }
+        }
+    }
+}
+
+pub const ISSUER: &str = "https://idp.example.com";
+const ENDPOINTS: [&str; 6] = [
+    "jwks_uri",
+    "authorization_endpoint",
+    "token_endpoint",
+    "userinfo_endpoint",
+    "introspection_endpoint",
+    "end_session_endpoint",
+];
+
+fn loopback(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost") || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Any document: metadata or an error. Accepted metadata names the configured issuer and only
+/// https (or loopback) endpoints. Returns the accepted endpoints as written, for the fuzz
+/// target's WHATWG cross-check.
+pub fn discovery(body: &[u8]) -> Vec<(String, Uri)> {
+    let mut accepted = Vec::new();
+    for insecure in [false, true] {
+        let url = "https://idp.example.com/.well-known/openid-configuration";
+        let Ok(m) = tollgate::oidc::discovery::parse_metadata(body, url, ISSUER, insecure) else { continue };
+        assert_eq!(m.issuer, ISSUER);
+        // serde_json skips an unknown member without checking its escapes (a lone surrogate):
+        // such a document is accepted, and cannot be read as a `Value`.
+        let Ok(doc) = serde_json::from_slice::<Value>(body) else { continue };
+        let got = [
+            &m.jwks_uri,
+            &m.authorization_endpoint,
+            &m.token_endpoint,
+            &m.userinfo_endpoint,
+            &m.introspection_endpoint,
+            &m.end_session_endpoint,
+        ];
+        for (field, uri) in ENDPOINTS.iter().zip(got) {
+            let Some(uri) = uri else {
+                assert!(doc.get(field).is_none_or(Value::is_null), "{field} dropped");
+                continue;
+            };
+            let host = uri.host().expect("an endpoint has a host");
+            match uri.scheme_str() {
+                Some("https") => {}
+                Some("http") => assert!(insecure || loopback(host), "{field}: plain http to {host}"),
+                other => panic!("{field}: scheme {other:?}"),
+            }
+            if !insecure {
+                accepted.push((doc[field].as_str().unwrap().to_string(), uri.clone()));
+            }
+        }
+    }
+    accepted
+}
+
+const STATUSES: [u16; 9] = [200, 201, 204, 299, 302, 400, 401, 500, 503];
+
+/// Input: a status selector byte, then the body. A success is a non-empty Bearer token; any
+/// other status is the provider's refusal with that status; tokens never reach `Debug`.
+pub fn token_response(data: &[u8]) {
+    let Some((&s, body)) = data.split_first() else { return };
+    let status = StatusCode::from_u16(STATUSES[usize::from(s) % STATUSES.len()]).unwrap();
+    use tollgate::oidc::token_client::{parse_response, TokenError};
+    match parse_response(status, body) {
+        Ok(r) => {
+            assert!(status.is_success());
+            assert!(!r.access_token.is_empty());
+            assert!(r.token_type.is_empty() || r.token_type.eq_ignore_ascii_case("bearer"), "{:?}", r.token_type);
+            let shown = format!("{r:?}");
+            let visible = |t: &str| r.token_type.contains(t) || r.scope.as_deref().is_some_and(|s| s.contains(t));
+            for secret in [Some(&r.access_token), r.refresh_token.as_ref(), r.id_token.as_ref()].into_iter().flatten() {
+                if secret.len() >= 8
+                    && !visible(secret)
+                    && !"TokenResponse token_type expires_in scope refresh_token [redacted] Some None"
+                        .contains(secret.as_str())
+                {
+                    assert!(!shown.contains(secret.as_str()), "a token in Debug: {shown}");
+                }
+            }
+        }
+        Err(TokenError::Refused { status: got, .. }) => {
+            assert!(!status.is_success());
+            assert_eq!(got, status);
+        }
+        Err(TokenError::Invalid(_)) => assert!(status.is_success()),
+        Err(e) => panic!("{e:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// JWT validation against a fixed key set (src/auth/jwt.rs, claims.rs, jwks.rs)
+
+pub struct JwtFixture {
+    pub issuer: Issuer,
+    pub keys: KeySet,
+    rsa1: EncodingKey,
+    rsa2: EncodingKey,
+    ec1: EncodingKey,
+    rsa1_pub: DecodingKey,
+    ec1_pub: DecodingKey,
+}
+
+fn public_jwk(doc: &str, kid: &str) -> Value {
+    let mut k = serde_json::from_str::<Value>(doc).unwrap()["keys"][0].clone();
+    let o = k.as_object_mut().unwrap();
+    for private in ["d", "p", "q", "dp", "dq", "qi"] {
+        o.remove(private);
+    }
+    o.insert("kid".into(), kid.into());
+    o.remove("alg");
+    k
+}
+
+pub static JWT: LazyLock<JwtFixture> = LazyLock::new(|| {
+    let toml = format!(
+        "[[issuer]]\nname = \"idp\"\nurl = \"{ISSUER}\"\naudiences = [\"api\"]\nleeway = \"30s\"\n\
+         algorithms = [\"RS256\", \"PS256\", \"ES256\"]\n\n\
+         [[route]]\nauth = \"bearer\"\npath = \"/\"\nupstream = \"http://127.0.0.1:9\"\n"
+    );
+    let config = Config::from_str(&toml, Path::new("fuzz.toml"), &|_| None).unwrap_or_else(|e| panic!("{e}"));
+    let issuer = config.issuers[0].clone();
+    let doc = json!({"keys": [public_jwk(RSA1_JWK, "rsa1"), public_jwk(EC1_JWK, "ec1")]});
+    let keys = KeySet::parse(doc.to_string().as_bytes(), &issuer.algorithms).unwrap();
+    assert_eq!(keys.len(), 2);
+    JwtFixture {
+        issuer,
+        keys,
+        rsa1: EncodingKey::from_rsa_pem(RSA1_PEM).unwrap(),
+        rsa2: EncodingKey::from_rsa_pem(RSA2_PEM).unwrap(),
+        ec1: EncodingKey::from_ec_pem(EC1_PEM).unwrap(),
+        rsa1_pub: DecodingKey::from_rsa_pem(RSA1_PUB_PEM).unwrap(),
+        ec1_pub: DecodingKey::from_ec_pem(EC1_PUB_PEM).unwrap(),
+    }
+});
+
+/// The bearer path's JWT checks, in the order `Authenticator::verify_jwt` runs them, at [`NOW`].
+pub fn validate(fx: &JwtFixture, token: &str) -> Result<u64, Invalid> {
+    let parsed = jwt::parse(token)?;
+    if parsed.issuer()? != fx.issuer.url {
+        return Err(Invalid::UnknownIssuer);
+    }
+    if token.len() > fx.issuer.max_token_bytes {
+        return Err(Invalid::TooLarge);
+    }
+    let key = match fx.keys.find(parsed.kid.as_deref(), parsed.alg) {
+        Lookup::Found(k) => k,
+        Lookup::UnknownKid => return Err(Invalid::UnknownKid),
+        Lookup::AlgorithmMismatch => return Err(Invalid::AlgorithmMismatch),
+    };
+    parsed.verify_signature(&key)?;
+    parsed.check_claims(&fx.issuer, NOW)
+}
+
+/// Any token: accepted only when jsonwebtoken (another code path: PEM keys, its own base64 and
+/// crypto calls) verifies its signature with one of the set's keys, and its claims say our
+/// issuer, our audience and a live `exp`.
+pub fn jwt_raw(token: &str) {
+    let fx = &*JWT;
+    let parsed = jwt::parse(token);
+    if parsed.is_ok() {
+        assert!(jwt::looks_like_jws(token));
+    }
+    let Ok(exp) = validate(fx, token) else { return };
+    let parsed = parsed.unwrap();
+    let (message, signature) = token.rsplit_once('.').unwrap();
+    let key = match parsed.alg {
+        Algorithm::ES256 => &fx.ec1_pub,
+        _ => &fx.rsa1_pub,
+    };
+    assert!(
+        jsonwebtoken::crypto::verify(signature, message.as_bytes(), key, parsed.alg).unwrap_or(false),
+        "accepted a token whose signature jsonwebtoken refuses: {token}"
+    );
+    let c = &parsed.claims;
+    assert_eq!(c["iss"], ISSUER);
+    let aud_ok = c["aud"] == "api" || c["aud"].as_array().is_some_and(|a| a.iter().any(|x| x == "api"));
+    assert!(aud_ok, "audience {:?}", c["aud"]);
+    assert!(NOW < exp + 30 && c["exp"].as_f64().is_some_and(|e| e >= exp as f64), "exp {:?}", c["exp"]);
+}
+
+/// The claims a valid token carries at [`NOW`].
+pub fn good_claims() -> Value {
+    json!({"iss": ISSUER, "aud": "api", "sub": "alice", "exp": NOW + 600, "iat": NOW - 5})
+}
+
+fn b64json(v: &Value) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap())
+}
+
+/// Input: an op byte, a position (2 bytes), an xor byte, then header members and claims (JSON
+/// objects separated by a NUL; claims default to [`good_claims`]). The token is signed with
+/// the set's own key (or, by the op, with a key not in the set), then changed. A token with
+/// good claims, no header surprises and the right key validates; a changed token, or one
+/// signed by another key, never does.
+pub fn jwt_signed(data: &[u8]) {
+    let [op, p0, p1, xor, rest @ ..] = data else { return };
+    let fx = &*JWT;
+    let (extra, claims) = match rest.iter().position(|&b| b == 0) {
+        Some(i) => (&rest[..i], &rest[i + 1..]),
+        None => (&b""[..], rest),
+    };
+    let extra = serde_json::from_slice::<Value>(extra).ok().filter(Value::is_object);
+    let claims_given = serde_json::from_slice::<Value>(claims).ok().filter(Value::is_object);
+    // RSA signing costs a millisecond: one input in eight.
+    let (alg, kid, key) = match op & 7 {
+        0 => (Algorithm::RS256, "rsa1", &fx.rsa1),
+        1 => (Algorithm::PS256, "rsa1", &fx.rsa1),
+        _ => (Algorithm::ES256, "ec1", &fx.ec1),
+    };
+    let foreign = op & 8 != 0 && alg != Algorithm::ES256;
+    let key = if foreign { &fx.rsa2 } else { key };
+    let mut header = json!({"alg": format!("{alg:?}"), "kid": kid});
+    if let Some(Value::Object(extra)) = &extra {
+        header.as_object_mut().unwrap().extend(extra.clone());
+    }
+    let plain = extra.is_none() && claims_given.is_none();
+    let claims = claims_given.unwrap_or_else(good_claims);
+    let message = format!("{}.{}", b64json(&header), b64json(&claims));
+    let signature = jsonwebtoken::crypto::sign(message.as_bytes(), key, alg).unwrap();
+    let token = format!("{message}.{signature}");
+    let result = validate(fx, &token);
+    if foreign {
+        assert!(result.is_err(), "a token signed by another key validated");
+    } else if plain {
+        assert_eq!(result, Ok(NOW + 600), "a good token was refused");
+    }
+    if result.is_ok() {
+        assert_eq!(header["alg"], format!("{alg:?}"), "validated under another alg");
+    }
+    let mut bytes = token.clone().into_bytes();
+    let at = usize::from(u16::from_le_bytes([*p0, *p1])) % bytes.len();
+    match op >> 4 & 3 {
+        0 => bytes[at] ^= (*xor).max(1),
+        1 => bytes.truncate(at),
+        2 => bytes.insert(at, *xor),
+        _ => {
+            bytes.remove(at);
+        }
+    }
+    let Ok(tampered) = String::from_utf8(bytes) else { return };
+    if tampered != token {
+        assert!(validate(fx, &tampered).is_err(), "a changed token validated: {token} -> {tampered}");
+    }
+}
