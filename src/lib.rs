@@ -9,6 +9,7 @@ pub mod auth;
 pub mod authority;
 pub mod body;
 pub mod config;
+pub mod cors;
 pub mod dev;
 pub mod error;
 pub mod forward_auth;
