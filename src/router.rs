@@ -41,6 +41,16 @@ pub enum Found<'r> {
     NoRoute,
 }
 
+impl<'r> Found<'r> {
+    /// The route, when one serves the request.
+    pub fn route(self) -> Option<&'r Route> {
+        match self {
+            Found::Route(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
 /// The routes of one host and path prefix.
 #[derive(Debug)]
 struct Slot {

@@ -358,7 +358,10 @@ fn route_methods(c: &mut Check, field: &str, raw: &[String]) -> Option<MethodSet
 /// Routes sharing a host and path: at most one without `methods`, and no method listed twice
 /// (which route would serve it?).
 #[derive(Default)]
-struct RouteKeys(HashMap<(Option<String>, String), (Option<usize>, Vec<(usize, MethodSet)>)>);
+struct RouteKeys(HashMap<(Option<String>, String), SharedKey>);
+
+/// The route without `methods` and the routes with them, by index, of one host and path.
+type SharedKey = (Option<usize>, Vec<(usize, MethodSet)>);
 
 impl RouteKeys {
     fn check(&mut self, c: &mut Check, i: usize, key: (Option<String>, String), methods: Option<MethodSet>) {
