@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use futures_util::FutureExt;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
-use http::{StatusCode, Uri};
+use http::{Method, StatusCode, Uri};
 use serde_json::json;
 use tollgate::auth::{front, token, unix_now, AuthMetrics, Authenticator, Principal};
 use tollgate::authority::HostPattern;
@@ -237,18 +237,20 @@ fn routing(c: &mut Criterion) {
     let router = Router::new(config.routes);
     let cases = lookups();
     for (host, path) in &cases {
-        assert!(router.find(host, path).is_some(), "{host}{path}");
+        assert!(router.find(host, &Method::GET, path).route().is_some(), "{host}{path}");
     }
     c.bench_function("router_find_1000", |b| {
         let mut i = 0;
         b.iter(|| {
             let (host, path) = cases[i % cases.len()];
             i += 1;
-            black_box(router.find(black_box(host), black_box(path)))
+            black_box(router.find(black_box(host), &Method::GET, black_box(path)).route())
         })
     });
     c.bench_function("router_find_1000_hostless_deep", |b| {
-        b.iter(|| black_box(router.find(black_box("www.example.org"), black_box("/static/app.js"))))
+        b.iter(|| {
+            black_box(router.find(black_box("www.example.org"), &Method::GET, black_box("/static/app.js")).route())
+        })
     });
     let indexed = SegmentIndex::new(router.routes());
     let more = [
@@ -260,7 +262,7 @@ fn routing(c: &mut Criterion) {
         ("www.example.org", "/servicesx/team5/svc125/"),
     ];
     for (host, path) in cases.iter().copied().chain(more) {
-        let want = router.find(host, path).map(|r| r.name.as_str());
+        let want = router.find(host, &Method::GET, path).route().map(|r| r.name.as_str());
         assert_eq!(indexed.find(host, path).map(|r| r.name.as_str()), want, "{host}{path}");
     }
     c.bench_function("proposal_router_find_1000_segment_index", |b| {

@@ -1,7 +1,7 @@
 //! Every failure that becomes a response is mapped here, in one place: status, headers and a
 //! short body that names what failed (the route) and never internals.
 
-use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 
 use crate::auth::AuthError;
@@ -21,6 +21,9 @@ pub enum GatewayError {
     /// No route matches the host and path.
     #[error("no route")]
     NoRoute,
+    /// The routes of the host and path serve other methods only; `Allow` names them.
+    #[error("method not allowed")]
+    MethodNotAllowed(HeaderValue),
     /// The request body exceeds the route's `max_body`.
     #[error("request body too large")]
     PayloadTooLarge,
@@ -66,6 +69,7 @@ impl GatewayError {
         match self {
             GatewayError::BadPath(_) | GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
             GatewayError::NoRoute => StatusCode::NOT_FOUND,
+            GatewayError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::UpstreamConnect(_) | GatewayError::Upstream(_) => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -84,6 +88,7 @@ impl GatewayError {
             GatewayError::BadPath(_) => "bad_path",
             GatewayError::BadRequest(_) => "bad_request",
             GatewayError::NoRoute => "no_route",
+            GatewayError::MethodNotAllowed(_) => "method_not_allowed",
             GatewayError::PayloadTooLarge => "payload_too_large",
             GatewayError::UpstreamConnect(_) => "upstream_connect",
             GatewayError::UpstreamTimeout => "upstream_timeout",
@@ -108,6 +113,9 @@ impl GatewayError {
             (GatewayError::BadPath(e), _) => format!("bad request: {e}\n"),
             (GatewayError::BadRequest(e), _) => format!("bad request: {e}\n"),
             (GatewayError::NoRoute, _) => "not found: no route for this host and path\n".to_string(),
+            (GatewayError::MethodNotAllowed(allow), _) => {
+                format!("method not allowed: this path serves {}\n", allow.to_str().unwrap_or("other methods"))
+            }
             (GatewayError::PayloadTooLarge, Some(r)) => format!("request body too large for route {r}\n"),
             (GatewayError::UpstreamConnect(_), Some(r)) => {
                 format!("bad gateway: upstream of route {r} is unavailable\n")
@@ -126,8 +134,14 @@ impl GatewayError {
             (e, _) => format!("{e}\n"),
         };
         let mut resp = plain(status, body);
-        if matches!(this, GatewayError::UpstreamBusy) {
-            resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        match this {
+            GatewayError::UpstreamBusy => {
+                resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            GatewayError::MethodNotAllowed(allow) => {
+                resp.headers_mut().insert(ALLOW, allow);
+            }
+            _ => {}
         }
         resp
     }

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod authority;
 pub mod body;
 pub mod config;
+pub mod cors;
 pub mod dev;
 pub mod error;
 pub mod gateway;

@@ -204,6 +204,8 @@ pub(super) fn egress(c: &mut Check, raw: Vec<RawEgress>, clients: &[Client], def
             upstream_token,
             insecure_forward_unverified_email: false,
             login: None,
+            methods: None,
+            cors: None,
         };
         out.push(Egress { name, listen, route });
     }

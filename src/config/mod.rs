@@ -3,7 +3,9 @@
 
 mod auth;
 mod clients;
+mod cors;
 mod login;
+mod methods;
 mod raw;
 mod subst;
 pub mod units;
@@ -18,7 +20,9 @@ use http::uri::{Authority, Scheme};
 
 pub use auth::{endpoint_url, is_loopback, parse_asymmetric_algorithm};
 pub use clients::{Client, Egress, IncomingAuthorization, TokenEndpoint, UpstreamToken};
+pub use cors::{AllowHeaders, Cors, OriginPattern, Origins};
 pub use login::{ClientAuth, Login, PrivateKey, SessionStore, DEFAULT_LOGIN};
+pub use methods::MethodSet;
 pub use units::IpRange;
 
 use crate::authority::HostPattern;
@@ -167,6 +171,11 @@ pub struct Route {
     pub insecure_forward_unverified_email: bool,
     /// The name of the route's login (`auth = "login"` or `"login_or_bearer"` only).
     pub login: Option<String>,
+    /// The methods the route serves; `None`: any method (see `router.rs` for the matching).
+    pub methods: Option<MethodSet>,
+    /// Cross-origin requests from browsers (`src/cors.rs`); `None`: no CORS headers are added
+    /// and the upstream's pass through.
+    pub cors: Option<Cors>,
 }
 
 /// A token issuer (an OpenID Provider or any OAuth 2.0 authorization server).
@@ -307,6 +316,8 @@ impl Route {
             upstream_token: None,
             insecure_forward_unverified_email: false,
             login: None,
+            methods: None,
+            cors: None,
         }
     }
 }

@@ -239,4 +239,22 @@ pub struct RawRoute {
     pub insecure_forward_unverified_email: bool,
     /// The `[[login]]` of an `auth = "login"` / `"login_or_bearer"` route.
     pub login: Option<String>,
+    /// The methods this route serves (`["GET", "HEAD"]`); any method when left out.
+    pub methods: Option<Vec<String>>,
+    pub cors: Option<RawCors>,
+}
+
+/// A route's `cors = { ... }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCors {
+    pub allowed_origins: Option<Vec<String>>,
+    pub allowed_methods: Option<Vec<String>>,
+    #[serde(default)]
+    pub allowed_headers: Vec<String>,
+    #[serde(default)]
+    pub exposed_headers: Vec<String>,
+    #[serde(default)]
+    pub allow_credentials: bool,
+    pub max_age: Option<String>,
 }

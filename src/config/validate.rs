@@ -1,7 +1,7 @@
 //! Raw file structs → typed runtime config. Every check records its error and goes on, so
 //! `tollgate check` can list all problems at once.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -272,7 +272,7 @@ fn routes(
     clients: &[super::Client],
 ) -> Vec<Route> {
     let mut names = HashSet::new();
-    let mut keys = HashSet::new();
+    let mut keys = RouteKeys::default();
     let mut out = Vec::with_capacity(raw.len());
     for (i, mut r) in raw.into_iter().enumerate() {
         let at = |f: &str| format!("route[{i}].{f}");
@@ -292,9 +292,9 @@ fn routes(
         if !names.insert(name.clone()) {
             c.err(at("name"), format!("duplicate route name {name:?}"));
         }
-        if !keys.insert((r.host.clone(), path.clone())) {
-            c.err(at("path"), format!("another route already has host {:?} and path {path:?}", r.host));
-        }
+        let methods = r.methods.as_deref().and_then(|m| route_methods(c, &at("methods"), m));
+        keys.check(c, i, (r.host.as_deref().map(|h| h.trim().to_ascii_lowercase()), path.clone()), methods);
+        let cors = r.cors.take().and_then(|raw| super::cors::cors(c, &format!("route[{i}]"), raw, methods));
         let upstream = parse_upstream(&r.upstream).unwrap_or_else(|e| {
             c.err(at("upstream"), e);
             Upstream {
@@ -337,9 +337,59 @@ fn routes(
             ),
             insecure_forward_unverified_email: r.insecure_forward_unverified_email,
             login,
+            methods,
+            cors,
         });
     }
     out
+}
+
+/// `route[i].methods`, each error naming its item.
+fn route_methods(c: &mut Check, field: &str, raw: &[String]) -> Option<MethodSet> {
+    MethodSet::parse(raw)
+        .map_err(|errors| {
+            for (i, e) in errors {
+                c.err(if i == usize::MAX { field.to_string() } else { format!("{field}[{i}]") }, e);
+            }
+        })
+        .ok()
+}
+
+/// Routes sharing a host and path: at most one without `methods`, and no method listed twice
+/// (which route would serve it?).
+#[derive(Default)]
+struct RouteKeys(HashMap<(Option<String>, String), SharedKey>);
+
+/// The route without `methods` and the routes with them, by index, of one host and path.
+type SharedKey = (Option<usize>, Vec<(usize, MethodSet)>);
+
+impl RouteKeys {
+    fn check(&mut self, c: &mut Check, i: usize, key: (Option<String>, String), methods: Option<MethodSet>) {
+        let what = format!("host {:?} and path {:?}", key.0, key.1);
+        let (any, listed) = self.0.entry(key).or_default();
+        match methods {
+            None => {
+                if let Some(other) = any.replace(i) {
+                    c.err(
+                        format!("route[{i}].path"),
+                        format!(
+                            "route[{other}] already has {what} (give one of them `methods` to split them by method)"
+                        ),
+                    );
+                }
+            }
+            Some(m) => {
+                if let Some((other, theirs)) = listed.iter().find(|(_, o)| o.intersects(m)) {
+                    let both: Vec<&str> = theirs.names().into_iter().filter(|n| m.names().contains(n)).collect();
+                    c.err(
+                        format!("route[{i}].methods"),
+                        format!("route[{other}] with {what} already serves {}", both.join(", ")),
+                    );
+                }
+                listed.push((i, m));
+            }
+        }
+    }
 }
 
 /// Parses an upstream URL: http or https, a host, an optional base path, nothing else.

@@ -9,7 +9,10 @@
 //! (Traefik) or `X-Original-URI` (nginx snippets), the host in `X-Forwarded-Host`, else `Host`.
 //! Where several of them are present they must agree: proxies set their own and pass the client's
 //! others through, so a disagreement is a client trying to pick another route. `?route=NAME`
-//! names the route outright, for setups that cannot forward the URL.
+//! names the route outright, for setups that cannot forward the URL. The method is in
+//! `X-Forwarded-Method` (Traefik) or `X-Original-Method` (ingress-nginx, nginx snippets; nginx's
+//! own subrequest is always a GET); without either, a path whose routes differ by `methods` is
+//! refused rather than judged by a guess.
 //!
 //! Answers: 202 (with `X-Auth-Request-*` identity headers for a caller), 401 (with the route's
 //! challenge and, for login routes, the sign-in URL), 403 for a caller the rules refuse and for
@@ -17,7 +20,7 @@
 //! cannot be checked now. Nothing else: nginx treats any other status as an error.
 
 use http::header::{HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL, HOST};
-use http::{Request, Response, StatusCode, Uri};
+use http::{Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 
 use crate::auth::AuthError;
@@ -29,7 +32,7 @@ use crate::gateway::{authorize, Caller, Gateway};
 use crate::login::{is_browser, LoginService};
 use crate::oidc::http::form_encode;
 use crate::path::normalize_path;
-use crate::router::Router;
+use crate::router::{Found, Router};
 use crate::upstream::headers::encode_list;
 use crate::util::query_param;
 
@@ -42,6 +45,8 @@ static X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_AUTH_REQUEST_REDIRECT: HeaderName = HeaderName::from_static("x-auth-request-redirect");
+static X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+static X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
 
 /// Why a request was refused before any credential was looked at (403, this text).
 type Refusal = &'static str;
@@ -55,6 +60,8 @@ struct Forwarded<'h> {
     authority: Option<&'h str>,
     /// `/path?query` as sent.
     target: Option<&'h str>,
+    /// The original request's method, when the proxy said.
+    method: Option<Method>,
 }
 
 /// Answers one forward-auth request; never fails, every refusal is a response.
@@ -74,6 +81,9 @@ async fn judge(gw: &Gateway, mut parts: http::request::Parts, own: &Authority) -
     let forwarded = Forwarded::read(&parts.headers, Some(own.as_str()))?;
     let route = find_route(gw.router(), &forwarded, parts.uri.query())?;
     let uri = forwarded.uri()?;
+    if let Some(m) = &forwarded.method {
+        parts.method = m.clone();
+    }
     // Traefik (the one that sets X-Forwarded-Uri) hands the answer to the browser: a redirect to
     // sign in works there. nginx accepts only 2xx, 401 and 403 from here.
     let traefik = parts.headers.contains_key(&X_FORWARDED_URI);
@@ -128,7 +138,14 @@ impl<'h> Forwarded<'h> {
             (None, None) => single(headers, &HOST)?.or(authority),
         };
         let proto = single(headers, &X_FORWARDED_PROTO)?.filter(|p| matches!(*p, "http" | "https"));
-        Ok(Forwarded { scheme: url.scheme.or(proto), authority, target })
+        let method = match (single(headers, &X_FORWARDED_METHOD)?, single(headers, &X_ORIGINAL_METHOD)?) {
+            (Some(a), Some(b)) if a != b => return Err("X-Forwarded-Method and X-Original-Method disagree"),
+            (Some(m), _) | (None, Some(m)) => {
+                Some(Method::from_bytes(m.as_bytes()).map_err(|_| "the forwarded method is not a method")?)
+            }
+            (None, None) => None,
+        };
+        Ok(Forwarded { scheme: url.scheme.or(proto), authority, target, method })
     }
 
     /// The original request's URI: absolute when scheme and host are known (the sign-in return
@@ -158,14 +175,32 @@ pub type ReadForwarded<'h> = (Option<&'h str>, Option<&'h str>, Option<&'h str>,
 /// `?route=NAME` when given, else the route for the forwarded host and normalised path.
 fn find_route<'r>(router: &'r Router, fwd: &Forwarded<'_>, query: Option<&str>) -> Result<&'r Route, Refusal> {
     if let Some(name) = query_param(query, "route") {
-        return router.routes().iter().find(|r| r.name == name).ok_or("no route has the name given in ?route=");
+        let route = router.routes().iter().find(|r| r.name == name).ok_or("no route has the name given in ?route=")?;
+        return match (route.methods, &fwd.method) {
+            (None, _) => Ok(route),
+            (Some(m), Some(method)) if m.serves(method) => Ok(route),
+            (Some(_), Some(_)) => Err("the route named in ?route= does not serve the forwarded method"),
+            (Some(_), None) => Err(METHOD_UNKNOWN),
+        };
     }
     let target = fwd.target.ok_or("the original URI is unknown: set X-Forwarded-Uri or X-Original-URL")?;
     let host = fwd.authority.and_then(route_host).ok_or("the original host is missing or not a plain host name")?;
     let path = target.split('?').next().unwrap_or(target);
     let path = normalize_path(path).map_err(|_| "the original path is malformed or ambiguous")?;
-    router.find(&host, &path).ok_or("no route for this host and path")
+    let found = match &fwd.method {
+        Some(method) => router.find(&host, method, &path),
+        None => router.find_any_method(&host, &path),
+    };
+    match found {
+        Found::Route(route) => Ok(route),
+        Found::MethodNotAllowed { .. } => Err("no route for this method on this host and path"),
+        Found::MethodUnknown => Err(METHOD_UNKNOWN),
+        Found::NoRoute => Err("no route for this host and path"),
+    }
 }
+
+const METHOD_UNKNOWN: Refusal =
+    "the route depends on the method, which is unknown: set X-Forwarded-Method or X-Original-Method";
 
 /// 202 with the caller's identity; none for a public route's anonymous caller. The access
 /// token only for a session and only with the route's login's `auth_request_access_token`.
@@ -237,7 +272,7 @@ fn split_url(url: &str) -> Result<Forwarded<'_>, Refusal> {
         Some(_) => return Err(bad),
         None => (rest, "/"),
     };
-    Ok(Forwarded { scheme: Some(scheme), authority: Some(authority), target: Some(path) })
+    Ok(Forwarded { scheme: Some(scheme), authority: Some(authority), target: Some(path), method: None })
 }
 
 /// A request target in origin form. A fragment never belongs to one, and servers disagree on

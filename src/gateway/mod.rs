@@ -1,7 +1,8 @@
 //! The request pipeline, top to bottom:
 //!
 //! 0. authority = the one host of the request (Host, target, :authority agree) → 400
-//! 1. route     = router.find(host, normalised path)          → 400 bad path, 404 no route
+//! 1. route     = router.find(host, method, normalised path)  → 400 bad path, 404 no route, 405
+//!    a CORS preflight from an allowed origin is answered here  → 204 (`cors.rs`)
 //! 2. caller    = authenticate(route, request)                 → 401 (RFC 6750), 400, 503
 //! 3. permitted = authorize(route, caller)                     → 403
 //! 4. upstream request: hop-by-hop and client-sent gateway headers dropped, forwarding headers set
@@ -27,7 +28,7 @@ use crate::error::GatewayError;
 use crate::login::{is_browser, page, Logins};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::path::normalize_path;
-use crate::router::Router;
+use crate::router::{Found, Router};
 use crate::upstream::credentials::Credentials;
 use crate::upstream::headers::{clean_response, join_cookies, Protected};
 use crate::upstream::proxy::{self, Proxy};
@@ -217,6 +218,7 @@ impl Gateway {
         let _in_flight = InFlight::new(&self.metrics.in_flight);
         let request_id = ids.accept_or_generate(req.headers());
         let method = self.access_log.then(|| req.method().clone());
+        let origin = req.headers().get(http::header::ORIGIN).cloned();
         // Step 0, before anything reads a host: the one authority of this request.
         let authority = authority::of_request(&req);
         let (route, result) = match &authority {
@@ -234,6 +236,9 @@ impl Gateway {
                 e.into_response(route)
             }
         };
+        if let Some(r) = route {
+            crate::cors::respond(r, origin.as_ref(), resp.headers_mut());
+        }
         resp.headers_mut().insert(X_REQUEST_ID.clone(), request_id.clone());
         let elapsed = started.elapsed();
         let stats = route.and_then(|r| self.route_metrics.get(r.id)).unwrap_or(&self.no_route_metrics);
@@ -279,11 +284,22 @@ impl Gateway {
         // The URI is cloned (reference counts) so that the normalised path may borrow from it
         // while the request moves on.
         let uri = req.uri().clone();
-        let found =
-            normalize_path(uri.path()).map_err(GatewayError::from).and_then(|p| Ok((self.route(authority, &p)?, p)));
-        let (route, path) = match found {
-            Ok(found) => found,
-            Err(e) => return (None, Err(e)),
+        let path = match normalize_path(uri.path()) {
+            Ok(p) => p,
+            Err(e) => return (None, Err(e.into())),
+        };
+        // Before authentication: a preflight never carries credentials.
+        if let Some((route, resp)) =
+            crate::cors::preflight(&self.router, authority.host(), &path, req.method(), req.headers())
+        {
+            return (Some(route), Ok(resp));
+        }
+        let route = match self.router.find(authority.host(), req.method(), &path) {
+            Found::Route(route) => route,
+            Found::MethodNotAllowed { allow, route } => {
+                return (Some(route), Err(GatewayError::MethodNotAllowed(allow.clone())))
+            }
+            Found::NoRoute | Found::MethodUnknown => return (None, Err(GatewayError::NoRoute)),
         };
         let mut set_cookie = HeaderMap::new();
         let result = async {
@@ -296,6 +312,7 @@ impl Gateway {
         // Cookies from a refresh must reach the browser whatever happened next.
         let result = match result {
             Ok(mut resp) => {
+                crate::cors::strip_upstream(route, resp.headers_mut());
                 resp.headers_mut().extend(set_cookie);
                 Ok(resp)
             }
@@ -315,11 +332,6 @@ impl Gateway {
 
     pub(crate) fn logins(&self) -> &Logins {
         &self.logins
-    }
-
-    /// Step 1: the route for this host (already lower case, no port) and normalised path.
-    fn route(&self, authority: &Authority, path: &str) -> Result<&Route, GatewayError> {
-        self.router.find(authority.host(), path).ok_or(GatewayError::NoRoute)
     }
 
     /// Step 2: the caller's identity, from the credential the route accepts. A browser without

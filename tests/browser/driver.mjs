@@ -21,6 +21,11 @@
 //   dev      `tollgate dev`: sign in at its own form, then the second demo app (`second_url`)
 //   two_apps sign in at `url` (one login), open `other_url` (another login on the same host),
 //            sign out at `sign_out_url`, then open both again (tests/multi_login.rs)
+//   cors     optionally sign in (`login`: {idp, url, user}), then for each of `pages` open its
+//            `url` and run its `calls` there with `fetch` (tests/cors_browser.rs); reports what
+//            the page could read of each answer, or the error fetch rejected with. Runs with
+//            `intercept: false`: Playwright answers every preflight itself while request
+//            interception is on, which would hide the gateway's answer.
 
 import { performance } from 'node:perf_hooks';
 
@@ -81,12 +86,15 @@ async function openBrowser(input) {
   context.setDefaultTimeout(STEP_TIMEOUT);
   context.setDefaultNavigationTimeout(STEP_TIMEOUT);
   const blocked = [];
-  await context.route('**/*', (route) => {
-    const url = route.request().url();
-    if (isLoopback(url)) return route.continue();
-    blocked.push(url);
-    return route.abort('blockedbyclient');
-  });
+  // Without interception, --host-resolver-rules above still keeps every request on loopback.
+  if (input.intercept !== false) {
+    await context.route('**/*', (route) => {
+      const url = route.request().url();
+      if (isLoopback(url)) return route.continue();
+      blocked.push(url);
+      return route.abort('blockedbyclient');
+    });
+  }
   const page = await context.newPage();
   const navigations = [];
   page.on('response', (resp) => {
@@ -400,6 +408,34 @@ const scenarios = {
     const otherAfter = await visit(page, input.idp, input.other_url);
     const firstAfter = await visit(page, input.idp, input.url);
     return { login: first, other, cookies, after_sign_out: afterSignOut, blog_after: otherAfter, wiki_after: firstAfter };
+  },
+
+  async cors(input, b) {
+    const { page } = b;
+    const signedIn = input.login ? await login(page, input.login.idp, input.login.url, input.login.user) : null;
+    const pages = [];
+    for (const p of input.pages) {
+      await page.goto(p.url);
+      const calls = [];
+      for (const call of p.calls) {
+        const seen = await page.evaluate(async ({ url, init }) => {
+          try {
+            const resp = await fetch(url, init);
+            const headers = {};
+            resp.headers.forEach((v, k) => {
+              headers[k] = v;
+            });
+            return { ok: true, status: resp.status, headers, body: await resp.text() };
+          } catch (err) {
+            return { ok: false, error: `${err.name}: ${err.message}` };
+          }
+        }, call);
+        log(`fetch from ${p.url}: ${call.init?.method ?? 'GET'} ${call.url} -> ${seen.ok ? seen.status : seen.error}`);
+        calls.push({ name: call.name, ...seen });
+      }
+      pages.push({ url: page.url(), calls });
+    }
+    return { login: signedIn, pages };
   },
 
   async shared(input, b) {
