@@ -9,7 +9,7 @@
 #   - nginx proxy: WORKERS workers, SO_REUSEPORT listeners, upstream keepalive
 #   - `tollgate dev`: used only for its development issuer (discovery, JWKS, tokens, sign-in)
 #   - tollgate (release build): WORKERS workers, access log off, routes:
-#       /public/ auth = "none" · /api/ auth = "bearer" · /app/ auth = "login"
+#       /public/ auth = "none" · /api/ auth = "bearer" · /wiki/ auth = "login" (the dev issuer's wiki client)
 # Modes: direct to upstream (the load generator's ceiling, also with the token-cycling Lua
 # script), nginx proxy, tollgate public, bearer with one token, bearer cycling through TOKENS
 # distinct tokens (wrk Lua, round robin), session cookie (a real sign-in at the dev issuer) and
@@ -191,10 +191,11 @@ url = "$ISSUER"
 audiences = ["tollgate-dev-api"]
 token_type = "at+jwt"
 
-[login]
-client_id = "tollgate-dev"
+[[login]]
+name = "wiki"
+client_id = "tollgate-dev-wiki"
 client_secret = "$(setting client_secret)"
-public_url = "http://127.0.0.1:$2"
+public_url = "http://127.0.0.1:$2/wiki"
 cookie_secret = "$(setting cookie_secret)"
 scopes = ["openid", "email", "profile", "offline_access"]
 
@@ -213,7 +214,8 @@ upstream = "http://127.0.0.1:$UP"
 [[route]]
 name = "app"
 auth = "login"
-path = "/app/"
+login = "wiki"
+path = "/wiki/"
 upstream = "http://127.0.0.1:$UP"
 EOF
 }
@@ -252,15 +254,15 @@ mint() {
 sign_in() {
     local jar="$W/jar" form="$W/form.html" args=() k v
     rm -f "$jar"
-    curl -s -L -c "$jar" -b "$jar" -H 'Accept: text/html' -o "$form" "http://127.0.0.1:$DEV/"
+    curl -s -L -c "$jar" -b "$jar" -H 'Accept: text/html' -o "$form" "http://127.0.0.1:$DEV/wiki/"
     for k in client_id redirect_uri scope state nonce code_challenge; do
         v=$(sed -nE "s/.*name=\"$k\" value=\"([^\"]*)\".*/\1/p" "$form" | sed 's/&amp;/\&/g')
         args+=(--data-urlencode "$k=$v")
     done
     curl -s -L -c "$jar" -b "$jar" -H 'Accept: text/html' "${args[@]}" --data-urlencode username=bench \
         -o "$W/signed-in.html" "$ISSUER/authorize"
-    grep -q 'Signed in as <strong>bench' "$W/signed-in.html" || { log "sign-in failed"; exit 1; }
-    awk -F'\t' '$6 ~ /^tollgate(_[0-9]+)?$/ {printf "%s%s=%s", sep, $6, $7; sep="; "}' "$jar"
+    grep -q 'as <strong>bench' "$W/signed-in.html" || { log "sign-in failed"; exit 1; }
+    awk -F'\t' '$6 ~ /^tollgate_wiki(_[0-9]+)?$/ {printf "%s%s=%s", sep, $6, $7; sep="; "}' "$jar"
 }
 
 # ---------------------------------------------------------------- measurements
@@ -343,7 +345,7 @@ mint "$TOKENS" "$W/tokens.txt"
 SESSION=$(sign_in)
 check_200 "http://127.0.0.1:$TG/public/x"
 check_200 "http://127.0.0.1:$TG/api/x" -H "Authorization: Bearer $ONE_TOKEN"
-check_200 "http://127.0.0.1:$TG/app/x" -H "Cookie: $SESSION"
+check_200 "http://127.0.0.1:$TG/wiki/x" -H "Cookie: $SESSION"
 
 # ---------------------------------------------------------------- instructions per request
 # INSTRUCTIONS=1: instead of the timed runs, count the user-space instructions each proxy
@@ -385,7 +387,7 @@ if [[ ${INSTRUCTIONS:-0} = 1 ]]; then
     instr "tollgate public" "http://127.0.0.1:$TG_CG/public/x" "$TG_CG_PID" "$W/cg-tollgate.out"
     instr "tollgate bearer, 1 token" "http://127.0.0.1:$TG_CG/api/x" "$TG_CG_PID" "$W/cg-tollgate.out" \
         -H "Authorization: Bearer $ONE_TOKEN"
-    instr "tollgate session cookie" "http://127.0.0.1:$TG_CG/app/x" "$TG_CG_PID" "$W/cg-tollgate.out" \
+    instr "tollgate session cookie" "http://127.0.0.1:$TG_CG/wiki/x" "$TG_CG_PID" "$W/cg-tollgate.out" \
         -H "Cookie: $SESSION"
     instr "tollgate bearer, $TOKENS tokens" "http://127.0.0.1:$TG_CG/api/x" "$TG_CG_PID" "$W/cg-tollgate.out" \
         -s "$HERE/tokens.lua" -- "$W/tokens.txt"
@@ -398,7 +400,7 @@ for round in $(seq 1 "$ROUNDS"); do
     run_wrk "nginx proxy" "http://127.0.0.1:$NGX/public/x" "$NGX_PID" tree
     run_wrk "tollgate public" "http://127.0.0.1:$TG/public/x" "$TG_PID" -
     run_wrk "tollgate bearer, 1 token" "http://127.0.0.1:$TG/api/x" "$TG_PID" - -H "Authorization: Bearer $ONE_TOKEN"
-    run_wrk "tollgate session cookie" "http://127.0.0.1:$TG/app/x" "$TG_PID" - -H "Cookie: $SESSION"
+    run_wrk "tollgate session cookie" "http://127.0.0.1:$TG/wiki/x" "$TG_PID" - -H "Cookie: $SESSION"
     run_wrk "direct upstream, token-cycling Lua" "http://127.0.0.1:$UP/api/x" - - -s "$HERE/tokens.lua" -- "$W/tokens.txt"
     run_wrk "tollgate bearer, $TOKENS tokens" "http://127.0.0.1:$TG/api/x" "$TG_PID" - -s "$HERE/tokens.lua" -- "$W/tokens.txt"
     run_wrk "tollgate public, access log on" "http://127.0.0.1:$TG_LOG/public/x" "$TG_LOG_PID" -
@@ -449,7 +451,7 @@ if [[ $FIXED != 0 ]] && command -v hey >/dev/null; then
     run_hey "nginx proxy" "http://127.0.0.1:$NGX/public/x" "$NGX_PID" tree "$RATE"
     run_hey "tollgate public" "http://127.0.0.1:$TG/public/x" "$TG_PID" - "$RATE"
     run_hey "tollgate bearer, 1 token" "http://127.0.0.1:$TG/api/x" "$TG_PID" - "$RATE" -H "Authorization: Bearer $ONE_TOKEN"
-    run_hey "tollgate session cookie" "http://127.0.0.1:$TG/app/x" "$TG_PID" - "$RATE" -H "Cookie: $SESSION"
+    run_hey "tollgate session cookie" "http://127.0.0.1:$TG/wiki/x" "$TG_PID" - "$RATE" -H "Cookie: $SESSION"
 elif [[ $FIXED != 0 ]]; then
     log "hey not found: fixed-rate pass skipped (apt-get install hey)"
 fi
