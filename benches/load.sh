@@ -757,15 +757,15 @@ if [[ $INSTRUCTIONS = 1 ]]; then
         IFS='|' read -r _ reqs _ _ errs <<<"$(parse "$tool" "$W/load-cg.txt")"
         [[ $errs != 0 ]] && log "$label: $errs errors under callgrind"
         ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$dump")
-        printf '| %-38s | %8s | %6s | %12s |\n' "$label" "$reqs" "$errs" \
+        printf '| %-40s | %8s | %6s | %12s |\n' "$label" "$reqs" "$errs" \
             "$(awk -v i="$ir" -v r="$reqs" 'BEGIN {if (r > 0) printf "%.0f", i / r; else print "-"}')"
     }
     credentials
     echo
     echo "user-space instructions per request (callgrind, one worker each; wrk -t1 -c8, hey -c8, h2load -c2 -m4)"
     echo
-    printf '| %-38s | %8s | %6s | %12s |\n|%s|%s|%s|%s|\n' mode requests errors "instr/req" \
-        "$(printf -- '-%.0s' {1..40})" ---------- -------- --------------
+    printf '| %-40s | %8s | %6s | %12s |\n|%s|%s|%s|%s|\n' mode requests errors "instr/req" \
+        "$(printf -- '-%.0s' {1..42})" ---------- -------- --------------
     BEARER=(-H "Authorization: Bearer @TOKEN@")
     CYCLE=(-s "$HERE/tokens.lua" -- "$W/tokens.txt")
     instr "nginx proxy" wrk "http://127.0.0.1:$NGX_CG/public/x" "$NGX_CG_PID" "$W/cg-nginx.out"
@@ -894,13 +894,13 @@ echo "with the same tokens. CPU us/req: the proxy's own user+system CPU per requ
 echo "machine used by processes outside this benchmark during that run. verified: cache misses (signature checks)."
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-printf '| %-38s | %7s | %6s | %7s | %8s | %8s | %10s | %6s | %8s | %-23s | %5s |\n' \
+printf '| %-40s | %7s | %6s | %7s | %8s | %8s | %10s | %6s | %8s | %-23s | %5s |\n' \
     mode RPS "p50 ms" "p99 ms" "vs nginx" "vs Envoy" "CPU us/req" errors verified "RPS of every round" other
-printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..40})" --------- -------- --------- ---------- \
+printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..42})" --------- -------- --------- ---------- \
     ---------- ------------ -------- ---------- "$(printf -- '-%.0s' {1..25})" -------
 for mode in "${MODES[@]}"; do
     IFS='|' read -r rps p50 p99 cpu errs verified other <<<"${BEST[$mode]}"
-    printf '| %-38s | %7s | %6s | %7s | %8s | %8s | %10s | %6s | %8s | %-23s | %4s%% |\n' \
+    printf '| %-40s | %7s | %6s | %7s | %8s | %8s | %10s | %6s | %8s | %-23s | %4s%% |\n' \
         "$mode" "$rps" "$p50" "$p99" "$(ratio "$mode" "${REF[$mode]:-nginx proxy}")" "$(ratio "$mode" "${EREF[$mode]:-}")" \
         "$cpu" "$errs" "$verified" "${ALL[$mode]}" "$other"
 done
