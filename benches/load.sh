@@ -423,8 +423,9 @@ RUNAS=()
 if ((EUID == 0)); then
     RUNAS=(setpriv --reuid=nobody --regid="$(id -gn nobody)" --clear-groups)
 fi
-# Apache's event MPM: $3 processes of CONNS threads (every connection can be served by any
-# process), keep-alive unlimited, mod_proxy's pooled keep-alive connections to the upstream.
+# Apache's event MPM: $3 processes of 2 x CONNS threads (every connection can be served by any
+# process, with room: at exactly CONNS one process refuses some connections when all its threads
+# are busy), keep-alive unlimited, mod_proxy's pooled keep-alive connections to the upstream.
 apache_conf() { # dir port processes
     local m=$APACHE_MODULES
     mkdir -p "$1/run"
@@ -445,11 +446,11 @@ LoadModule proxy_http_module $m/mod_proxy_http.so
 LoadModule auth_openidc_module $m/mod_auth_openidc.so
 StartServers $3
 ServerLimit $3
-ThreadLimit $CONNS
-ThreadsPerChild $CONNS
+ThreadLimit $((2 * CONNS))
+ThreadsPerChild $((2 * CONNS))
 MinSpareThreads 1
-MaxSpareThreads $(($3 * CONNS))
-MaxRequestWorkers $(($3 * CONNS))
+MaxSpareThreads $((2 * $3 * CONNS))
+MaxRequestWorkers $((2 * $3 * CONNS))
 MaxConnectionsPerChild 0
 KeepAlive On
 MaxKeepAliveRequests 0
