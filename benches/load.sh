@@ -734,21 +734,19 @@ if [[ $INSTRUCTIONS = 1 ]]; then
     # minute old (a run here is longer than the tokens' 5 minutes).
     instr() {
         local label=$1 tool=$2 url=$3 pid=$4 out=$5; shift 5
-        local CONNS=8 H2_CONNS=2 H2_STREAMS=4 ctl=() a args=() i n seen=0
+        local CONNS=8 H2_CONNS=2 H2_STREAMS=4 ctl=() a args=() n
         # vgdb finds a valgrind by its user: Apache's is not this one when this is root.
         [[ $pid = "${AP_CG_PID:-}" ]] && ctl=("${RUNAS[@]}")
         if (($(date +%s) - MINTED > 60)); then credentials; fi
         for a in "$@"; do a=${a//@TOKEN@/$ONE_TOKEN}; args+=("${a//@SESSION@/$SESSION}"); done
         load "$tool" 3s "$url" "${args[@]}" >"$W/load-cg.txt"
-        # Under callgrind a proxy is ~50 times slower: with many tokens, warm up until every
-        # token has gone through the caches (Apache's module keeps none: no need).
+        # Under callgrind a proxy is ~50 times slower: with many tokens, warm up (in one run:
+        # each wrk run starts again at the first token) until every token has gone through the
+        # caches. Apache's module keeps none: no need.
         if [[ $label = *" $TOKENS tokens" && $label != Apache* ]]; then
-            for i in $(seq 1 60); do
-                IFS='|' read -r _ n _ <<<"$(parse "$tool" "$W/load-cg.txt")"
-                seen=$((seen + n))
-                ((seen > TOKENS * 6 / 5)) && break
-                load "$tool" 3s "$url" "${args[@]}" >"$W/load-cg.txt"
-            done
+            IFS='|' read -r n _ <<<"$(parse "$tool" "$W/load-cg.txt")"
+            n=$((TOKENS * 6 / 5 / (n > 0 ? n : 1) + 1))
+            load "$tool" "$((n < 240 ? n : 240))s" "$url" "${args[@]}" >"$W/load-cg.txt"
         fi
         "${ctl[@]}" callgrind_control -z "$pid" >/dev/null 2>&1
         load "$tool" "${IDURATION:-4s}" "$url" "${args[@]}" >"$W/load-cg.txt"
