@@ -244,7 +244,8 @@ fn check_name(host: &[u8]) -> Result<(usize, bool), AuthorityError> {
     if name.len() > MAX_HOST {
         return Err(AuthorityError::TooLong);
     }
-    let mut upper = false;
+    // One pass: label syntax, case, and whether the name is a dotted-quad IPv4 address.
+    let (mut upper, mut labels, mut octets) = (false, 0, true);
     let mut last = &name[..0];
     for label in name.split(|&b| b == b'.') {
         if label.is_empty() {
@@ -253,16 +254,22 @@ fn check_name(host: &[u8]) -> Result<(usize, bool), AuthorityError> {
         if label.len() > MAX_LABEL {
             return Err(AuthorityError::TooLong);
         }
+        let mut value = 0u32;
+        let mut digits = true;
         for &b in label {
             match b {
-                b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => {}
-                b'A'..=b'Z' => upper = true,
+                b'0'..=b'9' => value = value.saturating_mul(10).saturating_add(u32::from(b - b'0')),
+                b'a'..=b'z' | b'-' | b'_' => digits = false,
+                b'A'..=b'Z' => (upper, digits) = (true, false),
                 _ => return Err(AuthorityError::BadChar),
             }
         }
+        // RFC 3986 `dec-octet`: at most 255, no leading zero.
+        octets &= digits && label.len() <= 3 && (label.len() == 1 || label[0] != b'0') && value <= 255;
+        labels += 1;
         last = label;
     }
-    if is_numeric_label(last) && !is_ipv4(name) {
+    if is_numeric_label(last) && !(octets && labels == 4) {
         return Err(AuthorityError::Numeric);
     }
     Ok((name.len(), !upper && !dotted))
@@ -275,23 +282,6 @@ fn is_numeric_label(label: &[u8]) -> bool {
         Some(digits) => digits.iter().all(u8::is_ascii_hexdigit),
         None => label.iter().all(u8::is_ascii_digit),
     }
-}
-
-/// Four decimal octets without leading zeros (RFC 3986 `IPv4address`).
-fn is_ipv4(name: &[u8]) -> bool {
-    let mut parts = 0;
-    for part in name.split(|&b| b == b'.') {
-        parts += 1;
-        let ok = !part.is_empty()
-            && part.len() <= 3
-            && part.iter().all(u8::is_ascii_digit)
-            && (part.len() == 1 || part[0] != b'0')
-            && part.iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0')) <= 255;
-        if !ok {
-            return false;
-        }
-    }
-    parts == 4
 }
 
 /// The normal form of a checked `raw`: lower case, trailing dot dropped, port kept.
@@ -353,6 +343,13 @@ mod tests {
             ("localhost:65535", "localhost", Some(65535), "localhost:65535"),
             ("127.0.0.1", "127.0.0.1", None, "127.0.0.1"),
             ("10.0.0.255:80", "10.0.0.255", Some(80), "10.0.0.255:80"),
+            // Long digit labels (not the last) are names: the octet arithmetic must not overflow.
+            (
+                "99999999999999999999999.example",
+                "99999999999999999999999.example",
+                None,
+                "99999999999999999999999.example",
+            ),
             ("[::1]", "[::1]", None, "[::1]"),
             ("[2001:DB8::1]:443", "[2001:db8::1]", Some(443), "[2001:db8::1]:443"),
             ("[::ffff:1.2.3.4]", "[::ffff:1.2.3.4]", None, "[::ffff:1.2.3.4]"),

@@ -13,10 +13,11 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
+use common::wait_ready;
 use common::*;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -257,16 +258,6 @@ fn issuer_toml(name: &str, url: &str, audience: &str) -> String {
 }
 
 /// Waits (bounded) until the gateway's `/readyz` answers 200: issuers discovered, keys loaded.
-fn wait_ready(gw: &Gateway) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if admin(gw, "/readyz").status == 200 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "gateway not ready after 20s; logs:\n{}", gw.logs());
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
 
 /// One gateway with one issuer, a public route `/public/` and a bearer route `/api/`, both to a
 /// counting upstream.

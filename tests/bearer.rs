@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::wait_ready;
 use common::{admin, dead_port, echo, get, metric, wait_until, Gateway, RawResponse, BASE};
 use idp::{jwt_parts, key_file, kid_of, Idp, IdpOptions, API_RESOURCE};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -66,10 +67,6 @@ fn route_toml(name: &str, path: &str, upstream: SocketAddr, keys: &str, rules: &
         s.push_str(&format!("[route.rules]\n{rules}\n"));
     }
     s
-}
-
-fn wait_ready(gw: &Gateway) {
-    wait_until("/readyz to answer 200", Duration::from_secs(20), || (admin(gw, "/readyz").status == 200).then_some(()));
 }
 
 /// Starts the gateway with `BASE` + `config` and waits until `/readyz` says the issuer is loaded.
@@ -707,9 +704,7 @@ fn readiness_follows_the_issuer_and_a_dead_issuer_is_503() {
     let idp = Idp::start(IdpOptions { port, ..Default::default() });
     assert_eq!(idp.issuer, issuer);
     let started = Instant::now();
-    wait_until("/readyz 200 after the issuer came up", Duration::from_secs(45), || {
-        (admin(&gw, "/readyz").status == 200).then_some(())
-    });
+    wait_ready(&gw);
     eprintln!("ready {:?} after the provider started", started.elapsed());
     assert_eq!(metric(&gw, "tollgate_issuer_ready", &[("issuer", "idp")]), 1.0);
     assert_eq!(upstream_headers(&call(&gw, "/api/x", &jwt))["x-forwarded-user"], json!(["early"]));

@@ -13,9 +13,9 @@ mod idp;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
-use common::{admin, check, dead_port, raw, wait_until, Gateway, RawResponse, TempDir, BASE};
+use common::wait_ready;
+use common::{check, dead_port, raw, Gateway, RawResponse, TempDir, BASE};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use idp::{Idp, IdpOptions, API_RESOURCE};
@@ -142,9 +142,7 @@ fn bed() -> Bed {
     let idp = Idp::start(IdpOptions::default());
     let up = upstream();
     let gw = Gateway::start(&config(&idp, up.addr));
-    wait_until("/readyz to answer 200", Duration::from_secs(20), || {
-        (admin(&gw, "/readyz").status == 200).then_some(())
-    });
+    wait_ready(&gw);
     Bed { idp, gw, up }
 }
 

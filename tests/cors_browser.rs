@@ -25,9 +25,9 @@ mod idp;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
-use common::{admin, dead_port, wait_until, Gateway, BASE};
+use common::wait_ready;
+use common::{dead_port, Gateway, BASE};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use idp::{Idp, IdpOptions, API_RESOURCE};
@@ -64,10 +64,6 @@ fn app(rt: &tokio::runtime::Runtime) -> SocketAddr {
                 .unwrap()
         })
     })))
-}
-
-fn wait_ready(gw: &Gateway) {
-    wait_until("/readyz to answer 200", Duration::from_secs(20), || (admin(gw, "/readyz").status == 200).then_some(()));
 }
 
 /// How many preflights (OPTIONS answered 204) the gateway logged for `route`.

@@ -18,6 +18,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::wait_ready;
 use common::{admin, dead_port, echo, get, metric, metric_in, wait_until, Gateway, RawResponse, TempDir, BASE};
 use idp::{jwt_parts, key_file, Idp, IdpOptions, API_RESOURCE};
 use jsonwebtoken::jwk::JwkSet;
@@ -25,10 +26,6 @@ use jsonwebtoken::{DecodingKey, Validation};
 use serde_json::Value;
 
 // ---- helpers ------------------------------------------------------------------------------------
-
-fn wait_ready(gw: &Gateway) {
-    wait_until("/readyz to answer 200", Duration::from_secs(20), || (admin(gw, "/readyz").status == 200).then_some(()));
-}
 
 /// True when metric `name` has a sample with exactly these labels present (whatever its value).
 fn has_series(gw: &Gateway, name: &str, labels: &[(&str, &str)]) -> bool {

@@ -13,7 +13,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{admin, check, echo_upstream, full, get, raw, upstream, wait_until, Gateway, RawResponse, TempDir, BASE};
+use common::wait_ready;
+use common::{check, echo_upstream, full, get, raw, upstream, Gateway, RawResponse, TempDir, BASE};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -98,7 +99,7 @@ insecure_forward_unverified_email = true
 "#
     );
     let gw = Gateway::start(&config);
-    wait_until("/readyz", Duration::from_secs(20), || (admin(&gw, "/readyz").status == 200).then_some(()));
+    wait_ready(&gw);
     Fixture { gw, issuer: iss, _rt: rt }
 }
 

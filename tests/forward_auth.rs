@@ -15,9 +15,9 @@ mod login;
 mod services;
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
-use common::{admin, dead_port, echo, get, wait_until, Gateway, RawResponse, BASE};
+use common::wait_ready;
+use common::{dead_port, echo, get, Gateway, RawResponse, BASE};
 use idp::{Idp, IdpOptions, API_RESOURCE};
 
 const JSON: (&str, &str) = ("Accept", "application/json");
@@ -95,9 +95,7 @@ fn issuers(a: &Idp, b: Option<&Idp>) -> String {
 
 fn start_gateway(config: &str) -> Gateway {
     let gw = Gateway::start(config);
-    wait_until("/readyz to answer 200", Duration::from_secs(20), || {
-        (admin(&gw, "/readyz").status == 200).then_some(())
-    });
+    wait_ready(&gw);
     gw
 }
 

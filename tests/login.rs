@@ -23,7 +23,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{admin, dead_port, echo, get, wait_until, Echo, Gateway, RawResponse, BASE};
+use common::wait_ready;
+use common::{dead_port, echo, get, wait_until, Echo, Gateway, RawResponse, BASE};
 use idp::{jwt_parts, key_file, Idp, IdpOptions, API_RESOURCE};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use login::{encode, query_param};
@@ -140,9 +141,7 @@ upstream = "http://{echo}"
 
 fn start_gateway(config: &str) -> Gateway {
     let gw = Gateway::start(config);
-    wait_until("/readyz to answer 200", Duration::from_secs(20), || {
-        (admin(&gw, "/readyz").status == 200).then_some(())
-    });
+    wait_ready(&gw);
     gw
 }
 

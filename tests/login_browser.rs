@@ -16,8 +16,8 @@ mod idp;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
 
+use common::wait_ready;
 use common::{Gateway, TempDir, BASE};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
@@ -232,17 +232,6 @@ pass_access_token = {pass}
 }
 
 /// Bounded poll of the admin `/readyz` (issuer discovered, keys loaded).
-fn wait_ready(gw: &Gateway) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let status = common::admin(gw, "/readyz").status;
-        if status == 200 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "gateway not ready (last /readyz {status}); logs:\n{}", gw.logs());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 fn report_timing(scenario: &str, r: &Value) {
     let l = &r["login"];

@@ -18,7 +18,8 @@ mod services;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{admin, check, echo, raw, wait_until, Echo, Gateway, RawResponse, TempDir, BASE};
+use common::wait_ready;
+use common::{check, echo, raw, Echo, Gateway, RawResponse, TempDir, BASE};
 use idp::{Idp, IdpOptions, API_RESOURCE};
 
 /// The README's example: anyone reads `/articles/`, writers need a token with `api:write`; the
@@ -79,9 +80,7 @@ fn bed() -> Bed {
     let idp = Idp::start(IdpOptions::default());
     let up = echo();
     let gw = Gateway::start(&articles(&idp, up.addr));
-    wait_until("/readyz to answer 200", Duration::from_secs(20), || {
-        (admin(&gw, "/readyz").status == 200).then_some(())
-    });
+    wait_ready(&gw);
     Bed { idp, gw, _up: up }
 }
 

@@ -21,9 +21,9 @@ mod login;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use common::{admin, dead_port, echo, Echo, Gateway, BASE};
+use common::wait_ready;
+use common::{dead_port, echo, Echo, Gateway, BASE};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use idp::{Idp, IdpOptions, API_RESOURCE};
@@ -178,14 +178,6 @@ scopes = ["openid", "email", "profile", "offline_access"]
         ));
     }
     out
-}
-
-fn wait_ready(gw: &Gateway) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while admin(gw, "/readyz").status != 200 {
-        assert!(Instant::now() < deadline, "gateway not ready; logs:\n{}", gw.logs());
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Two apps on one host by path: `wiki` (client `web`) on `/wiki`, `blog` (client `blog`) on

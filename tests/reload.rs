@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
+use common::wait_ready;
 use common::{admin, dead_port, echo, full, get, metric, upstream, wait_until, Gateway, BASE};
 use idp::{Idp, IdpOptions, API_RESOURCE};
 
@@ -56,10 +57,6 @@ fn wait_reloads(gw: &Gateway, outcome: &str, n: f64) {
     wait_until(&format!("{n} reload(s) with outcome {outcome}"), Duration::from_secs(15), || {
         (reloads(gw, outcome) >= n).then_some(())
     });
-}
-
-fn wait_ready(gw: &Gateway) {
-    wait_until("/readyz 200", Duration::from_secs(30), || (admin(gw, "/readyz").status == 200).then_some(()));
 }
 
 fn bearer(gw: &Gateway, path: &str, token: &str) -> u16 {

@@ -33,11 +33,13 @@ use crate::authority::HostPattern;
 pub struct Fingerprint([u8; 32]);
 
 impl Fingerprint {
-    fn of(parts: &[&toml::Value]) -> Fingerprint {
+    /// The digest of a table as written, and of what it depends on (another fingerprint).
+    fn of(table: &toml::Value, depends_on: Option<Fingerprint>) -> Fingerprint {
         let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-        for part in parts {
-            ctx.update(part.to_string().as_bytes());
+        ctx.update(table.to_string().as_bytes());
+        if let Some(Fingerprint(other)) = depends_on {
             ctx.update(&[0]);
+            ctx.update(&other);
         }
         let mut out = [0u8; 32];
         out.copy_from_slice(ctx.finish().as_ref());
@@ -385,25 +387,34 @@ impl Config {
     /// since its token endpoint comes from there.
     fn fingerprint(&mut self, issuers: &[toml::Value], clients: &[toml::Value]) {
         for (issuer, table) in self.issuers.iter_mut().zip(issuers) {
-            issuer.fingerprint = Fingerprint::of(&[table]);
+            issuer.fingerprint = Fingerprint::of(table, None);
         }
         for (client, table) in self.clients.iter_mut().zip(clients) {
             let issuer = match client.endpoint {
                 TokenEndpoint::Issuer(i) => self.issuers.get(i).map(|i| i.fingerprint),
                 TokenEndpoint::Url(_) => None,
             };
-            let issuer = toml::Value::String(format!("{:?}", issuer.map(|f| f.0)));
-            client.fingerprint = Fingerprint::of(&[table, &issuer]);
+            client.fingerprint = Fingerprint::of(table, issuer);
         }
     }
 
     /// Reads, substitutes and validates `file`, reporting every problem found.
     pub fn load(file: &Path) -> Result<Config, LoadError> {
-        let text = std::fs::read_to_string(file).map_err(|e| LoadError {
+        let bytes = std::fs::read(file).map_err(|e| LoadError {
             file: file.to_path_buf(),
             errors: vec![ConfigError::field("", format!("cannot read file: {e}"))],
         })?;
-        Config::from_str(&text, file, &|name| std::env::var(name).ok())
+        Config::from_file_bytes(file, &bytes)
+    }
+
+    /// The contents of `file`, already read (the reloader compares the bytes first), with the
+    /// process environment for `${VAR}`.
+    pub fn from_file_bytes(file: &Path, bytes: &[u8]) -> Result<Config, LoadError> {
+        let text = std::str::from_utf8(bytes).map_err(|e| LoadError {
+            file: file.to_path_buf(),
+            errors: vec![ConfigError::field("", format!("cannot read file: not UTF-8 ({e})"))],
+        })?;
+        Config::from_str(text, file, &|name| std::env::var(name).ok())
     }
 
     /// Parses configuration text; `file` names it in messages and anchors relative paths.

@@ -61,36 +61,40 @@ impl Reloader {
         loop {
             let interval = self.interval;
             tokio::select! {
-                Some(()) = async { hangup.as_mut()?.recv().await } => self.reload("SIGHUP"),
+                Some(()) = async { hangup.as_mut()?.recv().await } => {
+                    if let Some(bytes) = self.read() {
+                        self.reload("SIGHUP", bytes);
+                    }
+                }
                 _ = tokio::time::sleep(interval), if !interval.is_zero() => {
-                    if self.changed_on_disk() {
-                        self.reload("file changed");
+                    match self.read() {
+                        Some(bytes) if self.last_seen.as_deref() != Some(&bytes[..]) => self.reload("file changed", bytes),
+                        _ => {}
                     }
                 }
             }
         }
     }
 
-    /// True when the file's bytes differ from the last read (a Kubernetes ConfigMap update
-    /// swaps a symlink; the bytes are what tell).
-    fn changed_on_disk(&mut self) -> bool {
+    /// The file's bytes: a change is told by them (a Kubernetes ConfigMap update swaps a
+    /// symlink, so times say little), and what is validated is exactly what was compared.
+    fn read(&self) -> Option<Vec<u8>> {
         match std::fs::read(&self.file) {
-            Ok(bytes) if self.last_seen.as_deref() != Some(&bytes[..]) => {
-                self.last_seen = Some(bytes);
-                true
-            }
-            Ok(_) => false,
+            Ok(bytes) => Some(bytes),
             // Mid-update or gone: keep serving; a later check (or SIGHUP) tries again.
             Err(e) => {
                 tracing::debug!(file = %self.file.display(), error = %e, "configuration file unreadable; not reloaded");
-                false
+                None
             }
         }
     }
 
-    /// Reads, validates and applies the file; on any error the running configuration stays.
-    fn reload(&mut self, why: &'static str) {
-        let config = match Config::load(&self.file) {
+    /// Validates and applies `bytes`; on any error the running configuration stays, and the
+    /// same bytes are not reported again by the file check.
+    fn reload(&mut self, why: &'static str, bytes: Vec<u8>) {
+        let parsed = Config::from_file_bytes(&self.file, &bytes);
+        self.last_seen = Some(bytes);
+        let config = match parsed {
             Ok(c) => c,
             Err(e) => {
                 self.metrics.config_reloads.with_label_values(&["failure"]).inc();
@@ -104,9 +108,6 @@ impl Reloader {
                 return;
             }
         };
-        if let Ok(bytes) = std::fs::read(&self.file) {
-            self.last_seen = Some(bytes);
-        }
         match self.apply(&config) {
             Ok(summary) => {
                 self.metrics.config_reloads.with_label_values(&["success"]).inc();

@@ -340,6 +340,16 @@ pub fn echo() -> Echo {
     Echo { addr, _rt: rt }
 }
 
+/// Waits (bounded) until the gateway's `/readyz` answers 200: every issuer discovered and
+/// its keys loaded. Fails with the gateway's logs.
+pub fn wait_ready(gw: &Gateway) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while admin(gw, "/readyz").status != 200 {
+        assert!(Instant::now() < deadline, "gateway not ready after 30 s; logs:\n{}", gw.logs());
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
 /// Polls `f` every 25 ms until it returns `Some`, failing after `limit`.
 pub fn wait_until<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + limit;
