@@ -8,6 +8,7 @@ pub mod introspection;
 pub mod issuer;
 pub mod jwks;
 pub mod jwt;
+mod metrics;
 pub mod principal;
 pub mod rules;
 pub mod token;
@@ -16,13 +17,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
-
 use crate::config::{Bearer, Config};
 use crate::oidc::http::IdpClient;
 use introspection::Answer;
 use issuer::{IssuerId, IssuerState};
 use jwks::Lookup;
+pub use metrics::AuthMetrics;
 pub use principal::Principal;
 
 /// Why a token was not accepted; each has a metrics label and a description for
@@ -118,62 +118,6 @@ pub enum AuthError {
     /// 503: the token cannot be checked right now (keys not loaded, introspection failing).
     #[error("cannot check the token now: {0}")]
     Unavailable(&'static str),
-}
-
-/// Metrics of authentication, on the gateway's registry.
-#[derive(Clone)]
-pub struct AuthMetrics {
-    pub validations: IntCounterVec,
-    valid: IntCounter,
-    cache_hits: IntCounter,
-    cache_misses: IntCounter,
-    pub jwks_fetches: IntCounterVec,
-    pub discovery_failures: IntCounterVec,
-    pub introspections: IntCounterVec,
-    pub issuer_ready: IntGaugeVec,
-}
-
-impl AuthMetrics {
-    pub fn new(registry: &Registry) -> Result<AuthMetrics, prometheus::Error> {
-        let validations = IntCounterVec::new(
-            Opts::new("tollgate_token_validations_total", "Token checks by outcome and reason"),
-            &["outcome", "reason"],
-        )?;
-        let cache = IntCounterVec::new(
-            Opts::new("tollgate_verified_cache_total", "Verified-token cache lookups by result"),
-            &["result"],
-        )?;
-        let jwks_fetches = IntCounterVec::new(
-            Opts::new("tollgate_jwks_fetches_total", "Key set fetches by issuer and outcome"),
-            &["issuer", "outcome"],
-        )?;
-        let discovery_failures = IntCounterVec::new(
-            Opts::new("tollgate_discovery_failures_total", "Failed discovery attempts by issuer"),
-            &["issuer"],
-        )?;
-        let introspections = IntCounterVec::new(
-            Opts::new("tollgate_introspections_total", "Introspection calls by issuer and outcome"),
-            &["issuer", "outcome"],
-        )?;
-        let issuer_ready = IntGaugeVec::new(
-            Opts::new("tollgate_issuer_ready", "1 when the issuer's metadata and keys are loaded"),
-            &["issuer"],
-        )?;
-        for c in [&validations, &cache, &jwks_fetches, &discovery_failures, &introspections] {
-            registry.register(Box::new(c.clone()))?;
-        }
-        registry.register(Box::new(issuer_ready.clone()))?;
-        Ok(AuthMetrics {
-            valid: validations.with_label_values(&["valid", ""]),
-            cache_hits: cache.with_label_values(&["hit"]),
-            cache_misses: cache.with_label_values(&["miss"]),
-            validations,
-            jwks_fetches,
-            discovery_failures,
-            introspections,
-            issuer_ready,
-        })
-    }
 }
 
 type TokenHash = [u8; 32];
@@ -511,6 +455,7 @@ mod tests {
     use super::*;
     use crate::config::RouteAuth;
     use futures_util::FutureExt;
+    use prometheus::Registry;
 
     /// Two issuers (`a`, `b`); route 0 accepts only `a`, route 1 both. Nothing is fetched.
     fn authenticator() -> (Arc<Authenticator>, Config) {

@@ -76,7 +76,7 @@ pub(super) fn issuers(c: &mut Check, raw: Vec<RawIssuer>, base_dir: &Path) -> Ve
                     None
                 }
             });
-            let auth = super::login::client_auth(
+            let auth = super::client_auth::client_auth(
                 c,
                 &at("introspection"),
                 ri.auth_method.as_deref(),

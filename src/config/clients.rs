@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use http::{HeaderName, Uri};
 
-use super::login::client_auth;
+use super::client_auth::client_auth;
 use super::raw::{RawClient, RawEgress};
 use super::validate::Check;
 use super::*;

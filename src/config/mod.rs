@@ -2,6 +2,7 @@
 //! then validated into the typed [`Config`] the rest of the gateway uses.
 
 mod auth;
+mod client_auth;
 mod clients;
 mod cors;
 mod login;
