@@ -50,6 +50,18 @@ if [ -f tests/browser/package-lock.json ] && { [ ! -d tests/browser/node_modules
   (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error) || die "npm ci in tests/browser failed"
 fi
 
+# Python packages (a real gRPC server and client, an OTLP receiver), pinned in
+# tests/py/requirements.txt, in a virtual environment the tests find at tests/py/.venv.
+if [ ! -x tests/py/.venv/bin/python ] || [ tests/py/requirements.txt -nt tests/py/.venv/installed ]; then
+  command -v python3 >/dev/null || apt_install python3 python3-venv
+  say "installing the Python test parts (pip into tests/py/.venv)"
+  python3 -m venv tests/py/.venv 2>/dev/null || { apt_install python3-venv; python3 -m venv tests/py/.venv; } \
+    || die "could not create tests/py/.venv (python3 -m venv)"
+  tests/py/.venv/bin/pip install -q --disable-pip-version-check -r tests/py/requirements.txt \
+    || die "pip install -r tests/py/requirements.txt failed"
+  touch tests/py/.venv/installed
+fi
+
 say "cargo test"
 if [ $# -gt 0 ]; then
   exec cargo test --locked "$@"
