@@ -251,10 +251,8 @@ async fn attacker_server(jwks: Value) -> (SocketAddr, Arc<Seen>) {
     (addr, seen)
 }
 
-fn issuer_toml(name: &str, url: &str, audience: &str) -> String {
-    format!(
-        "[[issuer]]\nname = \"{name}\"\nurl = \"{url}\"\naudiences = [\"{audience}\"]\nmax_token_bytes = \"8KiB\"\n"
-    )
+fn issuer_8k(name: &str, url: &str, audience: &str) -> String {
+    issuer_toml(name, url, audience) + "max_token_bytes = \"8KiB\"\n"
 }
 
 /// Waits (bounded) until the gateway's `/readyz` answers 200: issuers discovered, keys loaded.
@@ -274,7 +272,7 @@ async fn fixture_with(server_extra: &str) -> Fixture {
     let config = format!(
         "{base}\n{}\n[[route]]\nname = \"public\"\nauth = \"none\"\npath = \"/public/\"\nupstream = \"http://{up}\"\n\n\
          [[route]]\nname = \"api\"\nauth = \"bearer\"\npath = \"/api/\"\nupstream = \"http://{up}\"\n",
-        issuer_toml("test", &idp.url, "api")
+        issuer_8k("test", &idp.url, "api")
     );
     let gw = Gateway::start(&config);
     tokio::task::block_in_place(|| wait_ready(&gw));
@@ -889,8 +887,8 @@ async fn kid_collisions_between_issuers_and_unknown_kids() {
         "{BASE}\n{}\n{}\n\
          [[route]]\nname = \"a\"\nauth = \"bearer\"\nissuers = [\"a\"]\npath = \"/api/\"\nupstream = \"http://{up}\"\n\n\
          [[route]]\nname = \"b\"\nauth = \"bearer\"\nissuers = [\"b\"]\npath = \"/b/\"\nupstream = \"http://{up}\"\n",
-        issuer_toml("a", &a.url, "api"),
-        issuer_toml("b", &b.url, "api"),
+        issuer_8k("a", &a.url, "api"),
+        issuer_8k("b", &b.url, "api"),
     );
     let gw = Gateway::start(&config);
     tokio::task::block_in_place(|| wait_ready(&gw));

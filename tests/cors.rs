@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use common::issuer_toml;
 use common::wait_ready;
 use common::{check, dead_port, raw, Gateway, RawResponse, TempDir, BASE};
 use hyper::body::Incoming;
@@ -56,13 +57,10 @@ fn upstream() -> Upstream {
 
 fn config(idp: &Idp, up: SocketAddr) -> String {
     let dead = dead_port();
+    let issuer_block = issuer_toml("idp", &idp.issuer, API_RESOURCE);
     format!(
         r#"{BASE}
-[[issuer]]
-name = "idp"
-url = "{issuer}"
-audiences = ["{API_RESOURCE}"]
-
+{issuer_block}
 [[route]]
 name = "api"
 path = "/api/"
@@ -128,7 +126,6 @@ auth = "bearer"
 upstream = "http://{up}"
 cors = {{ allowed_origins = ["{APP}"], allowed_headers = ["Authorization", "Content-Type"] }}
 "#,
-        issuer = idp.issuer
     )
 }
 

@@ -26,6 +26,7 @@ mod idp;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use common::issuer_toml;
 use common::wait_ready;
 use common::{dead_port, Gateway, BASE};
 use hyper::body::Incoming;
@@ -87,13 +88,10 @@ fn a_page_on_another_site_calls_a_bearer_api() {
     let app = app(&rt);
     let idp = Idp::start(IdpOptions::default());
     let page = format!("http://127.0.0.1:{}", app.port());
+    let issuer_block = issuer_toml("idp", &idp.issuer, API_RESOURCE);
     let gw = Gateway::start(&format!(
         r#"{BASE}
-[[issuer]]
-name = "idp"
-url = "{issuer}"
-audiences = ["{API_RESOURCE}"]
-
+{issuer_block}
 [[route]]
 name = "api"
 path = "/api/"
@@ -101,7 +99,6 @@ auth = "bearer"
 upstream = "http://{app}"
 cors = {{ allowed_origins = ["{page}"], allowed_headers = ["Authorization"], exposed_headers = ["X-Total-Count"], max_age = "10m" }}
 "#,
-        issuer = idp.issuer
     ));
     wait_ready(&gw);
     let token = idp.access_token("m2m", "m2m-secret", Some("api:read"), Some(API_RESOURCE));
@@ -164,13 +161,10 @@ fn a_page_on_the_same_site_calls_a_login_route_with_the_session_cookie() {
     );
     let page = format!("http://127.0.0.1:{}", app.port());
     let base = BASE.replacen("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""), 1);
+    let issuer_block = issuer_toml("idp", &idp.issuer, API_RESOURCE);
     let gw = Gateway::start(&format!(
         r#"{base}
-[[issuer]]
-name = "idp"
-url = "{issuer}"
-audiences = ["{API_RESOURCE}"]
-
+{issuer_block}
 [login]
 issuer = "idp"
 client_id = "web"
@@ -186,7 +180,6 @@ auth = "login"
 upstream = "http://{app}"
 cors = {{ allowed_origins = ["{page}"], allow_credentials = true, allowed_headers = ["Content-Type"] }}
 "#,
-        issuer = idp.issuer
     ));
     wait_ready(&gw);
     let post = |credentials: &str| json!({ "method": "POST", "credentials": credentials, "headers": { "Content-Type": "application/json" }, "body": "{}" });

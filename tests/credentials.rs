@@ -18,6 +18,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::issuer_toml;
 use common::wait_ready;
 use common::{admin, dead_port, echo, get, metric, metric_in, wait_until, Gateway, RawResponse, TempDir, BASE};
 use idp::{jwt_parts, key_file, Idp, IdpOptions, API_RESOURCE};
@@ -40,15 +41,8 @@ fn now() -> u64 {
 }
 
 /// The `[[issuer]]` for the provider (or any URL), audience `API_RESOURCE`.
-fn issuer_toml(url: &str) -> String {
-    format!(
-        r#"
-[[issuer]]
-name = "idp"
-url = "{url}"
-audiences = ["{API_RESOURCE}"]
-"#
-    )
+fn issuer_for(url: &str) -> String {
+    issuer_toml("idp", url, API_RESOURCE)
 }
 
 /// A `[[client]]` named `orders` for the issuer `idp`; `auth` holds the client id and its
@@ -78,7 +72,7 @@ fn one_route_gateway(idp: &Idp, auth: &str, extra: &str, name: &str) -> (Gateway
     let up = echo();
     let config = format!(
         "{BASE}{}{}{}",
-        issuer_toml(&idp.issuer),
+        issuer_for(&idp.issuer),
         client_toml(auth, extra),
         route_toml(name, "/", up.addr, None)
     );
@@ -179,7 +173,7 @@ fn minted_token_replaces_the_callers_authorization() {
     let up = echo();
     let config = format!(
         "{BASE}{}{}{}{}",
-        issuer_toml(&idp.issuer),
+        issuer_for(&idp.issuer),
         client_toml(BASIC, ""),
         route_toml("moved", "/moved/", up.addr, Some("X-Original-Authorization")),
         route_toml("dropped", "/dropped/", up.addr, Some("drop")),
@@ -249,12 +243,8 @@ fn concurrent_cold_misses_make_one_token_request() {
     let up = echo();
     idp.set_delay("token", 300);
     idp.reset_counters();
-    let config = format!(
-        "{BASE}{}{}{}",
-        issuer_toml(&idp.issuer),
-        client_toml(BASIC, ""),
-        route_toml("api", "/", up.addr, None)
-    );
+    let config =
+        format!("{BASE}{}{}{}", issuer_for(&idp.issuer), client_toml(BASIC, ""), route_toml("api", "/", up.addr, None));
     let gw = Gateway::start(&config);
 
     let started = Instant::now();
@@ -398,7 +388,7 @@ fn no_token_while_the_provider_is_down_is_503() {
     let up = echo();
     let config = format!(
         "{BASE}{}{}{}",
-        issuer_toml(&issuer),
+        issuer_for(&issuer),
         client_toml(BASIC, ""),
         route_toml("orders-api", "/", up.addr, None)
     );
@@ -433,7 +423,7 @@ fn a_failing_token_endpoint_is_503_without_a_stampede() {
     idp.set_failure("token", 503);
     let config = format!(
         "{BASE}{}{}{}",
-        issuer_toml(&idp.issuer),
+        issuer_for(&idp.issuer),
         client_toml(BASIC, ""),
         route_toml("orders-api", "/", up.addr, None)
     );
@@ -509,7 +499,7 @@ fn egress_listener_adds_the_token() {
     let other = echo();
     let config = format!(
         "{BASE}{}{}{}\n[[egress]]\nname = \"partner\"\nlisten = \"127.0.0.1:0\"\nupstream = \"http://{}\"\nclient = \"orders\"\n",
-        issuer_toml(&idp.issuer),
+        issuer_for(&idp.issuer),
         client_toml(BASIC, ""),
         route_toml("api", "/", other.addr, None),
         up.addr,
@@ -543,7 +533,7 @@ fn egress_must_listen_on_loopback() {
         "{BASE}{}\n[[client]]\nname = \"orders\"\ntoken_endpoint = \"http://127.0.0.1:{}/token\"\n{BASIC}\n\
          [[route]]\nauth = \"none\"\npath = \"/\"\nupstream = \"http://{up}\"\n\
          [[egress]]\nname = \"partner\"\nlisten = \"0.0.0.0:1234\"\nupstream = \"http://{up}\"\nclient = \"orders\"\n",
-        issuer_toml(&format!("http://127.0.0.1:{}", up.port())),
+        issuer_for(&format!("http://127.0.0.1:{}", up.port())),
         up.port(),
     );
     std::fs::write(&file, &config).unwrap();

@@ -16,6 +16,7 @@ mod services;
 
 use std::net::SocketAddr;
 
+use common::issuer_toml;
 use common::wait_ready;
 use common::{dead_port, echo, get, Gateway, RawResponse, BASE};
 use idp::{Idp, IdpOptions, API_RESOURCE};
@@ -83,12 +84,9 @@ upstream = "http://{upstream}"
 }
 
 fn issuers(a: &Idp, b: Option<&Idp>) -> String {
-    let mut out = format!("[[issuer]]\nname = \"a\"\nurl = \"{}\"\naudiences = [\"{API_RESOURCE}\"]\n", a.issuer);
+    let mut out = issuer_toml("a", &a.issuer, API_RESOURCE);
     if let Some(b) = b {
-        out.push_str(&format!(
-            "\n[[issuer]]\nname = \"b\"\nurl = \"{}\"\naudiences = [\"{API_RESOURCE}\"]\n",
-            b.issuer
-        ));
+        out.push_str(&issuer_toml("b", &b.issuer, API_RESOURCE));
     }
     out
 }

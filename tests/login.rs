@@ -23,6 +23,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::issuer_toml;
 use common::wait_ready;
 use common::{dead_port, echo, get, wait_until, Echo, Gateway, RawResponse, BASE};
 use idp::{jwt_parts, key_file, Idp, IdpOptions, API_RESOURCE};
@@ -96,13 +97,10 @@ impl World {
 fn config(port: u16, public: &str, issuer: &str, echo: SocketAddr, login_lines: &str) -> String {
     let refresh = if login_lines.contains("refresh_before") { "" } else { "refresh_before = \"60s\"\n" };
     let base = BASE.replacen("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""), 1);
+    let issuer_block = issuer_toml("idp", issuer, API_RESOURCE);
     format!(
         r#"{base}
-[[issuer]]
-name = "idp"
-url = "{issuer}"
-audiences = ["{API_RESOURCE}"]
-
+{issuer_block}
 [login]
 client_id = "web"
 client_secret = "web-secret"

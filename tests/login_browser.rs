@@ -17,6 +17,7 @@ mod idp;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use common::issuer_toml;
 use common::wait_ready;
 use common::{Gateway, TempDir, BASE};
 use hyper::body::Incoming;
@@ -154,13 +155,10 @@ impl Bed {
             }
             let secret =
                 if opts.other_secret.contains(&i) { "fedcba9876543210fedcba9876543210" } else { COOKIE_SECRET };
+            let issuer_block = issuer_toml("idp", &idp.issuer, "https://api.tollgate.test");
             let config = format!(
                 r#"{base}
-[[issuer]]
-name = "idp"
-url = "{issuer}"
-audiences = ["https://api.tollgate.test"]
-
+{issuer_block}
 [login]
 client_id = "web"
 client_secret = "web-secret"
@@ -176,7 +174,6 @@ upstream = "http://{upstream}"
 pass_access_token = {pass}
 "#,
                 base = BASE.replacen("listen = \"127.0.0.1:0\"", &server, 1),
-                issuer = idp.issuer,
                 public = public[i],
                 pass = opts.pass_access_token,
                 scopes = opts.scopes.unwrap_or(r#"["openid", "email", "profile", "offline_access"]"#),

@@ -18,6 +18,7 @@ mod services;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::issuer_toml;
 use common::wait_ready;
 use common::{check, echo, raw, Echo, Gateway, RawResponse, TempDir, BASE};
 use idp::{Idp, IdpOptions, API_RESOURCE};
@@ -25,13 +26,10 @@ use idp::{Idp, IdpOptions, API_RESOURCE};
 /// The README's example: anyone reads `/articles/`, writers need a token with `api:write`; the
 /// catch-all `/` is public, which a write to `/articles/` must never reach.
 fn articles(idp: &Idp, up: SocketAddr) -> String {
+    let issuer_block = issuer_toml("idp", &idp.issuer, API_RESOURCE);
     format!(
         r#"{BASE}
-[[issuer]]
-name = "idp"
-url = "{issuer}"
-audiences = ["{API_RESOURCE}"]
-
+{issuer_block}
 [[route]]
 name = "articles-read"
 path = "/articles/"
@@ -66,7 +64,6 @@ path = "/split/"
 auth = "bearer"
 upstream = "http://{up}"
 "#,
-        issuer = idp.issuer
     )
 }
 

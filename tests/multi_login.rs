@@ -216,7 +216,7 @@ fn two_paths(secrets: [&'static str; 2], extra: [&'static str; 2]) -> Bed {
 /// What the echo upstream saw, or the status when the request did not get there.
 fn fetch(browser: &mut Browser, url: &str, accept: (&str, &str)) -> (u16, Value) {
     let r = browser.request("GET", url, &[accept], None);
-    let body = if r.status == 200 { serde_json::from_slice(&r.body).unwrap_or(Value::Null) } else { Value::Null };
+    let body = if r.status == 200 { serde_json::from_slice(&r.bytes).unwrap_or(Value::Null) } else { Value::Null };
     (r.status, body)
 }
 
@@ -266,7 +266,7 @@ fn two_apps_on_two_paths_sign_in_with_their_own_clients() {
         .join("; ");
     let r = login::http("GET", &wiki.url("/wiki/x"), &[HTML, ("Cookie", &format!("{both}; app=1"))], None);
     assert_eq!(r.status, 200, "{}", r.text());
-    let seen: Value = serde_json::from_slice(&r.body).unwrap();
+    let seen: Value = serde_json::from_slice(&r.bytes).unwrap();
     assert_eq!(header(&seen, "cookie"), Some("app=1"), "{seen}");
     // The endpoints are under each app's path: the root has none.
     let r = login::http("GET", &wiki.url("/oauth2/start"), &[HTML], None);
@@ -413,7 +413,7 @@ fn two_apps_on_two_hosts_sign_in_with_their_own_clients() {
     let mine = format!("tollgate_one={value}");
     let info = login::http("GET", &one.url("/oauth2/userinfo"), &[JSON, ("Cookie", &mine)], None);
     assert_eq!(info.status, 200, "{}", info.text());
-    assert_eq!(serde_json::from_slice::<Value>(&info.body).unwrap()["user"], "alice");
+    assert_eq!(serde_json::from_slice::<Value>(&info.bytes).unwrap()["user"], "alice");
     // Each host's start endpoint uses its own client.
     for (a, client) in [(one, "web"), (two, "blog")] {
         let r = login::http("GET", &a.url("/oauth2/start?rd=/x"), &[HTML], None);

@@ -2,9 +2,12 @@
 //! ephemeral loopback ports, in-process upstream servers, and small raw HTTP clients.
 #![allow(dead_code)]
 
+#[path = "../support/http.rs"]
+pub mod http;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -242,57 +245,24 @@ pub async fn echo_upstream() -> SocketAddr {
     .await
 }
 
-/// A parsed HTTP/1.1 response from [`raw`].
-#[derive(Debug)]
-pub struct RawResponse {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: String,
-}
+/// A response read by [`raw`], [`get`] or [`send`]: the suite's one response type.
+pub use http::Response as RawResponse;
 
-impl RawResponse {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
-    }
+/// An `[[issuer]]` table named `name` for `url` accepting tokens for `audience`; more keys of the
+/// same table may follow it directly.
+pub fn issuer_toml(name: &str, url: &str, audience: &str) -> String {
+    format!("\n[[issuer]]\nname = \"{name}\"\nurl = \"{url}\"\naudiences = [\"{audience}\"]\n")
 }
 
 /// Sends raw request bytes on a new connection (`Connection: close` expected in them) and
 /// reads the whole response. Used where a well-behaved client library would refuse the request.
 pub fn raw(addr: SocketAddr, request: &[u8]) -> RawResponse {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(request).unwrap();
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
-    parse_response(&buf)
+    http::raw(addr, request)
 }
 
+/// Parses a response read by hand (panics with the bytes when it is not one).
 pub fn parse_response(buf: &[u8]) -> RawResponse {
-    let text = String::from_utf8_lossy(buf);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no response head in {text:?}"));
-    let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-    let headers: Vec<(String, String)> =
-        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
-    let chunked = headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
-    let body = if chunked { dechunk(body) } else { body.to_string() };
-    RawResponse { status, headers, body }
-}
-
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = rest[n..].trim_start_matches("\r\n");
-    }
-    out
+    http::parse(buf).unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(buf)))
 }
 
 /// `GET path` with extra header lines, `Connection: close`.

@@ -15,9 +15,11 @@
 //! Clients, keys, env variables and counter names are documented in `tests/idp/README.md`.
 #![allow(dead_code)] // each test crate uses a different subset of this module
 
+#[path = "http.rs"]
+pub mod http;
+
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
@@ -30,8 +32,6 @@ use serde_json::Value;
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long `Idp::stop` waits after SIGTERM before SIGKILL.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
-/// Per-request socket timeout of the HTTP helpers.
-const HTTP_TIMEOUT: Duration = Duration::from_secs(15);
 /// Lines of the IdP's stderr kept for panic messages.
 const STDERR_TAIL: usize = 60;
 
@@ -349,7 +349,7 @@ impl Idp {
         }
         let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let resp = http_request("POST", &self.url(path), &headers, Some(body.as_bytes()));
-        let json = serde_json::from_slice(&resp.body).unwrap_or_else(|_| Value::String(resp.text()));
+        let json = serde_json::from_slice(&resp.bytes).unwrap_or_else(|_| Value::String(resp.text()));
         (resp.status, json)
     }
 }
@@ -360,117 +360,20 @@ impl Drop for Idp {
     }
 }
 
-// ---- minimal HTTP/1.1 client -----------------------------------------------------------------
+// ---- HTTP (the suite's one client, support/http.rs) -----------------------------------------
 
 /// A response read by `http_request`.
-#[derive(Debug, Clone)]
-pub struct HttpResponse {
-    pub status: u16,
-    /// Header names lower-cased, in arrival order.
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl HttpResponse {
-    /// First header named `name` (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    /// The body as JSON; panics with the body text when it is not.
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("response ({}) is not JSON ({e}): {}", self.status, self.text()))
-    }
-}
+pub use http::Response as HttpResponse;
 
 /// `GET url` (plain `http://host:port/path` only).
 pub fn http_get(url: &str) -> HttpResponse {
-    http_request("GET", url, &[], None)
+    http::request("GET", url, &[], None)
 }
 
 /// One request over a fresh connection with `Connection: close`; the response is read to EOF.
 /// Panics on I/O errors (with the URL), never on HTTP error statuses.
 pub fn http_request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> HttpResponse {
-    let rest = url.strip_prefix("http://").unwrap_or_else(|| panic!("only http:// URLs are supported, got {url}"));
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-
-    let mut stream = TcpStream::connect(authority).unwrap_or_else(|e| io_failure(method, url, "connect", e));
-    stream.set_read_timeout(Some(HTTP_TIMEOUT)).unwrap_or_else(|e| io_failure(method, url, "set timeout", e));
-    stream.set_write_timeout(Some(HTTP_TIMEOUT)).unwrap_or_else(|e| io_failure(method, url, "set timeout", e));
-
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if let Some(body) = body {
-        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
-    }
-    req.push_str("\r\n");
-    let mut bytes = req.into_bytes();
-    bytes.extend_from_slice(body.unwrap_or_default());
-    stream.write_all(&bytes).unwrap_or_else(|e| io_failure(method, url, "write", e));
-
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap_or_else(|e| io_failure(method, url, "read", e));
-    parse_response(&raw)
-        .unwrap_or_else(|msg| panic!("{method} {url}: bad response ({msg}): {:?}", String::from_utf8_lossy(&raw)))
-}
-
-fn io_failure(method: &str, url: &str, what: &str, e: std::io::Error) -> ! {
-    panic!("{method} {url}: {what}: {e}")
-}
-
-fn parse_response(raw: &[u8]) -> Result<HttpResponse, String> {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or("no end of headers")?;
-    let head = std::str::from_utf8(&raw[..split]).map_err(|e| e.to_string())?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().ok_or("empty response")?;
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let rest = &raw[split + 4..];
-
-    let chunked = headers.iter().any(|(k, v)| k == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked"));
-    let body = if chunked {
-        decode_chunked(rest)?
-    } else if let Some((_, len)) = headers.iter().find(|(k, _)| k == "content-length") {
-        let len: usize = len.parse().map_err(|_| format!("bad content-length {len:?}"))?;
-        rest.get(..len).ok_or("body shorter than content-length")?.to_vec()
-    } else {
-        rest.to_vec()
-    };
-    Ok(HttpResponse { status, headers, body })
-}
-
-fn decode_chunked(mut data: &[u8]) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = data.windows(2).position(|w| w == b"\r\n").ok_or("truncated chunk size")?;
-        let size_text = std::str::from_utf8(&data[..line_end]).map_err(|e| e.to_string())?;
-        let size_hex = size_text.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size_hex, 16).map_err(|_| format!("bad chunk size {size_text:?}"))?;
-        data = &data[line_end + 2..];
-        if size == 0 {
-            return Ok(out);
-        }
-        out.extend_from_slice(data.get(..size).ok_or("truncated chunk")?);
-        data = data.get(size + 2..).ok_or("truncated chunk end")?;
-    }
+    http::request(method, url, headers, body)
 }
 
 // ---- encodings -------------------------------------------------------------------------------
@@ -557,14 +460,6 @@ mod codec_tests {
         assert_eq!(base64url_decode("YWI=").as_deref(), Some(&b"ab"[..]));
         assert_eq!(base64url_decode("a"), None);
         assert_eq!(base64url_decode("a+b"), None);
-    }
-
-    #[test]
-    fn chunked_bodies_are_decoded() {
-        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n";
-        let resp = parse_response(raw).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(resp.status, 200);
-        assert_eq!(resp.body, b"abcde");
     }
 
     #[test]

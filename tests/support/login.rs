@@ -19,13 +19,13 @@
 //! Only std is used; requests are plain HTTP/1.1 with `Connection: close`.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+#[path = "http.rs"]
+pub mod http;
+
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Redirects and form posts followed before giving up.
 const MAX_STEPS: usize = 16;
-const TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The outcome of a completed login.
 #[derive(Debug, Clone)]
@@ -205,13 +205,7 @@ pub fn resolve(base: &str, location: &str) -> String {
 }
 
 /// `http://authority/path?query` → (authority, path?query).
-fn split_url(url: &str) -> (&str, &str) {
-    let rest = url.strip_prefix("http://").unwrap_or_else(|| panic!("only http:// URLs: {url}"));
-    match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    }
-}
+use http::split_url;
 
 /// `application/x-www-form-urlencoded` / query encoding of one value.
 pub fn encode(s: &str) -> String {
@@ -394,81 +388,13 @@ fn path_matches(path: &str, cookie_path: &str) -> bool {
         || (path.starts_with(cookie_path) && (cookie_path.ends_with('/') || path[cookie_path.len()..].starts_with('/')))
 }
 
-// ---- HTTP --------------------------------------------------------------------------------------
+// ---- HTTP (the suite's one client, support/http.rs) -------------------------------------------
 
-#[derive(Debug, Clone)]
-pub struct Response {
-    pub status: u16,
-    /// Names lower-cased, in arrival order.
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Response {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-    pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.headers.iter().filter(move |(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
+pub use http::Response;
 
 /// One request on a new connection (`Connection: close`), read to EOF.
 pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Response {
-    let (authority, target) = split_url(url);
-    let mut s = TcpStream::connect(authority).unwrap_or_else(|e| panic!("{method} {url}: connect: {e}"));
-    s.set_read_timeout(Some(TIMEOUT)).unwrap();
-    s.set_write_timeout(Some(TIMEOUT)).unwrap();
-    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if let Some(b) = body {
-        req.push_str(&format!("Content-Length: {}\r\n", b.len()));
-    }
-    req.push_str("\r\n");
-    let mut bytes = req.into_bytes();
-    bytes.extend_from_slice(body.unwrap_or_default());
-    s.write_all(&bytes).unwrap_or_else(|e| panic!("{method} {url}: write: {e}"));
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap_or_else(|e| panic!("{method} {url}: read: {e}"));
-    parse(&raw).unwrap_or_else(|| panic!("{method} {url}: bad response {:?}", String::from_utf8_lossy(&raw)))
-}
-
-fn parse(raw: &[u8]) -> Option<Response> {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&raw[..split]).ok()?;
-    let mut lines = head.split("\r\n");
-    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let rest = &raw[split + 4..];
-    let chunked = headers.iter().any(|(k, v)| k == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked"));
-    let body = if chunked {
-        let mut out = Vec::new();
-        let mut data = rest;
-        loop {
-            let end = data.windows(2).position(|w| w == b"\r\n")?;
-            let size =
-                usize::from_str_radix(std::str::from_utf8(&data[..end]).ok()?.split(';').next()?.trim(), 16).ok()?;
-            data = &data[end + 2..];
-            if size == 0 {
-                break out;
-            }
-            out.extend_from_slice(data.get(..size)?);
-            data = data.get(size + 2..)?;
-        }
-    } else if let Some((_, len)) = headers.iter().find(|(k, _)| k == "content-length") {
-        rest.get(..len.parse::<usize>().ok()?)?.to_vec()
-    } else {
-        rest.to_vec()
-    };
-    Some(Response { status, headers, body })
+    http::request(method, url, headers, body)
 }
 
 #[cfg(test)]
