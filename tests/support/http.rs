@@ -81,6 +81,7 @@ pub fn raw(addr: impl ToSocketAddrs + std::fmt::Debug, request: &[u8]) -> Respon
 }
 
 fn exchange(addr: impl ToSocketAddrs, request: &[u8], what: &str) -> Response {
+    let to_head = request.starts_with(b"HEAD ");
     let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("{what}: connect: {e}"));
     s.set_read_timeout(Some(TIMEOUT)).unwrap_or_else(|e| panic!("{what}: set timeout: {e}"));
     s.set_write_timeout(Some(TIMEOUT)).unwrap_or_else(|e| panic!("{what}: set timeout: {e}"));
@@ -89,12 +90,19 @@ fn exchange(addr: impl ToSocketAddrs, request: &[u8], what: &str) -> Response {
     // A server may reset after its answer (e.g. a refused request with unread body): keep
     // what arrived and let the parser judge it.
     let _ = s.read_to_end(&mut buf);
-    parse(&buf).unwrap_or_else(|msg| panic!("{what}: bad response ({msg}): {:?}", String::from_utf8_lossy(&buf)))
+    parse_answer(&buf, to_head)
+        .unwrap_or_else(|msg| panic!("{what}: bad response ({msg}): {:?}", String::from_utf8_lossy(&buf)))
 }
 
 /// Parses one HTTP/1.1 response: the status line, headers, and a body by `Content-Length`,
 /// chunked encoding, or EOF.
 pub fn parse(raw: &[u8]) -> Result<Response, String> {
+    parse_answer(raw, false)
+}
+
+/// [`parse`] for the answer to a request whose method is `HEAD` when `to_head`: such an answer
+/// (like a 1xx, 204 or 304) has no body whatever its `Content-Length` says (RFC 9112 §6.3).
+pub fn parse_answer(raw: &[u8], to_head: bool) -> Result<Response, String> {
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or("no end of headers")?;
     let head = std::str::from_utf8(&raw[..split]).map_err(|e| e.to_string())?;
     let mut lines = head.split("\r\n");
@@ -110,7 +118,10 @@ pub fn parse(raw: &[u8]) -> Result<Response, String> {
         .collect();
     let rest = &raw[split + 4..];
     let chunked = headers.iter().any(|(k, v)| k == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked"));
-    let bytes = if chunked {
+    let bodiless = to_head || status < 200 || status == 204 || status == 304;
+    let bytes = if bodiless {
+        Vec::new()
+    } else if chunked {
         dechunk(rest)?
     } else if let Some((_, len)) = headers.iter().find(|(k, _)| k == "content-length") {
         let len: usize = len.parse().map_err(|_| format!("bad content-length {len:?}"))?;
@@ -153,5 +164,7 @@ mod http_tests {
         assert_eq!(r.body, "to the end");
         assert!(parse(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort").is_err());
         assert!(parse(b"garbage").is_err());
+        let head = parse_answer(b"HTTP/1.1 200 OK\r\nContent-Length: 269\r\n\r\n", true).unwrap();
+        assert_eq!((head.status, head.body.as_str()), (200, ""));
     }
 }
