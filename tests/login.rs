@@ -25,6 +25,8 @@ const APP: suite::App =
 /// `[login]` is the login named `default`: a route may name it as `login = "default"` (the
 /// suite's routes name none, as single-login files do). Its other names of single-login
 /// releases (cookie `tollgate`, Redis keys `tollgate:session:`) are `APP`'s, checked by the suite.
+/// And, as before there were several logins, the only login answers `/oauth2/*` on any host,
+/// not just its `public_url`'s (the suite sends the public host, which several logins need).
 #[test]
 fn the_single_login_table_is_the_login_named_default() {
     let w = suite::World::start_edited(&suite::cookie_store(suite::SECRET), "", &[], |c| {
@@ -33,5 +35,16 @@ fn the_single_login_table_is_the_login_named_default() {
     });
     let done = w.login("/", "uma");
     assert_eq!(done.cookies[0].0, "tollgate");
-    assert_eq!(suite::works(&w.gw, &done.cookie_header()).as_deref(), Some("uma"));
+    let cookie = done.cookie_header();
+    assert_eq!(suite::works(&w.gw, &cookie).as_deref(), Some("uma"));
+
+    // `common::get` says `Host: gateway.test`, not the public URL's host.
+    let json = ("Accept", "application/json");
+    let info = common::get(w.gw.addr, "/oauth2/userinfo", &[("Cookie", &cookie), json]);
+    assert_eq!(info.status, 200, "{}", info.body);
+    assert_eq!(info.json()["user"], "uma");
+    let out = common::get(w.gw.addr, "/oauth2/sign_out?rd=/bye", &[("Cookie", &cookie), json]);
+    assert_eq!(out.status, 302, "{}", out.body);
+    let cleared = out.headers_named("set-cookie").any(|l| l.starts_with("tollgate=;") && l.contains("Max-Age=0"));
+    assert!(cleared, "sign-out on the other host clears the session: {:?}", out.headers);
 }
