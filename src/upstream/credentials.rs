@@ -33,7 +33,7 @@ pub enum CredentialError {
     #[error("no valid token for client {client}: {reason}")]
     Unavailable { client: String, reason: String },
     /// The provider refused to exchange the caller's token (a 403 for the caller).
-    #[error("client {client}: the token exchange was {source}")]
+    #[error("client {client}: the token exchange was refused: {source}")]
     Refused {
         client: String,
         #[source]

@@ -64,7 +64,7 @@ impl Subject<'_> {
 pub enum ExchangeError {
     /// The provider answered with an OAuth error about this request (RFC 8693 §2.2.2 and
     /// RFC 6749 §5.2: `invalid_grant`, `invalid_target`, `unauthorized_client`, ...).
-    #[error("refused: {error}{}", description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    #[error("{error}{}", description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
     Refused { error: String, description: Option<String> },
     /// No usable answer: unreachable, a 5xx, tollgate's own client refused (`invalid_client`), a
     /// success without a usable token.
