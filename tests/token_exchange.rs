@@ -14,6 +14,8 @@
 mod common;
 #[path = "support/idp.rs"]
 mod idp;
+#[path = "support/login.rs"]
+mod login;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Barrier};
@@ -462,4 +464,97 @@ extra_params = { subject_token = "x" }
     std::fs::write(&file, format!("{BASE}{head}{}", route("auth = \"bearer\""))).unwrap();
     let (code, out) = check(&file, &[]);
     assert_eq!(code, 0, "{out}");
+}
+
+// ---- 9. a session's access token -----------------------------------------------------------------
+
+/// On a login route the session's access token is the one exchanged: the upstream gets a token
+/// for the signed-in user (`sub` = the login name, `act` = tollgate's client), and neither the
+/// session cookie nor the session's own token.
+#[test]
+fn a_sessions_access_token_is_exchanged_on_login_routes() {
+    let port = dead_port().port();
+    let public = format!("http://127.0.0.1:{port}");
+    let idp = Idp::start(
+        IdpOptions::default()
+            .with_env("IDP_WEB_REDIRECT_URIS", format!("{public}/oauth2/callback"))
+            .with_env("IDP_WEB_POST_LOGOUT_URIS", format!("{public}/"))
+            // The session's access token is then a JWT (the handler exchanges JWTs only).
+            .with_env("IDP_DEFAULT_RESOURCE", API_RESOURCE),
+    );
+    let up = echo();
+    let base = BASE.replacen("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""), 1);
+    let config = format!(
+        "{base}{}\n[login]\nclient_id = \"web\"\nclient_secret = \"web-secret\"\npublic_url = \"{public}\"\n\
+         scopes = [\"openid\", \"email\", \"profile\"]\ncookie_secret = \"0123456789abcdef0123456789abcdef\"\n\
+         \n[[route]]\nname = \"orders\"\nauth = \"login\"\npath = \"/\"\nupstream = \"http://{}\"\nupstream_token = \"orders\"\n",
+        issuer_and_client(&idp, ORDERS, ""),
+        up.addr
+    );
+    let gw = gateway(&config);
+    let session = login::login(&public, "/orders", "alice");
+    let cookie = session.cookie_header();
+
+    let echoed = ok_json(&get(gw.addr, "/orders", &[("Cookie", &cookie)]));
+    let claims = verify_exchanged(&idp, &upstream_bearer(&echoed));
+    assert_eq!(claims["sub"], "alice", "{claims}");
+    assert_eq!(claims["act"]["sub"], "exchanger", "{claims}");
+    assert!(echoed["headers"]["cookie"].is_null(), "the session cookie reached the upstream: {echoed}");
+    assert_eq!(exchanges(&idp), 1);
+    let again = ok_json(&get(gw.addr, "/orders", &[("Cookie", &cookie)]));
+    assert_eq!(upstream_bearer(&again), upstream_bearer(&echoed));
+    assert_eq!(exchanges(&idp), 1, "the session's token is exchanged once");
+}
+
+// ---- 10. a token endpoint that answers nonsense ----------------------------------------------------
+
+/// A token endpoint (a fake one here; the caller's tokens still come from the real provider)
+/// that answers 200 with no usable token, in each of the ways a broken provider or a proxy in
+/// front of it might, including a body over the 1 MiB the gateway reads, or `invalid_client`
+/// (tollgate's own credentials): 503 each time, nothing sent upstream, and each is asked again
+/// (not cached).
+#[test]
+fn unusable_token_endpoint_answers_are_503() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let idp = Idp::start(IdpOptions::default());
+    let ty = r#""issued_token_type":"urn:ietf:params:oauth:token-type:access_token""#;
+    let answers: Vec<(u16, String)> = vec![
+        (200, "not json".into()),
+        (200, format!(r#"{{"token_type":"Bearer",{ty}}}"#)),
+        (200, format!(r#"{{"access_token":"t","token_type":"N_A",{ty}}}"#)),
+        (200, r#"{"access_token":"t","token_type":"Bearer"}"#.into()),
+        (200, format!(r#"{{"access_token":"{}","token_type":"Bearer",{ty}}}"#, "x".repeat(2 << 20))),
+        (401, r#"{"error":"invalid_client"}"#.into()),
+        (502, "<html>bad gateway</html>".into()),
+    ];
+    let n = answers.len();
+    let served = Arc::new(AtomicUsize::new(0));
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let fake = {
+        let (answers, served) = (Arc::new(answers), served.clone());
+        rt.block_on(common::upstream(Arc::new(move |_req| {
+            let (answers, served) = (answers.clone(), served.clone());
+            Box::pin(async move {
+                let (status, body) = answers[served.fetch_add(1, Ordering::SeqCst) % answers.len()].clone();
+                hyper::Response::builder()
+                    .status(status)
+                    .header("content-type", "application/json")
+                    .body(common::full(body))
+                    .unwrap()
+            })
+        })))
+    };
+    let client = issuer_and_client(&idp, ORDERS, "").replace(
+        "issuer = \"idp\"\ngrant",
+        &format!("token_endpoint = \"http://{fake}/token\"\ninsecure_http = true\ngrant"),
+    );
+    let gw = gateway(&format!("{BASE}{client}{}", route_toml("/", dead_port(), "")));
+    let caller = caller_token(&idp);
+    for i in 0..n {
+        let resp = call(&gw, "/x", &caller);
+        assert_eq!(resp.status, 503, "answer {i}: {}", resp.body);
+        assert!(!resp.body.contains(&caller));
+    }
+    assert_eq!(served.load(Ordering::SeqCst), n, "every failure was asked again");
+    assert_eq!(exchange_metric(&gw, "tollgate_token_exchange_requests_total", &[("outcome", "error")]), n as f64);
 }

@@ -442,7 +442,7 @@ fn grant(s: &State, basic: Option<(String, String)>, form: &str, rsa: Option<&Rs
                 json!({"access_token": token, "token_type": "Bearer", "expires_in": s.opts.access_token_ttl.as_secs(), "scope": scope}),
             )
         }
-        Some(crate::upstream::exchange::GRANT_TYPE) => exchange_grant(s, client, &f, rsa),
+        Some(crate::upstream::exchange::GRANT_TYPE) => exchange_grant(s, client, form, rsa),
         _ => token_error("unsupported_grant_type", "use authorization_code, refresh_token or client_credentials"),
     }
 }
@@ -451,7 +451,8 @@ fn grant(s: &State, basic: Option<(String, String)>, form: &str, rsa: Option<&Rs
 /// benchmark): the subject must be an access token this issuer signed ES256 and still valid;
 /// the answer is an access token for the `audience` (else `resource`, else the default
 /// audience) with the subject's `sub` and scope, and `act` naming the client.
-fn exchange_grant(s: &State, client: &DevClient, f: &dyn Fn(&str) -> Option<String>, rsa: Option<&RsaKey>) -> Resp {
+fn exchange_grant(s: &State, client: &DevClient, form: &str, rsa: Option<&RsaKey>) -> Resp {
+    let f = |name: &str| query_param(Some(form), name);
     let (Some(subject), Some(crate::config::ACCESS_TOKEN_TYPE)) =
         (f("subject_token"), f("subject_token_type").as_deref())
     else {
