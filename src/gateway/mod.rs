@@ -29,7 +29,7 @@ use crate::login::{is_browser, page, Logins};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::path::normalize_path;
 use crate::router::{Found, Router};
-use crate::upstream::credentials::{CredentialError, Credentials};
+use crate::upstream::credentials::Credentials;
 use crate::upstream::exchange::Subject;
 use crate::upstream::headers::{clean_response, join_cookies, Protected};
 use crate::upstream::proxy::{self, Proxy};
@@ -439,13 +439,9 @@ impl Gateway {
             // A token-exchange route sends only the exchanged token: the caller's Authorization
             // is dropped below, its other copies were refused by the configuration (moved
             // Authorization, X-Forwarded-Access-Token) or hidden with the query and cookies.
-            let minted = match (t.exchange, caller.subject()) {
-                (false, _) => self.credentials.authorization(t.client).await,
-                (true, Some(subject)) => self.credentials.exchanged(t.client, subject).await,
-                (true, None) => Err(CredentialError::Unavailable {
-                    client: t.client.to_string(),
-                    reason: "no caller token to exchange".into(),
-                }),
+            let minted = match t.exchange {
+                false => self.credentials.authorization(t.client).await,
+                true => self.credentials.exchanged(t.client, caller.subject()).await,
             };
             let minted = minted.map_err(GatewayError::UpstreamToken)?;
             if let Some(theirs) = headers.remove(http::header::AUTHORIZATION) {

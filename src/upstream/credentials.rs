@@ -184,15 +184,17 @@ impl Credentials {
     }
 
     /// The `Authorization` value for the token-exchange `client`: `subject` (the caller's
-    /// token) exchanged, from the cache when it holds a current answer.
-    pub async fn exchanged(&self, client: usize, subject: Subject<'_>) -> Result<HeaderValue, CredentialError> {
-        let Some(ex) = self.exchanges.get(client).and_then(Option::as_ref) else {
-            let name = self.clients.get(client).map_or("?", |c| c.cfg.name.as_str());
-            return Err(CredentialError::Unavailable {
-                client: name.into(),
-                reason: "not a token-exchange client".into(),
-            });
+    /// token) exchanged, from the cache when it holds a current answer. Without a caller token
+    /// (which the configuration rules out) there is nothing to exchange, and no token.
+    pub async fn exchanged(&self, client: usize, subject: Option<Subject<'_>>) -> Result<HeaderValue, CredentialError> {
+        let unavailable = |reason: &str| CredentialError::Unavailable {
+            client: self.clients.get(client).map_or("?", |c| c.cfg.name.as_str()).into(),
+            reason: reason.into(),
         };
+        let Some(ex) = self.exchanges.get(client).and_then(Option::as_ref) else {
+            return Err(unavailable("not a token-exchange client"));
+        };
+        let Some(subject) = subject else { return Err(unavailable("no caller token to exchange")) };
         let key = exchange::digest(subject.token);
         let result = match ex.cached(&key).await {
             Some(r) => r,
