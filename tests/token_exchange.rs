@@ -280,7 +280,8 @@ fn an_unreachable_or_failing_provider_is_503() {
 /// Caller tokens live 4 s, exchanged ones 300 s. The exchanged token is used only while the
 /// caller's is valid: a new exchange happens before the caller token expires, and after that
 /// (still within the gateway's 30 s leeway, so the caller is accepted) the provider is asked
-/// again and refuses the expired subject token: 403, never the long-lived cached token.
+/// again and refuses the expired subject token: 403, never the long-lived cached token (and
+/// the refusal is remembered, so retries within the leeway do not each make an exchange).
 #[test]
 fn a_cached_exchange_does_not_outlive_the_caller_token() {
     let idp = Idp::start(IdpOptions { at_ttl: Some(4), ..Default::default() });
@@ -302,6 +303,9 @@ fn a_cached_exchange_does_not_outlive_the_caller_token() {
     let resp = call(&gw, "/x", &caller);
     assert_eq!(resp.status, 403, "an expired caller token must not get the cached exchange: {}", resp.body);
     assert!(resp.body.contains("invalid_grant"), "{}", resp.body);
+    let asked = exchanges(&idp);
+    assert_eq!(call(&gw, "/x", &caller).status, 403);
+    assert_eq!(exchanges(&idp), asked, "the refusal is remembered, also for an expired caller token");
 }
 
 // ---- 6. the actor token --------------------------------------------------------------------------

@@ -31,7 +31,9 @@ const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 /// Memory for one client's exchanged tokens: about 8,000 tokens of 2 KB. Bounded by bytes, so a
 /// flood of distinct caller tokens cannot grow the process past it (they evict each other).
 const CACHE_BYTES: u64 = 16 << 20;
-/// How long a refused exchange is remembered for its caller token (never past that token).
+/// How long a refused exchange is remembered for its caller token. Also past that token's
+/// expiry: a refusal grants nothing, and a caller retrying an expired token within the
+/// gateway's leeway would otherwise make one exchange per request.
 pub const REFUSAL_TTL: Duration = Duration::from_secs(5);
 /// The lifetime assumed when the provider sends no `expires_in`.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
@@ -246,7 +248,7 @@ impl ClientExchange {
             }
             Err(error @ ExchangeError::Refused { .. }) => {
                 tracing::info!(client = name, %error, "token exchange refused");
-                Ok(Outcome::Refused { error, until: now + REFUSAL_TTL.min(caller_left) })
+                Ok(Outcome::Refused { error, until: now + REFUSAL_TTL })
             }
             Err(error) => {
                 tracing::warn!(client = name, %error, "token exchange failed");
