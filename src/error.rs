@@ -78,6 +78,10 @@ impl GatewayError {
             GatewayError::Auth(AuthError::InsufficientScope { .. } | AuthError::Forbidden(_)) => StatusCode::FORBIDDEN,
             GatewayError::Auth(AuthError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Respond(r) => r.status(),
+            // The provider would not exchange this caller's token: the caller is not allowed.
+            GatewayError::UpstreamToken(crate::upstream::credentials::CredentialError::Refused { .. }) => {
+                StatusCode::FORBIDDEN
+            }
             GatewayError::UpstreamToken(_) | GatewayError::UpstreamBusy => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -121,6 +125,16 @@ impl GatewayError {
                 format!("bad gateway: upstream of route {r} is unavailable\n")
             }
             (GatewayError::Upstream(_), Some(r)) => format!("bad gateway: upstream of route {r} failed\n"),
+            (
+                GatewayError::UpstreamToken(crate::upstream::credentials::CredentialError::Refused { client, source }),
+                r,
+            ) => {
+                format!(
+                    "forbidden: the identity provider refused to exchange the caller's token for the upstream of route {} \
+                     (client {client}): {source}\n",
+                    r.unwrap_or("-")
+                )
+            }
             (GatewayError::UpstreamToken(_), Some(r)) => {
                 format!("service unavailable: no access token could be obtained for the upstream of route {r}\n")
             }

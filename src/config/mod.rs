@@ -20,7 +20,9 @@ use std::time::Duration;
 use http::uri::{Authority, Scheme};
 
 pub use auth::{endpoint_url, is_loopback, parse_asymmetric_algorithm};
-pub use clients::{Client, Egress, IncomingAuthorization, TokenEndpoint, UpstreamToken};
+pub use clients::{
+    Client, Egress, Exchange, Grant, IncomingAuthorization, TokenEndpoint, UpstreamToken, ACCESS_TOKEN_TYPE,
+};
 pub use cors::{AllowHeaders, Cors, OriginPattern, Origins};
 pub use login::{ClientAuth, Login, PrivateKey, SessionStore, DEFAULT_LOGIN};
 pub use methods::MethodSet;

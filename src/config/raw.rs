@@ -48,6 +48,13 @@ pub struct RawClient {
     pub refresh_skew: Option<String>,
     #[serde(default)]
     pub insecure_http: bool,
+    /// `client_credentials` (default) or `token_exchange` (RFC 8693), and the latter's settings.
+    pub grant: Option<String>,
+    pub subject_token_type: Option<String>,
+    pub requested_token_type: Option<String>,
+    #[serde(default)]
+    pub actor_token: bool,
+    pub actor_token_type: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -340,6 +340,9 @@ fn routes(
             methods,
             cors,
         });
+        if let Some(route) = out.last() {
+            super::clients::check_exchange_route(c, &format!("route[{i}]"), "upstream_token", route, clients);
+        }
     }
     out
 }

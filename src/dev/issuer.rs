@@ -199,6 +199,17 @@ impl State {
         self.sign(&claims, "JWT", rsa)
     }
 
+    /// The claims of an unexpired ES256 access token this issuer signed.
+    fn verify_own(&self, token: &str) -> Option<Value> {
+        let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(self.jwk.clone()).ok()?;
+        let key = jsonwebtoken::DecodingKey::from_jwk(&jwk).ok()?;
+        let mut v = jsonwebtoken::Validation::new(Algorithm::ES256);
+        v.set_issuer(&[&self.url]);
+        v.validate_aud = false;
+        v.leeway = 0;
+        jsonwebtoken::decode::<Value>(token, &key, &v).ok().map(|d| d.claims)
+    }
+
     fn client(&self, id: &str) -> Option<&DevClient> {
         self.opts.clients.iter().find(|c| c.id == id)
     }
@@ -277,7 +288,7 @@ fn discovery(s: &State) -> Value {
         "userinfo_endpoint": format!("{u}/userinfo"),
         "end_session_endpoint": format!("{u}/end_session"),
         "response_types_supported": ["code"],
-        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials", crate::upstream::exchange::GRANT_TYPE],
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "id_token_signing_alg_values_supported": ["ES256", "RS256"],
@@ -431,8 +442,39 @@ fn grant(s: &State, basic: Option<(String, String)>, form: &str, rsa: Option<&Rs
                 json!({"access_token": token, "token_type": "Bearer", "expires_in": s.opts.access_token_ttl.as_secs(), "scope": scope}),
             )
         }
+        Some(crate::upstream::exchange::GRANT_TYPE) => exchange_grant(s, client, form, rsa),
         _ => token_error("unsupported_grant_type", "use authorization_code, refresh_token or client_credentials"),
     }
+}
+
+/// Token exchange (RFC 8693), for trying tollgate's `grant = "token_exchange"` (and its load
+/// benchmark): the subject must be an access token this issuer signed ES256 and still valid;
+/// the answer is an access token for the `audience` (else `resource`, else the default
+/// audience) with the subject's `sub` and scope, and `act` naming the client.
+fn exchange_grant(s: &State, client: &DevClient, form: &str, rsa: Option<&RsaKey>) -> Resp {
+    let f = |name: &str| query_param(Some(form), name);
+    let (Some(subject), Some(crate::config::ACCESS_TOKEN_TYPE)) =
+        (f("subject_token"), f("subject_token_type").as_deref())
+    else {
+        return token_error("invalid_request", "subject_token of type access_token required");
+    };
+    let Some(claims) = s.verify_own(&subject) else {
+        return token_error("invalid_grant", "subject_token is not a valid access token of this issuer");
+    };
+    let sub = claims["sub"].as_str().unwrap_or_default();
+    let scope = f("scope").or_else(|| claims["scope"].as_str().map(str::to_string)).unwrap_or_default();
+    let audience = f("audience").or_else(|| f("resource"));
+    let now = unix_now();
+    let out = json!({
+        "iss": s.url, "sub": sub, "aud": audience.as_deref().unwrap_or(&s.opts.audience),
+        "client_id": client.id, "act": {"sub": client.id}, "scope": scope, "jti": random_token(),
+        "iat": now, "exp": now + s.opts.access_token_ttl.as_secs(),
+    });
+    json_resp(
+        StatusCode::OK,
+        json!({"access_token": s.sign(&out, "at+jwt", rsa), "issued_token_type": crate::config::ACCESS_TOKEN_TYPE,
+            "token_type": "Bearer", "expires_in": s.opts.access_token_ttl.as_secs(), "scope": scope}),
+    )
 }
 
 fn code_grant(
@@ -598,6 +640,52 @@ mod tests {
         )
         .await;
         (status, serde_json::from_str(&body).unwrap())
+    }
+
+    /// Token exchange (RFC 8693): an access token of this issuer becomes one for the asked
+    /// audience with the subject's `sub` and `act` naming the client; a token it did not sign
+    /// (or a tampered one) is `invalid_grant`.
+    #[tokio::test]
+    async fn exchanges_its_own_access_tokens() {
+        let client = DevClient {
+            id: "cli".into(),
+            secret: "cli-secret".into(),
+            redirect_uris: vec![],
+            post_logout_redirect_uris: vec![],
+        };
+        let opts = DevIssuerOptions {
+            clients: vec![client],
+            audience: "api".into(),
+            access_token_ttl: Duration::from_secs(60),
+        };
+        let issuer = DevIssuer::start("127.0.0.1:0".parse().unwrap(), opts).await.unwrap();
+        let subject = issuer.access_token("ann", "api");
+        let post = |form: String| {
+            format!(
+                "POST /token HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Basic {}\r\n\
+                 Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+                STANDARD.encode("cli:cli-secret"),
+                form.len()
+            )
+        };
+        let form = |token: &str| {
+            format!(
+                "grant_type={}&subject_token={token}&subject_token_type={}&audience=https%3A%2F%2Forders.example",
+                crate::oidc::http::form_encode(crate::upstream::exchange::GRANT_TYPE),
+                crate::oidc::http::form_encode(crate::config::ACCESS_TOKEN_TYPE)
+            )
+        };
+        let (status, body) = exchange(issuer.addr, post(form(&subject))).await;
+        assert!(status.contains(" 200 "), "{status} {body}");
+        let answer = crate::upstream::exchange::parse_answer(http::StatusCode::OK, body.as_bytes(), None).unwrap();
+        let token = answer.authorization.to_str().unwrap().strip_prefix("Bearer ").unwrap().to_string();
+        let claims = issuer.state.verify_own(&token).expect("signed by the issuer");
+        assert_eq!((claims["sub"].as_str(), claims["aud"].as_str()), (Some("ann"), Some("https://orders.example")));
+        assert_eq!(claims["act"]["sub"], "cli");
+
+        let tampered = format!("{}x", &subject[..subject.len() - 1]);
+        let (status, body) = exchange(issuer.addr, post(form(&tampered))).await;
+        assert!(status.contains(" 400 ") && body.contains("invalid_grant"), "{status} {body}");
     }
 
     /// `alg=RS256` at the token endpoint: a token signed with the RSA key, which the JWKS

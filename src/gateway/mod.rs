@@ -30,6 +30,7 @@ use crate::metrics::{Metrics, RouteMetrics};
 use crate::path::normalize_path;
 use crate::router::{Found, Router};
 use crate::upstream::credentials::Credentials;
+use crate::upstream::exchange::Subject;
 use crate::upstream::headers::{clean_response, join_cookies, Protected};
 use crate::upstream::proxy::{self, Proxy};
 
@@ -84,6 +85,22 @@ impl Caller {
         match self {
             Caller::Anonymous => None,
             Caller::Bearer { principal, .. } | Caller::Session { principal, .. } => Some(principal),
+        }
+    }
+
+    /// The token to exchange for the upstream, and when it expires: a bearer token's own
+    /// expiry; a session's access token's (its JWT `exp`, read only on a cache miss), never
+    /// past the session's end. An opaque session token is refreshed before it expires, and a
+    /// refreshed one is another cache key.
+    fn subject(&self) -> Option<Subject<'_>> {
+        match self {
+            Caller::Anonymous => None,
+            Caller::Bearer { principal, token, .. } => {
+                Some(Subject { token, expires_at: principal.expires_at, session: false })
+            }
+            Caller::Session { principal, access_token } => {
+                Some(Subject { token: access_token, expires_at: principal.expires_at, session: true })
+            }
         }
     }
 }
@@ -419,7 +436,14 @@ impl Gateway {
         headers.insert(X_REQUEST_ID.clone(), request_id.clone());
         set_identity(headers, route, &caller);
         if let Some(t) = &route.upstream_token {
-            let minted = self.credentials.authorization(t.client).await.map_err(GatewayError::UpstreamToken)?;
+            // A token-exchange route sends only the exchanged token: the caller's Authorization
+            // is dropped below, its other copies were refused by the configuration (moved
+            // Authorization, X-Forwarded-Access-Token) or hidden with the query and cookies.
+            let minted = match t.exchange {
+                false => self.credentials.authorization(t.client).await,
+                true => self.credentials.exchanged(t.client, caller.subject()).await,
+            };
+            let minted = minted.map_err(GatewayError::UpstreamToken)?;
             if let Some(theirs) = headers.remove(http::header::AUTHORIZATION) {
                 if let IncomingAuthorization::MoveTo(name) = &t.incoming {
                     headers.insert(name.clone(), theirs);

@@ -22,7 +22,9 @@ pub(super) struct Hidden<'r> {
 
 pub(super) fn hidden_token_sources<'r>(route: &'r Route, caller: &Caller) -> Hidden<'r> {
     let mut hidden = Hidden::default();
-    let Some(b) = route.auth.bearer().filter(|b| !b.forward_authorization) else { return hidden };
+    // A token-exchange route never forwards the caller's token, whatever forward_authorization says.
+    let exchanges = route.upstream_token.as_ref().is_some_and(|t| t.exchange);
+    let Some(b) = route.auth.bearer().filter(|b| !b.forward_authorization || exchanges) else { return hidden };
     if !matches!(caller, Caller::Bearer { .. }) {
         return hidden;
     }

@@ -1,6 +1,8 @@
 //! Client-credentials tokens (RFC 6749 §4.4) for upstream calls: one held token per client,
 //! read without locks, renewed in the background before it expires, fetched once for any
-//! number of concurrent cold misses, and kept in use while the token endpoint fails.
+//! number of concurrent cold misses, and kept in use while the token endpoint fails. Clients
+//! with `grant = "token_exchange"` exchange the caller's token instead (`exchange.rs`); the
+//! same held token serves as their actor token when they send one.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -10,6 +12,7 @@ use arc_swap::ArcSwapOption;
 use http::HeaderValue;
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 
+use super::exchange::{self, ClientExchange, ExchangeError, ExchangeMetrics, Subject};
 use crate::auth::Authenticator;
 use crate::config::{Client, Config, TokenEndpoint};
 use crate::oidc::token_client::{self, TokenError};
@@ -29,6 +32,13 @@ pub enum CredentialError {
     /// No valid token, and the token endpoint did not give one.
     #[error("no valid token for client {client}: {reason}")]
     Unavailable { client: String, reason: String },
+    /// The provider refused to exchange the caller's token (a 403 for the caller).
+    #[error("client {client}: the token exchange was refused: {source}")]
+    Refused {
+        client: String,
+        #[source]
+        source: ExchangeError,
+    },
 }
 
 #[derive(Clone)]
@@ -36,6 +46,7 @@ pub struct CredentialMetrics {
     requests: IntCounterVec,
     cache: IntCounterVec,
     expiry: IntGaugeVec,
+    exchange: ExchangeMetrics,
 }
 
 impl CredentialMetrics {
@@ -58,7 +69,7 @@ impl CredentialMetrics {
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(cache.clone()))?;
         registry.register(Box::new(expiry.clone()))?;
-        Ok(CredentialMetrics { requests, cache, expiry })
+        Ok(CredentialMetrics { requests, cache, expiry, exchange: ExchangeMetrics::new(registry)? })
     }
 }
 
@@ -96,6 +107,8 @@ const DISCOVERY_WAIT: Duration = Duration::from_secs(5);
 /// All configured clients' tokens.
 pub struct Credentials {
     clients: Vec<Arc<ClientToken>>,
+    /// By the same index: the exchanged-token cache of each token-exchange client.
+    exchanges: Vec<Option<Arc<ClientExchange>>>,
     auth: Arc<Authenticator>,
     metrics: CredentialMetrics,
     started: Instant,
@@ -107,8 +120,11 @@ pub struct Credentials {
 impl Credentials {
     pub fn new(config: &Config, auth: Arc<Authenticator>, metrics: CredentialMetrics) -> Arc<Credentials> {
         let clients = config.clients.iter().map(|c| Arc::new(ClientToken::new(c, &metrics))).collect();
+        let exchanges =
+            config.clients.iter().map(|c| ClientExchange::new(c, &metrics.exchange).map(Arc::new)).collect();
         Arc::new(Credentials {
             clients,
+            exchanges,
             auth,
             metrics,
             started: Instant::now(),
@@ -118,7 +134,7 @@ impl Credentials {
     }
 
     /// The credentials of a reloaded `config`: a client whose table (and issuer) is unchanged
-    /// keeps its token; others start without one.
+    /// keeps its token and its exchanged tokens; others start without any.
     pub fn next(&self, config: &Config, auth: Arc<Authenticator>) -> Arc<Credentials> {
         let clients = config
             .clients
@@ -128,8 +144,17 @@ impl Credentials {
                 None => Arc::new(ClientToken::new(c, &self.metrics)),
             })
             .collect();
+        let exchanges = config
+            .clients
+            .iter()
+            .map(|c| {
+                let kept = self.exchanges.iter().flatten().find(|old| old.cfg.fingerprint == c.fingerprint);
+                kept.cloned().or_else(|| ClientExchange::new(c, &self.metrics.exchange).map(Arc::new))
+            })
+            .collect();
         Arc::new(Credentials {
             clients,
+            exchanges,
             auth,
             metrics: self.metrics.clone(),
             started: self.started,
@@ -156,6 +181,49 @@ impl Credentials {
         // Boxed: the fetch's state is large, and the request future carrying this one should
         // not grow (and be copied) by it on every request.
         Box::pin(self.fetch_for_request(ct)).await
+    }
+
+    /// The `Authorization` value for the token-exchange `client`: `subject` (the caller's
+    /// token) exchanged, from the cache when it holds a current answer. Without a caller token
+    /// (which the configuration rules out) there is nothing to exchange, and no token.
+    pub async fn exchanged(&self, client: usize, subject: Option<Subject<'_>>) -> Result<HeaderValue, CredentialError> {
+        let unavailable = |reason: &str| CredentialError::Unavailable {
+            client: self.clients.get(client).map_or("?", |c| c.cfg.name.as_str()).into(),
+            reason: reason.into(),
+        };
+        let Some(ex) = self.exchanges.get(client).and_then(Option::as_ref) else {
+            return Err(unavailable("not a token-exchange client"));
+        };
+        let Some(subject) = subject else { return Err(unavailable("no caller token to exchange")) };
+        let key = exchange::digest(subject.token);
+        let result = match ex.cached(&key).await {
+            Some(r) => r,
+            // Boxed, as the client-credentials fetch: the request future stays small.
+            None => Box::pin(self.exchange_miss(client, ex, key, subject)).await,
+        };
+        result.map_err(|e| match e {
+            ExchangeError::Refused { .. } => CredentialError::Refused { client: ex.cfg.name.clone(), source: e },
+            ExchangeError::Unavailable(reason) => CredentialError::Unavailable { client: ex.cfg.name.clone(), reason },
+        })
+    }
+
+    async fn exchange_miss(
+        &self,
+        client: usize,
+        ex: &ClientExchange,
+        key: [u8; 32],
+        subject: Subject<'_>,
+    ) -> Result<HeaderValue, ExchangeError> {
+        let endpoint = async { self.endpoint(&ex.cfg).await.map_err(|e| ExchangeError::Unavailable(e.to_string())) };
+        let actor = async {
+            if !ex.cfg.mints_own_token() {
+                return Ok(None);
+            }
+            let own = self.authorization(client).await.map_err(|e| ExchangeError::Unavailable(e.to_string()))?;
+            let own = own.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).map(str::to_string);
+            own.map(Some).ok_or_else(|| ExchangeError::Unavailable("the actor token is not a Bearer token".into()))
+        };
+        ex.exchange(self.auth.client(), key, subject, endpoint, actor).await
     }
 
     async fn fetch_for_request(&self, ct: &ClientToken) -> Result<HeaderValue, CredentialError> {
@@ -191,6 +259,9 @@ impl Credentials {
 
     async fn maintain(&self, index: usize) {
         let ct = &self.clients[index];
+        if !ct.cfg.mints_own_token() {
+            return;
+        }
         let mut backoff = Backoff::default();
         loop {
             let now = Instant::now();
@@ -270,7 +341,16 @@ impl Credentials {
     }
 
     async fn request(&self, ct: &ClientToken) -> Result<token_client::TokenResponse, TokenError> {
-        let endpoint = match &ct.cfg.endpoint {
+        let endpoint = self.endpoint(&ct.cfg).await?;
+        let mut params: Vec<(&str, &str)> = vec![("grant_type", "client_credentials")];
+        params.extend(ct.cfg.client_credentials_params().iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let client = token_client::Client { id: &ct.cfg.client_id, auth: &ct.cfg.auth };
+        token_client::request(self.auth.client(), &endpoint, &client, &params).await
+    }
+
+    /// The client's token endpoint: configured, or from its issuer's discovery.
+    async fn endpoint(&self, cfg: &Client) -> Result<http::Uri, TokenError> {
+        Ok(match &cfg.endpoint {
             TokenEndpoint::Url(u) => u.clone(),
             TokenEndpoint::Issuer(i) => {
                 let issuer = self.auth.issuer(*i);
@@ -290,11 +370,7 @@ impl Credentials {
                     )
                 })?
             }
-        };
-        let mut params: Vec<(&str, &str)> = vec![("grant_type", "client_credentials")];
-        params.extend(ct.cfg.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let client = token_client::Client { id: &ct.cfg.client_id, auth: &ct.cfg.auth };
-        token_client::request(self.auth.client(), &endpoint, &client, &params).await
+        })
     }
 }
 

@@ -309,6 +309,122 @@ function testEndpoint(req, res, url) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Token exchange (RFC 8693), for tests/token_exchange.rs: a grant handler registered on the
+// provider. The subject token must be a JWT access token this provider signed (checked with its
+// own keys: signature, issuer, expiry); the audience (`audience`, else `resource`) must be in
+// IDP_EXCHANGE_AUDIENCES. The answer is a JWT access token for that audience with
+// `sub` = the subject's, `act` = {"sub": the client} (or the actor token's client), lifetime
+// IDP_EXCHANGE_TTL. Refusals: invalid_grant (bad subject or actor token), invalid_target
+// (audience not allowed), invalid_request (missing or unsupported parameters). Counted in
+// /__test/counters as `token_exchange` (every request the handler sees), `token_exchange_actor`
+// (those with a valid actor token) and `token_exchange_issued`. The client `exchanger` (secret `exchanger-secret`, basic auth) may
+// use it, and client credentials for its actor token.
+// ---------------------------------------------------------------------------------------------
+const { jwtVerify, createLocalJWKSet, importJWK, SignJWT } = await import('jose');
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
+const JWT_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
+const EXCHANGE_AUDIENCES = new Set(list(env.IDP_EXCHANGE_AUDIENCES, 'https://orders.tollgate.test'));
+const EXCHANGE_TTL = positiveInt('IDP_EXCHANGE_TTL', 300);
+const exchangeVerifyKeys = createLocalJWKSet({ keys: jwks.keys.map(publicJwk) });
+const exchangeSigningKey = await importJWK(jwks.keys[0], SIGNING_ALG);
+
+clients.push({
+  client_id: 'exchanger',
+  client_secret: 'exchanger-secret',
+  token_endpoint_auth_method: 'client_secret_basic',
+  grant_types: [TOKEN_EXCHANGE, 'client_credentials'],
+  response_types: [],
+  redirect_uris: [],
+  scope: RESOURCE_SCOPE,
+});
+
+function exchangeCount(name) {
+  counters[name] = (counters[name] ?? 0) + 1;
+}
+
+// The actor token's client: its own client-credentials token (opaque, looked up) or a JWT
+// this provider signed; either way it must belong to the client making the request.
+async function exchangeActor(ctx, issuer) {
+  const { params, client, provider } = ctx.oidc;
+  if (!params.actor_token) {
+    if (params.actor_token_type) throw new errors.InvalidRequest('actor_token_type without actor_token');
+    return client.clientId;
+  }
+  if (params.actor_token_type !== ACCESS_TOKEN_TYPE) throw new errors.InvalidRequest('unsupported actor_token_type');
+  let actor;
+  if (params.actor_token.includes('.')) {
+    try {
+      const { payload } = await jwtVerify(params.actor_token, exchangeVerifyKeys, { issuer });
+      actor = payload.client_id ?? payload.sub;
+    } catch (err) {
+      throw new errors.InvalidGrant(`actor_token: ${err.message}`);
+    }
+  } else {
+    const found = await provider.ClientCredentials.find(params.actor_token);
+    if (!found || found.isExpired) throw new errors.InvalidGrant('actor_token is unknown or expired');
+    actor = found.clientId;
+  }
+  if (actor !== client.clientId) throw new errors.InvalidGrant('actor_token belongs to another client');
+  exchangeCount('token_exchange_actor');
+  return actor;
+}
+
+async function tokenExchangeHandler(ctx, next) {
+  const { params, client } = ctx.oidc;
+  const issuer = ctx.oidc.issuer;
+  exchangeCount('token_exchange');
+  if (!params.subject_token) throw new errors.InvalidRequest('missing subject_token');
+  if (params.subject_token_type !== ACCESS_TOKEN_TYPE && params.subject_token_type !== JWT_TOKEN_TYPE) {
+    throw new errors.InvalidRequest('unsupported subject_token_type');
+  }
+  const requested = params.requested_token_type ?? ACCESS_TOKEN_TYPE;
+  if (requested !== ACCESS_TOKEN_TYPE && requested !== JWT_TOKEN_TYPE) {
+    throw new errors.InvalidRequest('unsupported requested_token_type');
+  }
+  let subject;
+  try {
+    ({ payload: subject } = await jwtVerify(params.subject_token, exchangeVerifyKeys, { issuer }));
+  } catch (err) {
+    throw new errors.InvalidGrant(`subject_token: ${err.message}`);
+  }
+  const audience = params.audience ?? params.resource;
+  if (!audience) throw new errors.InvalidTarget('no audience or resource named');
+  if (!EXCHANGE_AUDIENCES.has(audience)) throw new errors.InvalidTarget(`audience ${audience} is not allowed`);
+  const actor = await exchangeActor(ctx, issuer);
+  const scope = params.scope ?? subject.scope;
+  const claims = { client_id: client.clientId, act: { sub: actor }, ...(scope ? { scope } : {}) };
+  const accessToken = await new SignJWT(claims)
+    .setProtectedHeader({ alg: SIGNING_ALG, typ: 'at+jwt', kid: jwks.keys[0].kid })
+    .setIssuer(issuer)
+    .setSubject(subject.sub)
+    .setAudience(audience)
+    .setIssuedAt()
+    .setExpirationTime(`${EXCHANGE_TTL}s`)
+    .setJti(crypto.randomUUID())
+    .sign(exchangeSigningKey);
+  exchangeCount('token_exchange_issued');
+  ctx.body = {
+    access_token: accessToken,
+    issued_token_type: requested,
+    token_type: 'Bearer',
+    expires_in: EXCHANGE_TTL,
+    ...(scope ? { scope } : {}),
+  };
+  await next();
+}
+
+function registerTokenExchange(provider) {
+  provider.registerGrantType(TOKEN_EXCHANGE, tokenExchangeHandler, [
+    'subject_token', 'subject_token_type', 'actor_token', 'actor_token_type',
+    'requested_token_type', 'audience', 'resource', 'scope',
+  ]);
+}
+// ---------------------------------------------------------------------------------------------
+// End of token exchange
+// ---------------------------------------------------------------------------------------------
+
+// ---------------------------------------------------------------------------------------------
 // Server
 // ---------------------------------------------------------------------------------------------
 let providerCallback; // set once the provider exists, which needs the port, which needs listen()
@@ -335,6 +451,7 @@ server.listen(PORT, '127.0.0.1', async () => {
   const issuer = `http://127.0.0.1:${port}`;
   try {
     const provider = new Provider(issuer, configuration);
+    registerTokenExchange(provider); // before the clients load: `exchanger` is allowed its grant
     // Static clients are only validated on first use; load each now so a bad client (e.g. from
     // IDP_EXTRA_CLIENTS) fails the start, not some later request.
     for (const { client_id: id } of clients) await provider.Client.find(id);
