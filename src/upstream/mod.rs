@@ -1,5 +1,7 @@
 //! The upstream side: header hygiene and forwarding.
 
 pub mod credentials;
+pub mod grpc;
+mod h2;
 pub mod headers;
 pub mod proxy;
