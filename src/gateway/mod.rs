@@ -404,7 +404,10 @@ impl Gateway {
         let http2 = route.upstream.protocol.is_http2();
         // Hop-by-hop, so cleaned away below; an HTTP/2 upstream gets it back (gRPC needs it).
         let te_trailers = http2 && grpc::asks_for_trailers(req.headers());
-        let deadline = if http2 { grpc::timeout(req.headers()).filter(|t| *t < route.timeout) } else { None };
+        let deadline = match http2 && grpc::is_grpc(req.headers()) {
+            true => grpc::timeout(req.headers()).filter(|t| *t < route.timeout),
+            false => None,
+        };
         let upgrade = self.protected.clean_request(req.headers_mut(), conn.trusted);
         if upgrade.is_some() && http2 {
             return Err(GatewayError::BadRequest(
