@@ -306,24 +306,50 @@ where
     F: Fn(Stream) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
+    let up = h2_upstream_with(false, handler).await;
+    (up.addr, up.opened)
+}
+
+/// An h2c upstream's address and counters.
+struct H2Upstream {
+    addr: SocketAddr,
+    /// Connections accepted.
+    opened: Arc<AtomicUsize>,
+    /// Connections that ended (closed by the peer, or after `goaway`).
+    closed: Arc<AtomicUsize>,
+}
+
+/// [`h2_upstream`]; with `goaway`, each connection is shut down gracefully (GOAWAY) once its
+/// first stream is handled.
+async fn h2_upstream_with<F, Fut>(goaway: bool, handler: F) -> H2Upstream
+where
+    F: Fn(Stream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let connections = Arc::new(AtomicUsize::new(0));
-    let count = connections.clone();
+    let (opened, closed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (count, ended) = (opened.clone(), closed.clone());
     let handler = Arc::new(handler);
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
             count.fetch_add(1, Ordering::SeqCst);
-            let handler = handler.clone();
+            let (handler, ended) = (handler.clone(), ended.clone());
             tokio::spawn(async move {
-                let Ok(mut conn) = h2::server::handshake(tcp).await else { return };
-                while let Some(Ok(stream)) = conn.accept().await {
-                    tokio::spawn(handler(stream));
+                if let Ok(mut conn) = h2::server::handshake(tcp).await {
+                    while let Some(Ok(stream)) = conn.accept().await {
+                        let task = tokio::spawn(handler(stream));
+                        if goaway {
+                            let _ = task.await;
+                            conn.graceful_shutdown();
+                        }
+                    }
                 }
+                ended.fetch_add(1, Ordering::SeqCst);
             });
         }
     });
-    (addr, connections)
+    H2Upstream { addr, opened, closed }
 }
 
 /// An h2c (prior knowledge) client connection to the gateway.
@@ -492,6 +518,77 @@ fn websocket_upgrades_on_an_h2_route_are_refused() {
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(r.body.contains("WebSocket upgrades need an HTTP/1.1 upstream"), "{}", r.body);
     assert_eq!(connections.load(Ordering::SeqCst), 0);
+}
+
+async fn answer_ok((_, mut respond): Stream) {
+    let resp = Response::builder().status(200).body(()).unwrap();
+    let mut send = respond.send_response(resp, false).unwrap();
+    send.send_data(Bytes::from_static(b"ok"), true).unwrap();
+}
+
+/// The pooled HTTP/2 connection's life: when the upstream closes it (GOAWAY) the next request
+/// opens a new one, and one idle for `pool_idle_timeout` is closed by tollgate.
+#[test]
+fn h2_connections_are_replaced_after_goaway_and_closed_when_idle() {
+    let rt = runtime();
+    let up = rt.block_on(h2_upstream_with(true, answer_ok));
+    let idle = rt.block_on(h2_upstream_with(false, answer_ok));
+    let config = format!(
+        "\n[upstream]\npool_idle_timeout = \"1s\"\n{}{}",
+        public_route(up.addr, "h2c", ""),
+        public_route(idle.addr, "h2c", "")
+            .replace("name = \"h2\"", "name = \"idle\"")
+            .replace("path = \"/\"", "path = \"/idle/\""),
+    );
+    let gw = Gateway::start(&format!("{BASE}{config}"));
+    let get = |path: &str| common::get(gw.addr, path, &[]);
+
+    assert_eq!(get("/a").status, 200);
+    common::wait_until("the upstream to close its first connection", Duration::from_secs(10), || {
+        (up.closed.load(Ordering::SeqCst) == 1).then_some(())
+    });
+    let r = get("/b");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(up.opened.load(Ordering::SeqCst), 2, "a new connection after GOAWAY");
+
+    assert_eq!(get("/idle/a").status, 200);
+    assert_eq!(idle.opened.load(Ordering::SeqCst), 1);
+    common::wait_until("tollgate to close the idle connection", Duration::from_secs(10), || {
+        (idle.closed.load(Ordering::SeqCst) == 1).then_some(())
+    });
+    assert_eq!(get("/idle/b").status, 200);
+    assert_eq!(idle.opened.load(Ordering::SeqCst), 2);
+}
+
+/// An HTTP/1.1 client's connection-specific headers never reach an HTTP/2 upstream (the h2
+/// crate would reset a stream carrying them): `Connection` and the names it lists,
+/// `Keep-Alive`, `Transfer-Encoding`; the chunked body arrives whole, `te: trailers` passes.
+#[test]
+fn http1_clients_connection_headers_stay_off_an_h2_upstream() {
+    let rt = runtime();
+    let (up, _) = rt.block_on(h2_upstream(|(req, mut respond): Stream| async move {
+        let mut names: Vec<String> = req.headers().keys().map(|k| k.to_string()).collect();
+        names.sort();
+        let mut body = req.into_body();
+        let data = read_all(&mut body).await;
+        let resp = Response::builder().status(200).header("x-saw", names.join(",")).body(()).unwrap();
+        let mut send = respond.send_response(resp, false).unwrap();
+        send.send_data(Bytes::from(data), true).unwrap();
+    }));
+    let gw = Gateway::start(&format!("{BASE}{}", public_route(up, "h2c", "")));
+    let r = raw(
+        gw.addr,
+        b"POST /x HTTP/1.1\r\nHost: app.test\r\nConnection: close, x-hop\r\nX-Hop: 1\r\n\
+          Keep-Alive: timeout=5\r\nTE: trailers\r\nTransfer-Encoding: chunked\r\n\r\n\
+          5\r\nhello\r\n0\r\n\r\n",
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body, "hello");
+    let saw = r.header("x-saw").unwrap_or_default().to_string();
+    for gone in ["connection", "x-hop", "keep-alive", "transfer-encoding", "host"] {
+        assert!(!saw.split(',').any(|n| n == gone), "{gone} reached the upstream: {saw}");
+    }
+    assert!(saw.split(',').any(|n| n == "te"), "{saw}");
 }
 
 /// `tollgate check` names the field: unknown protocol names, `h2` with an http:// upstream,

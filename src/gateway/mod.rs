@@ -451,6 +451,9 @@ impl Gateway {
             if te_trailers {
                 headers.insert(TE, HeaderValue::from_static("trailers"));
             }
+            // The authority travels as `:authority`; an HTTP/1.1 client's `Host` must not
+            // reach the upstream beside it.
+            headers.remove(HOST);
             parts.version = Version::HTTP_2;
             parts.uri = http2_uri(route, authority, parts.uri)?;
         } else {
