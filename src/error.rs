@@ -249,3 +249,57 @@ pub fn plain(status: StatusCode, body: String) -> Response<Body> {
     resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     resp
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::AuthError;
+
+    fn grpc(e: GatewayError) -> Response<Body> {
+        e.respond(Some(&Route::for_tests("orders", "/")), true)
+    }
+
+    #[test]
+    fn grpc_refusals_are_trailers_only_with_the_http_headers_kept() {
+        let r = grpc(GatewayError::Auth(AuthError::MissingToken));
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()["content-type"], "application/grpc");
+        assert_eq!(r.headers()["grpc-status"], "16");
+        assert_eq!(r.headers()["grpc-message"], "an access token is required");
+        assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"tollgate\"");
+        assert!(http_body::Body::is_end_stream(r.body()));
+
+        let r = grpc(GatewayError::UpstreamBusy);
+        assert_eq!(r.headers()["grpc-status"], "14");
+        assert_eq!(r.headers()["retry-after"], "1");
+        assert!(r.headers()["grpc-message"].to_str().unwrap().contains("route orders is busy"));
+
+        let r = grpc(GatewayError::MethodNotAllowed(HeaderValue::from_static("GET")));
+        assert_eq!(r.headers()["grpc-status"], "12");
+        assert_eq!(r.headers()["allow"], "GET");
+    }
+
+    #[test]
+    fn grpc_codes_follow_the_http_status_they_stand_for() {
+        let cases = [
+            (GatewayError::NoRoute, "12"),
+            (GatewayError::PayloadTooLarge, "8"),
+            (GatewayError::UpstreamTimeout, "14"),
+            (GatewayError::DeadlineExceeded, "4"),
+            (GatewayError::BadRequest("x"), "3"),
+            (GatewayError::Auth(AuthError::InsufficientScope { scope: "a".into() }), "7"),
+            (GatewayError::Auth(AuthError::Unavailable("keys")), "14"),
+        ];
+        for (e, code) in cases {
+            let kind = e.kind();
+            assert_eq!(grpc(e).headers()["grpc-status"], code, "{kind}");
+        }
+    }
+
+    #[test]
+    fn http_callers_get_the_http_form() {
+        let r = GatewayError::NoRoute.respond(None, false);
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        assert!(r.headers().get("grpc-status").is_none());
+    }
+}

@@ -189,3 +189,51 @@ where
     });
     Ok(sender)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool() -> (Arc<H2Pool>, Key) {
+        (H2Pool::new(Duration::from_secs(90)), Key::for_tests("127.0.0.1:9"))
+    }
+
+    /// Requests that find the connection being opened wait for that one attempt; when it
+    /// fails, they fail with it instead of each trying in turn.
+    #[tokio::test]
+    async fn waiters_share_the_opening_attempt_and_its_failure() {
+        let (pool, key) = pool();
+        let Checkout::Open(opening) = pool.checkout(&key) else { panic!("the first request opens") };
+        let (Checkout::Wait(a), Checkout::Wait(b)) = (pool.checkout(&key), pool.checkout(&key)) else {
+            panic!("the others wait")
+        };
+        opening.failed();
+        assert!(!a.until_opened(&pool, &key).await, "the failure reaches every waiter");
+        assert!(!b.until_opened(&pool, &key).await);
+        assert!(matches!(pool.checkout(&key), Checkout::Open(_)), "the next request tries again");
+    }
+
+    /// An opener that goes away (its client cancelled) lets a waiter open instead.
+    #[tokio::test]
+    async fn a_cancelled_opening_hands_over_to_a_waiter() {
+        let (pool, key) = pool();
+        let Checkout::Open(opening) = pool.checkout(&key) else { panic!("the first request opens") };
+        let Checkout::Wait(waiting) = pool.checkout(&key) else { panic!("the second waits") };
+        drop(opening);
+        assert!(waiting.until_opened(&pool, &key).await, "not a failure");
+        let Checkout::Open(_again) = pool.checkout(&key) else { panic!("the waiter opens now") };
+        assert!(matches!(pool.checkout(&key), Checkout::Wait(_)));
+    }
+
+    /// Hosts without a connection or an attempt are forgotten by the reaper.
+    #[tokio::test]
+    async fn the_reaper_forgets_empty_hosts() {
+        let (pool, key) = pool();
+        let Checkout::Open(opening) = pool.checkout(&key) else { panic!() };
+        pool.reap();
+        assert_eq!(pool.lock().len(), 1, "an attempt in progress is kept");
+        opening.failed();
+        pool.reap();
+        assert!(pool.lock().is_empty());
+    }
+}

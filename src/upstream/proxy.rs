@@ -85,6 +85,13 @@ pub(super) struct Key {
     authority: Authority,
 }
 
+#[cfg(test)]
+impl Key {
+    pub(super) fn for_tests(authority: &'static str) -> Key {
+        Key { https: false, authority: Authority::from_static(authority) }
+    }
+}
+
 struct Idle {
     sender: Sender,
     since: Instant,
