@@ -461,17 +461,24 @@ fn h2c_upstream_multiplexes_streams_and_forwards_trailers() {
 
 /// A gRPC call whose `grpc-timeout` is shorter than the route's timeout ends at that deadline
 /// with DEADLINE_EXCEEDED from tollgate (the upstream here never answers and ignores
-/// deadlines); a malformed `grpc-timeout` is ignored and the route's timeout applies
-/// (UNAVAILABLE).
+/// deadlines), and the upstream stream is reset (CANCEL), not left open; a malformed
+/// `grpc-timeout` is ignored and the route's timeout applies (UNAVAILABLE).
 #[test]
 fn grpc_timeout_bounds_the_route_timeout() {
     let rt = runtime();
-    let (up, _) = rt.block_on(h2_upstream(|(req, respond): Stream| async move {
-        // Hold the stream open without an answer until tollgate lets go.
-        let mut body = req.into_body();
-        let _ = read_all(&mut body).await;
-        tokio::time::sleep(Duration::from_secs(60)).await;
-        drop(respond);
+    let cancelled = Arc::new(AtomicUsize::new(0));
+    let seen = cancelled.clone();
+    let (up, _) = rt.block_on(h2_upstream(move |(req, mut respond): Stream| {
+        let seen = seen.clone();
+        async move {
+            // No answer: hold the stream until tollgate resets it.
+            let mut body = req.into_body();
+            let _ = read_all(&mut body).await;
+            let reset = std::future::poll_fn(|cx| respond.poll_reset(cx));
+            if let Ok(Ok(h2::Reason::CANCEL)) = tokio::time::timeout(Duration::from_secs(20), reset).await {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }
+        }
     }));
     let gw = Gateway::start(&format!("{BASE}{}", public_route(up, "h2c", "timeout = \"3s\"")));
 
@@ -497,10 +504,16 @@ fn grpc_timeout_bounds_the_route_timeout() {
     assert!(headers["grpc-message"].to_str().unwrap().contains("grpc-timeout"), "{headers:?}");
     assert!(ended, "trailers-only: the HEADERS frame ends the stream");
     assert!(took >= Duration::from_millis(300) && took < Duration::from_millis(2500), "{took:?}");
+    common::wait_until("the upstream stream to be cancelled", Duration::from_secs(5), || {
+        (cancelled.load(Ordering::SeqCst) == 1).then_some(())
+    });
 
     let (took, _, headers, _) = ask("soon");
     assert_eq!(headers["grpc-status"], "14", "route timeout → UNAVAILABLE: {headers:?}");
     assert!(took >= Duration::from_secs(3), "the malformed deadline was ignored: {took:?}");
+    common::wait_until("the second upstream stream to be cancelled", Duration::from_secs(5), || {
+        (cancelled.load(Ordering::SeqCst) == 2).then_some(())
+    });
 }
 
 /// WebSocket upgrades stay HTTP/1.1-only: on an HTTP/2 route they get a plain 400 naming the
