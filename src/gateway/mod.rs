@@ -221,7 +221,7 @@ impl Gateway {
         let request_id = ids.accept_or_generate(req.headers());
         let method = self.access_log.then(|| req.method().clone());
         let origin = req.headers().get(http::header::ORIGIN).cloned();
-        let grpc = crate::upstream::grpc::is_grpc(req.headers());
+        let grpc = grpc::is_grpc(req.headers());
         // Step 0, before anything reads a host: the one authority of this request.
         let authority = authority::of_request(&req);
         let (route, result) = match &authority {
