@@ -322,7 +322,30 @@ fn only_miss() -> bool {
 fn miss_benches(c: &mut Criterion) {
     let setup = Setup::new();
     let tokens = miss_tokens(&EncodingKey::from_rsa_pem(RSA1_PEM).unwrap());
+    if let Some(n) = std::env::var("MISS_PROFILE").ok().and_then(|n| n.parse::<usize>().ok()) {
+        profile_misses(&setup, &tokens, n);
+        std::process::exit(0);
+    }
     miss_at_bound(c, &setup, &tokens);
+}
+
+/// `MISS_PROFILE=N cargo bench --bench jwt -- miss`: no criterion; `N` misses at the cache's
+/// bound inside `miss_profile_window`, for an instruction profile of a miss alone:
+/// `valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*miss_profile_window*' BENCH -- miss`
+/// (instructions per miss = the window's total ÷ N).
+fn profile_misses(setup: &Setup, tokens: &[String], n: usize) {
+    let bearer = bearer_of(&setup.miss_config);
+    let (prefill, timed) = tokens.split_at(MISS_PREFILL);
+    let auth = setup.authenticator_for(&setup.miss_config);
+    authenticate_all(&auth, bearer, prefill);
+    let timed = &timed[..n.min(timed.len())];
+    miss_profile_window(&auth, bearer, timed);
+    eprintln!("profiled {} misses at the cache's bound", timed.len());
+}
+
+#[inline(never)]
+fn miss_profile_window(auth: &Authenticator, bearer: &Bearer, tokens: &[String]) {
+    authenticate_all(auth, bearer, tokens);
 }
 
 fn benches(c: &mut Criterion) {

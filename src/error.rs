@@ -1,5 +1,7 @@
 //! Every failure that becomes a response is mapped here, in one place: status, headers and a
-//! short body that names what failed (the route) and never internals.
+//! short body that names what failed (the route) and never internals. A gRPC caller gets the
+//! same answer in gRPC's form: HTTP 200, `grpc-status` and the body's text as `grpc-message`
+//! (trailers-only), with the same `WWW-Authenticate`, `Allow` and `Retry-After` headers.
 
 use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
@@ -8,6 +10,7 @@ use crate::auth::AuthError;
 use crate::body::Body;
 use crate::config::Route;
 use crate::path::PathError;
+use crate::upstream::grpc::{self, Code};
 
 /// Why the gateway answered instead of the upstream.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +36,10 @@ pub enum GatewayError {
     /// The upstream did not send response headers within the route's timeout.
     #[error("upstream timed out")]
     UpstreamTimeout,
+    /// The gRPC caller's deadline (`grpc-timeout`, shorter than the route's timeout) passed
+    /// before the upstream sent response headers.
+    #[error("deadline exceeded")]
+    DeadlineExceeded,
     /// Every connection this worker may open to the upstream (`max_connections_per_host`)
     /// stayed busy for the pool wait timeout.
     #[error("upstream busy")]
@@ -72,7 +79,7 @@ impl GatewayError {
             GatewayError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::UpstreamConnect(_) | GatewayError::Upstream(_) => StatusCode::BAD_GATEWAY,
-            GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::UpstreamTimeout | GatewayError::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::Auth(AuthError::MissingToken | AuthError::InvalidToken(_)) => StatusCode::UNAUTHORIZED,
             GatewayError::Auth(AuthError::InvalidRequest(_)) => StatusCode::BAD_REQUEST,
             GatewayError::Auth(AuthError::InsufficientScope { .. } | AuthError::Forbidden(_)) => StatusCode::FORBIDDEN,
@@ -96,6 +103,7 @@ impl GatewayError {
             GatewayError::PayloadTooLarge => "payload_too_large",
             GatewayError::UpstreamConnect(_) => "upstream_connect",
             GatewayError::UpstreamTimeout => "upstream_timeout",
+            GatewayError::DeadlineExceeded => "deadline_exceeded",
             GatewayError::UpstreamBusy => "upstream_busy",
             GatewayError::Upstream(_) => "upstream_error",
             GatewayError::Auth(_) => "auth",
@@ -104,11 +112,45 @@ impl GatewayError {
         }
     }
 
+    /// The gRPC status for this error, after gRPC's own mapping of HTTP statuses where one
+    /// fits (404 → UNIMPLEMENTED, 429/502/503/504 → UNAVAILABLE).
+    pub fn grpc_code(&self) -> Code {
+        match self {
+            GatewayError::BadPath(_) | GatewayError::BadRequest(_) => Code::InvalidArgument,
+            GatewayError::NoRoute | GatewayError::MethodNotAllowed(_) => Code::Unimplemented,
+            GatewayError::PayloadTooLarge => Code::ResourceExhausted,
+            GatewayError::DeadlineExceeded => Code::DeadlineExceeded,
+            // A refused token exchange is the 403 of the HTTP form: the caller may not pass.
+            GatewayError::UpstreamToken(crate::upstream::credentials::CredentialError::Refused { .. }) => {
+                Code::PermissionDenied
+            }
+            GatewayError::UpstreamConnect(_)
+            | GatewayError::UpstreamTimeout
+            | GatewayError::UpstreamBusy
+            | GatewayError::Upstream(_)
+            | GatewayError::UpstreamToken(_)
+            | GatewayError::Auth(AuthError::Unavailable(_)) => Code::Unavailable,
+            GatewayError::Auth(AuthError::MissingToken | AuthError::InvalidToken(_) | AuthError::InvalidRequest(_)) => {
+                Code::Unauthenticated
+            }
+            GatewayError::Auth(AuthError::InsufficientScope { .. } | AuthError::Forbidden(_)) => Code::PermissionDenied,
+            GatewayError::Respond(_) => Code::Internal,
+        }
+    }
+
     /// The response for this error on `route` (when one matched).
     pub fn into_response(self, route: Option<&Route>) -> Response<Body> {
+        self.respond(route, false)
+    }
+
+    /// As [`GatewayError::into_response`]; in gRPC's form when `grpc` (the request's
+    /// `content-type` is `application/grpc*`). A ready response (a sign-in redirect, a page
+    /// for a browser) is sent as it is.
+    pub fn respond(self, route: Option<&Route>, grpc: bool) -> Response<Body> {
         let status = self.status();
+        let code = grpc.then(|| self.grpc_code());
         let this = match self {
-            GatewayError::Auth(e) => return auth_response(status, e, route),
+            GatewayError::Auth(e) => return auth_response(status, e, route, code),
             GatewayError::Respond(r) => return *r,
             other => other,
         };
@@ -141,13 +183,19 @@ impl GatewayError {
             (GatewayError::UpstreamTimeout, Some(r)) => {
                 format!("gateway timeout: upstream of route {r} did not answer in time\n")
             }
+            (GatewayError::DeadlineExceeded, Some(r)) => {
+                format!("deadline exceeded: upstream of route {r} did not answer within grpc-timeout\n")
+            }
             (GatewayError::UpstreamBusy, Some(r)) => format!(
                 "service unavailable: every connection to the upstream of route {r} is busy \
                  (upstream.max_connections_per_host); try again shortly\n"
             ),
             (e, _) => format!("{e}\n"),
         };
-        let mut resp = plain(status, body);
+        let mut resp = match code {
+            Some(code) => grpc::trailers_only(code, body.trim_end()),
+            None => plain(status, body),
+        };
         match this {
             GatewayError::UpstreamBusy => {
                 resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
@@ -163,7 +211,9 @@ impl GatewayError {
 
 /// RFC 6750 §3: the challenge in `WWW-Authenticate` and a small JSON body. The token is never
 /// echoed; descriptions come from a fixed set.
-fn auth_response(status: StatusCode, e: AuthError, route: Option<&Route>) -> Response<Body> {
+/// With `grpc`, the same challenge on a trailers-only gRPC answer whose message is the
+/// description.
+fn auth_response(status: StatusCode, e: AuthError, route: Option<&Route>, grpc: Option<Code>) -> Response<Body> {
     let realm = route.and_then(|r| r.auth.bearer()).map_or("tollgate", |b| b.realm.as_str());
     let (code, description, scope) = match &e {
         AuthError::MissingToken => (None, "an access token is required".to_string(), None),
@@ -188,11 +238,17 @@ fn auth_response(status: StatusCode, e: AuthError, route: Option<&Route>) -> Res
         AuthError::Unavailable(_) => "temporarily_unavailable",
         _ => code.unwrap_or("unauthorized"),
     };
-    let body = serde_json::json!({ "error": body_code, "error_description": description }).to_string();
-    let mut resp = Response::new(Body::text(body));
-    *resp.status_mut() = status;
+    let mut resp = match grpc {
+        Some(code) => grpc::trailers_only(code, &description),
+        None => {
+            let body = serde_json::json!({ "error": body_code, "error_description": description }).to_string();
+            let mut resp = Response::new(Body::text(body));
+            *resp.status_mut() = status;
+            resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            resp
+        }
+    };
     let headers = resp.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     if !matches!(e, AuthError::Forbidden(_) | AuthError::Unavailable(_)) {
         if let Ok(v) = HeaderValue::from_str(&challenge) {
             headers.insert(WWW_AUTHENTICATE, v);
@@ -210,4 +266,68 @@ pub fn plain(status: StatusCode, body: String) -> Response<Body> {
     *resp.status_mut() = status;
     resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::AuthError;
+
+    fn grpc(e: GatewayError) -> Response<Body> {
+        e.respond(Some(&Route::for_tests("orders", "/")), true)
+    }
+
+    #[test]
+    fn grpc_refusals_are_trailers_only_with_the_http_headers_kept() {
+        let r = grpc(GatewayError::Auth(AuthError::MissingToken));
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()["content-type"], "application/grpc");
+        assert_eq!(r.headers()["grpc-status"], "16");
+        assert_eq!(r.headers()["grpc-message"], "an access token is required");
+        assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"tollgate\"");
+        assert!(http_body::Body::is_end_stream(r.body()));
+
+        let r = grpc(GatewayError::UpstreamBusy);
+        assert_eq!(r.headers()["grpc-status"], "14");
+        assert_eq!(r.headers()["retry-after"], "1");
+        assert!(r.headers()["grpc-message"].to_str().unwrap().contains("route orders is busy"));
+
+        let r = grpc(GatewayError::MethodNotAllowed(HeaderValue::from_static("GET")));
+        assert_eq!(r.headers()["grpc-status"], "12");
+        assert_eq!(r.headers()["allow"], "GET");
+    }
+
+    #[test]
+    fn grpc_codes_follow_the_http_status_they_stand_for() {
+        let cases = [
+            (GatewayError::NoRoute, "12"),
+            (GatewayError::PayloadTooLarge, "8"),
+            (GatewayError::UpstreamTimeout, "14"),
+            (GatewayError::DeadlineExceeded, "4"),
+            (GatewayError::BadRequest("x"), "3"),
+            (GatewayError::Auth(AuthError::InsufficientScope { scope: "a".into() }), "7"),
+            (GatewayError::Auth(AuthError::Unavailable("keys")), "14"),
+            (
+                GatewayError::UpstreamToken(crate::upstream::credentials::CredentialError::Refused {
+                    client: "orders".into(),
+                    source: crate::upstream::exchange::ExchangeError::Refused {
+                        error: "invalid_target".into(),
+                        description: None,
+                    },
+                }),
+                "7",
+            ),
+        ];
+        for (e, code) in cases {
+            let kind = e.kind();
+            assert_eq!(grpc(e).headers()["grpc-status"], code, "{kind}");
+        }
+    }
+
+    #[test]
+    fn http_callers_get_the_http_form() {
+        let r = GatewayError::NoRoute.respond(None, false);
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        assert!(r.headers().get("grpc-status").is_none());
+    }
 }

@@ -308,6 +308,7 @@ impl Route {
                 authority: Authority::from_static("127.0.0.1:9"),
                 base_path: String::new(),
                 host_header: http::HeaderValue::from_static("127.0.0.1:9"),
+                protocol: UpstreamProtocol::Http1,
             },
             strip_prefix: false,
             preserve_host: false,
@@ -336,6 +337,25 @@ pub struct Upstream {
     pub base_path: String,
     /// The `Host` header for this upstream, prepared once.
     pub host_header: http::HeaderValue,
+    /// How requests travel to it (`route.upstream_protocol`).
+    pub protocol: UpstreamProtocol,
+}
+
+/// A route's `upstream_protocol`: HTTP/1.1 (pooled connections, WebSocket upgrades), or
+/// HTTP/2 multiplexed on one connection per upstream and worker, in clear text (`h2c`, prior
+/// knowledge) or over TLS with ALPN `h2` (`h2`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UpstreamProtocol {
+    #[default]
+    Http1,
+    H2c,
+    H2,
+}
+
+impl UpstreamProtocol {
+    pub fn is_http2(self) -> bool {
+        self != UpstreamProtocol::Http1
+    }
 }
 
 /// One problem in the configuration: the field path and what is wrong.

@@ -249,6 +249,8 @@ pub struct RawRoute {
     /// The methods this route serves (`["GET", "HEAD"]`); any method when left out.
     pub methods: Option<Vec<String>>,
     pub cors: Option<RawCors>,
+    /// `http1` (default), `h2c` or `h2`.
+    pub upstream_protocol: Option<String>,
 }
 
 /// A route's `cors = { ... }`.

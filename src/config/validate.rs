@@ -295,15 +295,17 @@ fn routes(
         let methods = r.methods.as_deref().and_then(|m| route_methods(c, &at("methods"), m));
         keys.check(c, i, (r.host.as_deref().map(|h| h.trim().to_ascii_lowercase()), path.clone()), methods);
         let cors = r.cors.take().and_then(|raw| super::cors::cors(c, &format!("route[{i}]"), raw, methods));
-        let upstream = parse_upstream(&r.upstream).unwrap_or_else(|e| {
+        let mut upstream = parse_upstream(&r.upstream).unwrap_or_else(|e| {
             c.err(at("upstream"), e);
             Upstream {
                 scheme: Scheme::HTTP,
                 authority: Authority::from_static("invalid"),
                 base_path: String::new(),
                 host_header: http::HeaderValue::from_static("invalid"),
+                protocol: UpstreamProtocol::Http1,
             }
         });
+        upstream.protocol = upstream_protocol(c, &at("upstream_protocol"), r.upstream_protocol.as_deref(), &upstream);
         let max_body = match r.max_body.as_deref() {
             None => Some(10 << 20),
             Some("unlimited") => None,
@@ -421,7 +423,29 @@ pub(super) fn parse_upstream(s: &str) -> Result<Upstream, String> {
         _ => authority.host(),
     };
     let host_header = http::HeaderValue::from_str(host).map_err(|_| format!("invalid URL {s:?}: bad host"))?;
-    Ok(Upstream { scheme, authority, base_path, host_header })
+    Ok(Upstream { scheme, authority, base_path, host_header, protocol: UpstreamProtocol::Http1 })
+}
+
+/// `route[i].upstream_protocol`, which must fit the upstream URL's scheme.
+fn upstream_protocol(c: &mut Check, field: &str, raw: Option<&str>, upstream: &Upstream) -> UpstreamProtocol {
+    let https = upstream.scheme == Scheme::HTTPS;
+    match raw {
+        None | Some("http1") => UpstreamProtocol::Http1,
+        Some("h2c") if !https => UpstreamProtocol::H2c,
+        Some("h2") if https => UpstreamProtocol::H2,
+        Some("h2c") => {
+            c.err(field, "\"h2c\" is HTTP/2 without TLS and needs an http:// upstream (for https:// use \"h2\")");
+            UpstreamProtocol::Http1
+        }
+        Some("h2") => {
+            c.err(field, "\"h2\" is HTTP/2 over TLS and needs an https:// upstream (for http:// use \"h2c\")");
+            UpstreamProtocol::Http1
+        }
+        Some(other) => {
+            c.err(field, format!("unknown protocol {other:?}: use \"http1\", \"h2c\" or \"h2\""));
+            UpstreamProtocol::Http1
+        }
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@
 //! 4. upstream request: hop-by-hop and client-sent gateway headers dropped, forwarding headers set
 //! 5. forward over the worker's pooled client, bodies streamed, upgrades tunnelled
 //!
-//! Errors from any step become responses in one place, [`GatewayError::into_response`].
+//! Errors from any step become responses in one place, [`GatewayError::respond`] (in gRPC's
+//! form for gRPC requests).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use std::time::Instant;
 
-use http::header::{HeaderMap, HeaderValue, CONNECTION, HOST, UPGRADE};
+use http::header::{HeaderMap, HeaderValue, CONNECTION, HOST, TE, UPGRADE};
 use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
@@ -31,6 +32,7 @@ use crate::path::normalize_path;
 use crate::router::{Found, Router};
 use crate::upstream::credentials::Credentials;
 use crate::upstream::exchange::Subject;
+use crate::upstream::grpc;
 use crate::upstream::headers::{clean_response, join_cookies, Protected};
 use crate::upstream::proxy::{self, Proxy};
 
@@ -236,6 +238,7 @@ impl Gateway {
         let request_id = ids.accept_or_generate(req.headers());
         let method = self.access_log.then(|| req.method().clone());
         let origin = req.headers().get(http::header::ORIGIN).cloned();
+        let grpc = grpc::is_grpc(req.headers());
         // Step 0, before anything reads a host: the one authority of this request.
         let authority = authority::of_request(&req);
         let (route, result) = match &authority {
@@ -243,6 +246,9 @@ impl Gateway {
             Err(e) => (None, Err(GatewayError::BadRequest(e.reason()))),
         };
         let route_name = route.map_or("-", |r| r.name.as_str());
+        // A gRPC refusal goes out as HTTP 200; metrics and the access log keep the HTTP status
+        // it stands for.
+        let mut refused = None;
         let mut resp = match result {
             Ok(resp) => resp,
             Err(e) => {
@@ -250,23 +256,25 @@ impl Gateway {
                     self.metrics.upstream_errors.with_label_values(&[route_name, e.kind()]).inc();
                     tracing::warn!(route = route_name, request_id = ?request_id, error = %e, cause = ?std::error::Error::source(&e), "upstream failure");
                 }
-                e.into_response(route)
+                refused = Some(e.status());
+                e.respond(route, grpc)
             }
         };
+        let status = refused.unwrap_or(resp.status());
         if let Some(r) = route {
             crate::cors::respond(r, origin.as_ref(), resp.headers_mut());
         }
         resp.headers_mut().insert(X_REQUEST_ID.clone(), request_id.clone());
         let elapsed = started.elapsed();
         let stats = route.and_then(|r| self.route_metrics.get(r.id)).unwrap_or(&self.no_route_metrics);
-        stats.record(&self.metrics, resp.status(), elapsed.as_secs_f64());
+        stats.record(&self.metrics, status, elapsed.as_secs_f64());
         if let Some(method) = method {
             tracing::info!(
                 target: "tollgate::access",
                 route = route_name,
                 host = authority.as_ref().map_or("-", Authority::as_str),
                 method = %method,
-                status = resp.status().as_u16(),
+                status = status.as_u16(),
                 latency_ms = elapsed.as_secs_f64() * 1e3,
                 peer = %conn.peer,
                 request_id = request_id.to_str().unwrap_or("-"),
@@ -410,7 +418,19 @@ impl Gateway {
                 return Err(GatewayError::PayloadTooLarge);
             }
         }
+        let http2 = route.upstream.protocol.is_http2();
+        // Hop-by-hop, so cleaned away below; an HTTP/2 upstream gets it back (gRPC needs it).
+        let te_trailers = http2 && grpc::asks_for_trailers(req.headers());
+        let deadline = match http2 && grpc::is_grpc(req.headers()) {
+            true => grpc::timeout(req.headers()).filter(|t| *t < route.timeout),
+            false => None,
+        };
         let upgrade = self.protected.clean_request(req.headers_mut(), conn.trusted);
+        if upgrade.is_some() && http2 {
+            return Err(GatewayError::BadRequest(
+                "WebSocket upgrades need an HTTP/1.1 upstream; this route's upstream_protocol is HTTP/2",
+            ));
+        }
         join_cookies(req.headers_mut());
         self.logins.strip_cookies(req.headers_mut());
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
@@ -451,17 +471,33 @@ impl Gateway {
             }
             headers.insert(http::header::AUTHORIZATION, minted);
         }
-        let host = match route.preserve_host {
-            true => authority.header_value().clone(),
-            false => route.upstream.host_header.clone(),
-        };
-        headers.insert(HOST, host);
+        if http2 {
+            if te_trailers {
+                headers.insert(TE, HeaderValue::from_static("trailers"));
+            }
+            // The authority travels as `:authority`; an HTTP/1.1 client's `Host` must not
+            // reach the upstream beside it.
+            headers.remove(HOST);
+            parts.version = Version::HTTP_2;
+            parts.uri = http2_uri(route, authority, parts.uri)?;
+        } else {
+            let host = match route.preserve_host {
+                true => authority.header_value().clone(),
+                false => route.upstream.host_header.clone(),
+            };
+            headers.insert(HOST, host);
+        }
         if let Some(protocol) = upgrade {
             headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(UPGRADE, protocol);
         }
         let upstream_req = Request::from_parts(parts, LimitedBody::new(body, route.max_body));
-        let mut resp = proxy.send(&route.upstream, upstream_req, route.timeout).await?;
+        let timeout = deadline.unwrap_or(route.timeout);
+        let mut resp = match proxy.send(&route.upstream, upstream_req, timeout).await {
+            Ok(resp) => resp,
+            Err(proxy::ProxyError::Timeout) if deadline.is_some() => return Err(GatewayError::DeadlineExceeded),
+            Err(e) => return Err(e.into()),
+        };
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             let Some(client_upgrade) = client_upgrade else {
                 return Err(GatewayError::BadRequest("upstream switched protocols unasked"));
@@ -478,6 +514,20 @@ impl Gateway {
         }
         Ok(resp.map(Body::Stream))
     }
+}
+
+/// The absolute-form target of an HTTP/2 upstream request: its authority becomes `:authority`
+/// (RFC 9113 §8.3.1: no `Host`), the upstream's own or, with `preserve_host`, the client's.
+fn http2_uri(route: &Route, authority: &Authority, uri: http::Uri) -> Result<http::Uri, GatewayError> {
+    let mut parts = uri.into_parts();
+    parts.scheme = Some(route.upstream.scheme.clone());
+    parts.authority = Some(match route.preserve_host {
+        false => route.upstream.authority.clone(),
+        true => {
+            http::uri::Authority::try_from(authority.as_str()).map_err(|_| GatewayError::BadRequest("invalid host"))?
+        }
+    });
+    http::Uri::from_parts(parts).map_err(|_| GatewayError::BadRequest("invalid request target"))
 }
 
 struct InFlight<'a>(&'a prometheus::IntGauge);

@@ -2,5 +2,7 @@
 
 pub mod credentials;
 pub mod exchange;
+pub mod grpc;
+mod h2;
 pub mod headers;
 pub mod proxy;

@@ -1,7 +1,8 @@
 //! Forwarding over a per-worker pool of HTTP/1.1 upstream connections: HTTP and HTTPS
 //! upstreams, streamed bodies, timeouts mapped to 502/504, at most `max_connections_per_host`
 //! connections per upstream and worker (then a short wait, then 503), and WebSocket (HTTP/1.1
-//! upgrade) tunnels.
+//! upgrade) tunnels. Routes with `upstream_protocol = "h2c"` or `"h2"` go over the worker's
+//! HTTP/2 connections instead (`h2.rs`).
 //!
 //! The pool is hyper's connection API (`client::conn::http1`) with a small idle list per
 //! upstream, not `hyper_util`'s general client: each worker owns its pool, so the lock is never
@@ -25,8 +26,9 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio_rustls::TlsConnector;
 
+use super::h2::{self as upstream_h2, H2Pool, H2Sender};
 use crate::body::{LimitedBody, RequestBodyError};
-use crate::config::{self, Upstream};
+use crate::config::{self, Upstream, UpstreamProtocol};
 
 type Sender = SendRequest<LimitedBody>;
 
@@ -65,15 +67,29 @@ pub enum ConnectError {
     Tls(Authority, #[source] std::io::Error),
     #[error("{0} is not a valid TLS server name")]
     ServerName(Authority),
-    #[error("HTTP/1.1 handshake with {0}: {1}")]
+    #[error("HTTP handshake with {0}: {1}")]
     Handshake(Authority, #[source] hyper::Error),
+    /// `upstream_protocol = "h2"`, and the server's TLS handshake did not pick ALPN `h2`.
+    #[error("TLS with {0}: the server did not negotiate HTTP/2 (ALPN h2)")]
+    NoH2(Authority),
+    /// Another request's attempt to open the one HTTP/2 connection, which this one waited for,
+    /// failed (its error is logged with that request).
+    #[error("connecting to {0} failed for a concurrent request")]
+    Concurrent(Authority),
 }
 
-/// Idle connections of one upstream (scheme and authority).
+/// Connections of one upstream (scheme and authority).
 #[derive(PartialEq, Eq, Clone)]
-struct Key {
+pub(super) struct Key {
     https: bool,
     authority: Authority,
+}
+
+#[cfg(test)]
+impl Key {
+    pub(super) fn for_tests(authority: &'static str) -> Key {
+        Key { https: false, authority: Authority::from_static(authority) }
+    }
 }
 
 struct Idle {
@@ -226,6 +242,9 @@ impl Drop for Waiting {
 pub struct Proxy {
     pool: Arc<Pool>,
     tls: TlsConnector,
+    h2: Arc<H2Pool>,
+    /// As `tls`, offering ALPN `h2` only.
+    tls_h2: TlsConnector,
     connect_timeout: Duration,
     pool_wait_timeout: Duration,
     /// Requests refused because their upstream's connections stayed busy.
@@ -241,7 +260,9 @@ impl std::fmt::Debug for Proxy {
 impl Proxy {
     /// Must be called within a Tokio runtime: a task on it closes idle connections.
     pub fn new(cfg: &config::UpstreamClient, mut tls: rustls::ClientConfig, pool_full: IntCounter) -> Proxy {
-        // This client speaks HTTP/1.1 only; an upstream must not pick h2 by ALPN.
+        let mut tls_h2 = tls.clone();
+        tls_h2.alpn_protocols = vec![b"h2".to_vec()];
+        // The HTTP/1.1 pool speaks HTTP/1.1 only; an upstream must not pick h2 by ALPN.
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
         let pool = Arc::new(Pool {
             hosts: Mutex::new(Vec::new()),
@@ -249,27 +270,109 @@ impl Proxy {
             idle_timeout: cfg.pool_idle_timeout,
             max_per_host: cfg.max_connections_per_host,
         });
-        tokio::spawn(reap_every(Arc::downgrade(&pool), cfg.pool_idle_timeout.max(Duration::from_secs(1))));
+        let h2 = H2Pool::new(cfg.pool_idle_timeout);
+        let period = cfg.pool_idle_timeout.max(Duration::from_secs(1));
+        tokio::spawn(reap_every(Arc::downgrade(&pool), Arc::downgrade(&h2), period));
         Proxy {
             pool,
             tls: TlsConnector::from(Arc::new(tls)),
+            h2,
+            tls_h2: TlsConnector::from(Arc::new(tls_h2)),
             connect_timeout: cfg.connect_timeout,
             pool_wait_timeout: cfg.pool_wait_timeout,
             pool_full,
         }
     }
 
-    /// Sends `req` (origin-form URI, `Host` set) to `upstream` and waits at most `timeout` for
-    /// the response headers.
+    /// Sends `req` to `upstream` and waits at most `timeout` for the response headers. For
+    /// HTTP/1.1 the URI is in origin form with `Host` set; for HTTP/2 it is in absolute form
+    /// (its authority becomes `:authority`) without `Host`.
     pub async fn send(
         &self,
         upstream: &Upstream,
         req: Request<LimitedBody>,
         timeout: Duration,
     ) -> Result<Response<Incoming>, ProxyError> {
-        match tokio::time::timeout(timeout, self.send_now(upstream, req)).await {
-            Err(_) => Err(ProxyError::Timeout),
-            Ok(result) => result,
+        let result = match upstream.protocol {
+            UpstreamProtocol::Http1 => tokio::time::timeout(timeout, self.send_now(upstream, req)).await,
+            // Boxed: the HTTP/1.1 request future stays as it was.
+            UpstreamProtocol::H2c | UpstreamProtocol::H2 => {
+                tokio::time::timeout(timeout, Box::pin(self.send_h2(upstream, req))).await
+            }
+        };
+        result.unwrap_or(Err(ProxyError::Timeout))
+    }
+
+    /// Over the upstream's one HTTP/2 connection. A request the connection hands back unsent
+    /// (it was closed, such as by a GOAWAY, just now) goes once more on a new connection.
+    async fn send_h2(
+        &self,
+        upstream: &Upstream,
+        mut req: Request<LimitedBody>,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        let key = Key { https: upstream.scheme == http::uri::Scheme::HTTPS, authority: upstream.authority.clone() };
+        let mut retried = false;
+        loop {
+            let mut sender = self.h2_sender(&key).await?;
+            match sender.try_send_request(req).await {
+                Ok(resp) => return Ok(resp),
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) if !retried => {
+                        retried = true;
+                        req = unsent;
+                    }
+                    _ => return Err(upstream_error(e.into_error())),
+                },
+            }
+        }
+    }
+
+    /// The open connection to `key`, or a new one. Each turn of the loop waits for another
+    /// request's connection attempt to end; the caller's timeout bounds the whole.
+    async fn h2_sender(&self, key: &Key) -> Result<H2Sender, ProxyError> {
+        loop {
+            match self.h2.checkout(key) {
+                upstream_h2::Checkout::Ready(sender) => return Ok(sender),
+                upstream_h2::Checkout::Open(opening) => {
+                    return match self.connect_h2(key).await {
+                        Ok(sender) => {
+                            opening.succeeded(sender.clone());
+                            Ok(sender)
+                        }
+                        Err(e) => {
+                            opening.failed();
+                            Err(e)
+                        }
+                    };
+                }
+                upstream_h2::Checkout::Wait(waiting) => {
+                    if !waiting.until_opened(&self.h2, key).await {
+                        return Err(ProxyError::Connect(ConnectError::Concurrent(key.authority.clone())));
+                    }
+                }
+            }
+        }
+    }
+
+    async fn connect_h2(&self, key: &Key) -> Result<H2Sender, ProxyError> {
+        let authority = &key.authority;
+        let connect = async {
+            let (tcp, host) = dial(key).await?;
+            if !key.https {
+                return upstream_h2::handshake(tcp, authority).await;
+            }
+            let name =
+                ServerName::try_from(host.to_string()).map_err(|_| ConnectError::ServerName(authority.clone()))?;
+            let tls = self.tls_h2.connect(name, tcp).await.map_err(|e| ConnectError::Tls(authority.clone(), e))?;
+            // A server without ALPN completes the handshake with no protocol: refused too.
+            if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
+                return Err(ConnectError::NoH2(authority.clone()));
+            }
+            upstream_h2::handshake(tls, authority).await
+        };
+        match tokio::time::timeout(self.connect_timeout, connect).await {
+            Err(_) => Err(ProxyError::Connect(ConnectError::Timeout(authority.clone()))),
+            Ok(result) => result.map_err(ProxyError::Connect),
         }
     }
 
@@ -350,13 +453,8 @@ impl Proxy {
     async fn connect(&self, key: &Key, opened: Opened) -> Result<Sender, ProxyError> {
         let authority = &key.authority;
         let fail = ProxyError::Connect;
-        let host = authority.host().trim_start_matches('[').trim_end_matches(']');
-        let port = authority.port_u16().unwrap_or(if key.https { 443 } else { 80 });
         let connect = async {
-            let tcp = TcpStream::connect((host, port)).await.map_err(|e| ConnectError::Tcp(authority.clone(), e))?;
-            let _ = tcp.set_nodelay(true);
-            let _ = socket2::SockRef::from(&tcp)
-                .set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(crate::tls::TCP_KEEPALIVE));
+            let (tcp, host) = dial(key).await?;
             if !key.https {
                 return handshake(tcp, authority, opened).await;
             }
@@ -370,6 +468,18 @@ impl Proxy {
             Ok(result) => result.map_err(fail),
         }
     }
+}
+
+/// A TCP connection to `key`'s host (no delay, keep-alive probes), and the host name for TLS.
+async fn dial(key: &Key) -> Result<(TcpStream, &str), ConnectError> {
+    let authority = &key.authority;
+    let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+    let port = authority.port_u16().unwrap_or(if key.https { 443 } else { 80 });
+    let tcp = TcpStream::connect((host, port)).await.map_err(|e| ConnectError::Tcp(authority.clone(), e))?;
+    let _ = tcp.set_nodelay(true);
+    let _ = socket2::SockRef::from(&tcp)
+        .set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(crate::tls::TCP_KEEPALIVE));
+    Ok((tcp, host))
 }
 
 /// HTTP/1.1 over `io`; the connection is driven by its own task (upgrades included) until the
@@ -393,14 +503,17 @@ where
     Ok(sender)
 }
 
-async fn reap_every(pool: Weak<Pool>, period: Duration) {
+async fn reap_every(pool: Weak<Pool>, h2: Weak<H2Pool>, period: Duration) {
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        match pool.upgrade() {
-            Some(pool) => pool.reap(),
-            None => return,
+        match (pool.upgrade(), h2.upgrade()) {
+            (Some(pool), Some(h2)) => {
+                pool.reap();
+                h2.reap();
+            }
+            _ => return,
         }
     }
 }
