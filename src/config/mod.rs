@@ -22,7 +22,7 @@ use http::uri::{Authority, Scheme};
 pub use auth::{endpoint_url, is_loopback, parse_asymmetric_algorithm};
 pub use clients::{Client, Egress, IncomingAuthorization, TokenEndpoint, UpstreamToken};
 pub use cors::{AllowHeaders, Cors, OriginPattern, Origins};
-pub use login::{ClientAuth, Login, PrivateKey, SessionStore, DEFAULT_LOGIN};
+pub use login::{ClientAuth, Login, PrivateKey, RedisStore, SessionStore, DEFAULT_LOGIN};
 pub use methods::MethodSet;
 pub use units::IpRange;
 

@@ -20,6 +20,7 @@ use serde_json::Value;
 use crate::auth::issuer::IssuerId;
 use crate::auth::Principal;
 use crate::config::{Login, SessionStore};
+use crate::store::metrics::RedisMetrics;
 use crate::store::redis::{Redis, RedisError};
 use crate::util::unix_now;
 use cookie::Attributes;
@@ -160,9 +161,18 @@ impl RedisKeys {
 
 impl Sessions {
     pub fn new(cfg: &Login) -> Result<Sessions, RedisError> {
+        Sessions::with_metrics(cfg, None)
+    }
+
+    /// [`Sessions::new`], the Redis store counting into `metrics` (labelled with the login).
+    pub fn with_metrics(cfg: &Login, metrics: Option<&RedisMetrics>) -> Result<Sessions, RedisError> {
         let backend = match &cfg.store {
             SessionStore::Cookie => Backend::Cookie,
-            SessionStore::Redis(url) => Backend::Redis(Redis::from_url(url.expose())?),
+            SessionStore::Redis(store) => {
+                let ca = store.ca_file.as_ref().map(|(_, pem)| pem.as_slice());
+                let metrics = metrics.map(|m| m.for_login(&cfg.name));
+                Backend::Redis(Redis::new(store.url.expose(), ca, metrics)?)
+            }
         };
         Ok(Sessions {
             sealer: Sealer::new(&cfg.cookie_secrets, &cfg.name),
@@ -257,7 +267,7 @@ impl Sessions {
     pub async fn unlock_refresh(&self, id: &str) -> Result<(), SessionError> {
         match &self.backend {
             Backend::Cookie => Ok(()),
-            Backend::Redis(redis) => Ok(redis.del(&[&self.refresh_lock_key(id)]).await?),
+            Backend::Redis(redis) => Ok(redis.unlock(&self.refresh_lock_key(id)).await?),
         }
     }
 
