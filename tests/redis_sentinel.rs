@@ -8,7 +8,8 @@
 //! failover counted in the metrics); `SENTINEL FAILOVER` with both servers alive (the demoted
 //! primary's connections are dropped, writes go to the new one); `rediss://` with a CA file, a
 //! wrong CA refused with a clear log line, `tollgate check` reading the CA file;
-//! `rediss+sentinel://` with TLS to sentinels and data nodes.
+//! `rediss+sentinel://` with TLS to sentinels and data nodes, an ACL user for the data nodes and
+//! another for the sentinels, wrong passwords refused.
 //!
 //! Needs node with `cd tests/idp && npm ci` and redis-server (`bash tests/run.sh`).
 
@@ -442,16 +443,21 @@ fn rediss_sessions_work_with_the_ca_file_and_a_wrong_ca_is_refused() {
 }
 
 #[test]
-fn rediss_sentinel_reaches_sentinels_and_primary_over_tls() {
+fn rediss_sentinel_reaches_sentinels_and_primary_over_tls_with_their_own_credentials() {
     let certs = TempDir::new("redis-sentinel-tls");
     certificates(&certs, "redis test CA");
     let tls_port = services::free_port();
+    // Data nodes with an ACL user for tollgate, sentinels with one of their own; the default
+    // users stay open for replication, the sentinels' own links and this test's commands.
+    let app_user = ["--user", "app", "on", ">app-pw", "~*", "+@all"];
     let mut primary_args = tls_args(&certs, tls_port);
     primary_args.extend(args(&["--tls-replication", "yes"]));
+    primary_args.extend(args(&app_user));
     let primary = Redis::start_with(&primary_args);
     let replica_tls = services::free_port();
     let mut replica_args = tls_args(&certs, replica_tls);
     replica_args.extend(args(&["--tls-replication", "yes", "--replicaof", "127.0.0.1", &tls_port.to_string()]));
+    replica_args.extend(args(&app_user));
     let replica = Redis::start_with(&replica_args);
     wait_until("the replica to sync over TLS", Duration::from_secs(20), || {
         info(&replica, "replication").contains("master_link_status:up").then_some(())
@@ -463,7 +469,7 @@ fn rediss_sentinel_reaches_sentinels_and_primary_over_tls() {
         .map(|port| {
             let conf = format!(
                 "{SENTINEL_TIMING}tls-port {port}\ntls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\n\
-                 tls-auth-clients no\ntls-replication yes\n",
+                 tls-auth-clients no\ntls-replication yes\nuser watcher on >sentinel-pw +@all\n",
                 p("cert.pem"),
                 p("key.pem"),
                 p("ca.pem")
@@ -475,10 +481,27 @@ fn rediss_sentinel_reaches_sentinels_and_primary_over_tls() {
         sentinels.iter().all(|s| s.primary_port(MASTER) == Some(tls_port)).then_some(())
     });
     let hosts: Vec<String> = sentinel_tls.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-    let url = format!("rediss+sentinel://{}/{MASTER}", hosts.join(","));
-    let w = World::start(&format!("{}{}", redis_url(&url), ca_line(&certs)));
+    let url = |data_pw: &str, sentinel_pw: &str| {
+        format!(
+            "rediss+sentinel://app:{data_pw}@{}/{MASTER}?sentinel_username=watcher&sentinel_password={sentinel_pw}",
+            hosts.join(",")
+        )
+    };
+    let w = World::start(&format!("{}{}", redis_url(&url("app-pw", "sentinel-pw")), ca_line(&certs)));
     let cookie = sign_in(&w, "dave");
     assert_eq!(session_keys(&primary), 1);
     assert_eq!(works(&w.gw, &cookie).as_deref(), Some("dave"));
     drop(replica);
+
+    // A wrong password, for the data nodes or for the sentinels, is refused: the credentials are sent.
+    for (data_pw, sentinel_pw) in [("bad-pw-x91", "sentinel-pw"), ("app-pw", "bad-pw-x91")] {
+        let port = dead_port().port();
+        let public = format!("http://127.0.0.1:{port}");
+        let store = format!("{}{}", redis_url(&url(data_pw, sentinel_pw)), ca_line(&certs));
+        let gw = Gateway::start(&config(port, &public, &w.idp.issuer, w.echo.addr, &store));
+        wait_ready(&gw);
+        assert_eq!(whoami(&gw, &cookie).status, 503);
+        wait_until("WRONGPASS in the log", Duration::from_secs(5), || gw.logs().contains("WRONGPASS").then_some(()));
+        assert!(!gw.logs().contains("bad-pw-x91"), "no password in the log:\n{}", gw.logs());
+    }
 }

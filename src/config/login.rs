@@ -79,10 +79,20 @@ pub enum SessionStore {
 
 /// `session_store = "redis"`: the URL (it may hold passwords) and, for `rediss://`, the CA
 /// file's path and contents (read when the configuration is checked).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct RedisStore {
     pub url: Secret,
     pub ca_file: Option<(std::path::PathBuf, Vec<u8>)>,
+}
+
+/// The CA file by its path, not its bytes.
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("url", &self.url)
+            .field("ca_file", &self.ca_file.as_ref().map(|c| &c.0))
+            .finish()
+    }
 }
 
 /// Client authentication at the token endpoint.

@@ -116,7 +116,7 @@ pub enum Write {
 
 enum Backend {
     Cookie,
-    Redis(Redis),
+    Redis(Box<Redis>),
 }
 
 /// Loads and saves sessions for one `[login]`.
@@ -171,7 +171,7 @@ impl Sessions {
             SessionStore::Redis(store) => {
                 let ca = store.ca_file.as_ref().map(|(_, pem)| pem.as_slice());
                 let metrics = metrics.map(|m| m.for_login(&cfg.name));
-                Backend::Redis(Redis::new(store.url.expose(), ca, metrics)?)
+                Backend::Redis(Box::new(Redis::new(store.url.expose(), ca, metrics)?))
             }
         };
         Ok(Sessions {

@@ -166,7 +166,8 @@ impl Redis {
 
     /// Records a failure; one that means a failover drops the pool (once per generation).
     fn failed(&self, error: RedisError, sent: bool, generation: u64) -> Failure {
-        if error.is_failover() {
+        // A failed lookup had nothing connected to drop.
+        if error.is_failover() && !matches!(error, RedisError::NoPrimary { .. }) {
             let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
             if pool.generation == generation {
                 tracing::warn!(error = %error, store = ?self, "redis connection failed; reconnecting");
