@@ -8,6 +8,7 @@
 //! failover counted in the metrics); `SENTINEL FAILOVER` with both servers alive (the demoted
 //! primary's connections are dropped, writes go to the new one); `rediss://` with a CA file, a
 //! wrong CA refused with a clear log line, `tollgate check` reading the CA file;
+//! a back-channel logout token spent once across replicas (its `jti` in Redis);
 //! `rediss+sentinel://` with TLS to sentinels and data nodes, an ACL user for the data nodes and
 //! another for the sentinels, wrong passwords refused.
 //!
@@ -352,7 +353,56 @@ fn sentinel_failover_with_both_servers_alive_moves_reads_and_writes_to_the_new_p
     assert_eq!(metric(&w.gw, "tollgate_redis_failovers_total", &[("login", "default")]), 1.0);
 }
 
-// ---- 3. TLS -------------------------------------------------------------------------------------
+// ---- 3. state replicas agree on ----------------------------------------------------------------
+
+fn logout_token(issuer: &str, sub: &str, jti: &str) -> String {
+    let pem = std::fs::read(idp::key_file("rsa1.pem")).unwrap();
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some("test-rsa-1".into());
+    header.typ = Some("logout+jwt".into());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let claims = serde_json::json!({
+        "iss": issuer, "aud": "web", "iat": now, "exp": now + 120, "jti": jti, "sub": sub,
+        "events": { "http://schemas.openid.net/event/backchannel-logout": {} },
+    });
+    jsonwebtoken::encode(&header, &claims, &key).unwrap()
+}
+
+fn post_logout(gw: &Gateway, token: &str) -> login::Response {
+    let body = format!("logout_token={}", login::encode(token));
+    login::http(
+        "POST",
+        &gw.url("/oauth2/backchannel_logout"),
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        Some(body.as_bytes()),
+    )
+}
+
+/// A logout token used at one replica is refused at another: the `jti` is remembered in Redis,
+/// not per process (on the old code the second replica accepted it).
+#[test]
+fn a_back_channel_logout_token_is_spent_once_across_replicas() {
+    let redis = Redis::start();
+    let w = World::start(&redis_url(&redis.url()));
+    let port = dead_port().port();
+    let replica = Gateway::start(&config(port, &w.public, &w.idp.issuer, w.echo.addr, &redis_url(&redis.url())));
+    wait_ready(&replica);
+    let dave = sign_in(&w, "dave");
+    let token = logout_token(&w.idp.issuer, "dave", "jti-shared-1");
+    let first = post_logout(&w.gw, &token);
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert_eq!(works(&w.gw, &dave), None, "the logout ended the session");
+    let again = post_logout(&replica, &token);
+    assert_eq!(again.status, 400, "a replay at another replica: {}", again.text());
+    assert!(again.text().contains("already used"), "{}", again.text());
+    assert_eq!(redis.keys("tollgate:logout-jti:*").len(), 1, "{:?}", redis.keys("*"));
+    // Another token for the same user still works at the replica.
+    let second = logout_token(&w.idp.issuer, "dave", "jti-shared-2");
+    assert_eq!(post_logout(&replica, &second).status, 200);
+}
+
+// ---- 4. TLS -------------------------------------------------------------------------------------
 
 /// A CA and a server certificate for 127.0.0.1 and localhost, written to `dir`.
 fn certificates(dir: &TempDir, ca_name: &str) {

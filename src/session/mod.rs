@@ -142,6 +142,7 @@ struct RedisKeys {
     sid: String,
     sub: String,
     refresh: String,
+    logout_jti: String,
 }
 
 impl RedisKeys {
@@ -155,6 +156,7 @@ impl RedisKeys {
             sid: format!("{base}sid:"),
             sub: format!("{base}sub:"),
             refresh: format!("{base}refresh:"),
+            logout_jti: format!("{base}logout-jti:"),
         }
     }
 }
@@ -269,6 +271,23 @@ impl Sessions {
             Backend::Cookie => Ok(()),
             Backend::Redis(redis) => Ok(redis.unlock(&self.refresh_lock_key(id)).await?),
         }
+    }
+
+    /// Records the first use of back-channel logout token `jti` in the shared store for `ttl`:
+    /// true the first time on any replica, false for a replay. `None` without a shared store
+    /// (each process remembers its own). Not retried after a lost reply (a retry would see its
+    /// own mark and call the first use a replay).
+    pub async fn first_logout_use(&self, jti: &str, ttl: Duration) -> Result<Option<bool>, SessionError> {
+        let Backend::Redis(redis) = &self.backend else { return Ok(None) };
+        let key = format!("{}{}", self.keys.logout_jti, id_hash(jti));
+        Ok(Some(redis.lock(&key, ttl).await?))
+    }
+
+    /// Forgets a use recorded by [`Sessions::first_logout_use`] (the logout failed, so the
+    /// provider's retry with the same token must be accepted).
+    pub async fn forget_logout_use(&self, jti: &str) -> Result<(), SessionError> {
+        let Backend::Redis(redis) = &self.backend else { return Ok(()) };
+        Ok(redis.unlock(&format!("{}{}", self.keys.logout_jti, id_hash(jti))).await?)
     }
 
     /// Writes `session` to the shared store (no cookies; nothing to do for the cookie store).
