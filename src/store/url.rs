@@ -8,7 +8,7 @@
 //! ```
 //!
 //! Redis listens on 6379 and sentinels on 26379 unless a port is given. The user and password
-//! (percent-encoded) authenticate to the data nodes; a password without a colon
+//! (percent-encoded; '/', '?' and '@' may also stand as they are) authenticate to the data nodes; a password without a colon
 //! (`redis://PASSWORD@HOST`) is accepted as before. Sentinels that require a password of their
 //! own take it from the query: `?sentinel_password=...` (and `sentinel_username=...`).
 
@@ -102,16 +102,17 @@ impl RedisUrl {
             "rediss+sentinel" => (true, true),
             other => return Err(bad(format!("unknown scheme {other:?}"))),
         };
+        // Userinfo ends at the last '@' (hosts, master names and database numbers hold none), so
+        // a password may hold '/', '?' and '@' unencoded, as earlier releases read it.
+        let (userinfo, rest) = match rest.rsplit_once('@') {
+            Some((u, r)) => (Some(u), r),
+            None => (None, rest),
+        };
         let (rest, query) = match rest.split_once('?') {
             Some((r, q)) => (r, Some(q)),
             None => (rest, None),
         };
-        // Userinfo ends at the last '@' before the path: a password may hold an encoded '@' only.
-        let (authority, path) = rest.split_once('/').map_or((rest, None), |(a, p)| (a, Some(p)));
-        let (userinfo, hosts) = match authority.rsplit_once('@') {
-            Some((u, h)) => (Some(u), h),
-            None => (None, authority),
-        };
+        let (hosts, path) = rest.split_once('/').map_or((rest, None), |(a, p)| (a, Some(p)));
         let auth = userinfo.map(credentials).transpose()?.flatten();
         let (target, db) = if sentinel {
             let sentinels = endpoints(hosts, SENTINEL_PORT)?;
@@ -261,6 +262,8 @@ mod tests {
         let u = RedisUrl::parse("rediss://app:p%3Aw@[::1]:6390/").unwrap();
         assert_eq!((u.tls, u.db), (true, 0));
         assert_eq!((u.target, u.auth), (Target::Direct(ep("::1", 6390)), pw(Some("app"), "p:w")));
+        let u = RedisUrl::parse("redis://:a/b?c@d@h:1/4").unwrap();
+        assert_eq!((u.target, u.auth, u.db), (Target::Direct(ep("h", 1)), pw(None, "a/b?c@d"), 4));
         assert_eq!(RedisUrl::parse("redis://h").unwrap().auth, None);
         assert_eq!(RedisUrl::parse("redis://:@h").unwrap().auth, None);
     }
