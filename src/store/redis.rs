@@ -34,7 +34,8 @@ pub const MAX_ATTEMPTS: u32 = 4;
 /// A command is not tried again once this long has passed since its first attempt.
 pub const RETRY_BUDGET: Duration = Duration::from_secs(5);
 /// Pauses before the 2nd, 3rd and 4th attempt: a failover takes a moment.
-const BACKOFF: [Duration; 3] = [Duration::from_millis(25), Duration::from_millis(150), Duration::from_millis(500)];
+const BACKOFF: [Duration; MAX_ATTEMPTS as usize - 1] =
+    [Duration::from_millis(25), Duration::from_millis(150), Duration::from_millis(500)];
 /// After a lookup found no primary, requests fail at once for this long instead of each asking
 /// the sentinels again (they would all get the same answer).
 const LOOKUP_HOLDOFF: Duration = Duration::from_millis(100);
