@@ -69,6 +69,8 @@ struct Pool {
     /// The last primary in use, to count failovers.
     last_primary: Option<Endpoint>,
     lookup_failed: Option<Instant>,
+    /// The sentinel that answered last.
+    sentinel: usize,
 }
 
 /// A failed attempt, and whether the command may have run.
@@ -208,8 +210,9 @@ impl Redis {
                 if let Some(known) = self.known_primary(generation)? {
                     return open_primary(&self.dialer, &known, auth, db).await;
                 }
-                let lookup =
-                    Lookup { sentinels, master, sentinel_auth: sentinel_auth.as_ref(), auth, db, dialer: &self.dialer };
+                let first = self.pool.lock().unwrap_or_else(|p| p.into_inner()).sentinel;
+                let sentinel_auth = sentinel_auth.as_ref();
+                let lookup = Lookup { sentinels, master, sentinel_auth, auth, db, dialer: &self.dialer, first };
                 self.look_up(&lookup, generation).await
             }
         }
@@ -241,7 +244,8 @@ impl Redis {
         let found = lookup.primary().await;
         let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
         match found {
-            Ok((primary, conn)) => {
+            Ok((primary, conn, sentinel)) => {
+                pool.sentinel = sentinel;
                 if pool.last_primary.as_ref().is_some_and(|last| *last != primary) {
                     tracing::warn!(store = ?self, from = ?pool.last_primary, to = %primary, "redis primary changed");
                     if let Some(m) = &self.metrics {
@@ -349,6 +353,77 @@ mod tests {
         for bad in ["http://x", "redis://", "redis://h:1/x"] {
             let e = Redis::from_url(bad).unwrap_err();
             assert!(e.to_string().contains("redis+sentinel://"), "{e}");
+        }
+    }
+
+    /// A fake Redis: answers `reply(command name)` to every command, on its own task.
+    async fn fake(reply: fn(&str, u16) -> Vec<u8>) -> u16 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        // `*N\r\n$LEN\r\nNAME\r\n...`: the third line is the command's name.
+                        let text = String::from_utf8_lossy(&buf[..n]).to_string();
+                        let name = text.split("\r\n").nth(2).unwrap_or("").to_ascii_uppercase();
+                        if s.write_all(&reply(&name, port)).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        port
+    }
+
+    static PRIMARY_PORT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+
+    /// A sentinel that does not answer costs its timeout once: the next lookup starts at the
+    /// sentinel that answered. A replica named as primary is refused.
+    #[tokio::test]
+    async fn lookups_skip_silent_sentinels_and_refuse_replicas() {
+        let primary = fake(|name, _| match name {
+            "ROLE" => b"*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n".to_vec(),
+            _ => b"$1\r\nv\r\n".to_vec(),
+        })
+        .await;
+        PRIMARY_PORT.store(primary, std::sync::atomic::Ordering::SeqCst);
+        let sentinel = fake(|_, _| {
+            let port = PRIMARY_PORT.load(std::sync::atomic::Ordering::SeqCst).to_string();
+            format!("*2\r\n$9\r\n127.0.0.1\r\n${}\r\n{port}\r\n", port.len()).into_bytes()
+        })
+        .await;
+        // Accepts (the backlog) but never answers.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("redis+sentinel://127.0.0.1:{},127.0.0.1:{sentinel}/m", silent.local_addr().unwrap().port());
+        let redis = Redis::from_url(&url).unwrap();
+        let started = Instant::now();
+        assert_eq!(redis.get("k").await.unwrap(), Some(b"v".to_vec()));
+        assert!(started.elapsed() >= TIMEOUT, "the silent sentinel was asked first");
+        // Forget the primary as a failover would: the next lookup asks the good sentinel first.
+        let generation = redis.take_idle().1;
+        let _ = redis.failed(RedisError::Timeout { addr: "x".into() }, false, generation);
+        let started = Instant::now();
+        assert_eq!(redis.get("k").await.unwrap(), Some(b"v".to_vec()));
+        assert!(started.elapsed() < TIMEOUT, "{:?}", started.elapsed());
+
+        // The sentinel names a server that says it is a replica: no primary, never its data.
+        let replica = fake(|name, _| match name {
+            "ROLE" => b"*5\r\n$5\r\nslave\r\n$9\r\n127.0.0.1\r\n:1\r\n$9\r\nconnected\r\n:0\r\n".to_vec(),
+            _ => b"$1\r\nv\r\n".to_vec(),
+        })
+        .await;
+        PRIMARY_PORT.store(replica, std::sync::atomic::Ordering::SeqCst);
+        let redis = Redis::from_url(&format!("redis+sentinel://127.0.0.1:{sentinel}/m")).unwrap();
+        match redis.get("k").await {
+            Err(RedisError::NoPrimary { why, .. }) => assert!(why.contains("not the primary (ROLE: slave)"), "{why}"),
+            other => panic!("{other:?}"),
         }
     }
 

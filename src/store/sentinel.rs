@@ -18,14 +18,20 @@ pub struct Lookup<'a> {
     pub auth: Option<&'a Credentials>,
     pub db: u32,
     pub dialer: &'a Dialer,
+    /// The sentinel to ask first (the one that answered last time): a sentinel that is down
+    /// then costs its timeout once, not on every lookup.
+    pub first: usize,
 }
 
 impl Lookup<'_> {
-    /// The primary and a connection to it (authenticated, database selected, role checked).
-    pub async fn primary(&self) -> Result<(Endpoint, Conn), RedisError> {
+    /// The primary, a connection to it (authenticated, database selected, role checked), and
+    /// the index of the sentinel that named it.
+    pub async fn primary(&self) -> Result<(Endpoint, Conn, usize), RedisError> {
         let mut why = Vec::new();
         let mut tried: Vec<Endpoint> = Vec::new();
-        for sentinel in self.sentinels {
+        let n = self.sentinels.len();
+        for i in (0..n).map(|k| (self.first + k) % n.max(1)) {
+            let sentinel = &self.sentinels[i];
             let named = match self.ask(sentinel).await {
                 Ok(named) => named,
                 Err(e) => {
@@ -38,7 +44,7 @@ impl Lookup<'_> {
             }
             tried.push(named.clone());
             match open_primary(self.dialer, &named, self.auth, self.db).await {
-                Ok(conn) => return Ok((named, conn)),
+                Ok(conn) => return Ok((named, conn, i)),
                 Err(e) => why.push(format!("{named} (named by {sentinel}): {e}")),
             }
         }
