@@ -127,7 +127,7 @@ fn sessions(c: &mut Criterion) {
     let metrics = AuthMetrics::new(&prometheus::Registry::new()).expect("metrics");
     let tls = tollgate::tls::client_config(&config.upstream).expect("tls");
     let auth = Authenticator::new(&config, IdpClient::new(tls, Duration::from_secs(1)), metrics);
-    let login = LoginService::new(config.logins[0].clone(), auth).expect("login");
+    let login = LoginService::new(config.logins[0].clone(), auth, None).expect("login");
     let store = Sessions::new(login.config()).expect("cookie store");
     let check = |headers: &HeaderMap| {
         let s = login.session(black_box(headers)).now_or_never().expect("no waiting");

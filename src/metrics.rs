@@ -33,6 +33,8 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     /// Unix time of the last configuration that went into force (start-up counts).
     pub config_last_reload_success: prometheus::Gauge,
+    /// Redis session stores: failovers, reconnects, retries, command errors (by login).
+    pub redis: crate::store::metrics::RedisMetrics,
 }
 
 impl Metrics {
@@ -99,6 +101,7 @@ impl Metrics {
         registry.register(Box::new(connections.clone()))?;
         registry.register(Box::new(header_timeouts.clone()))?;
         registry.register(Box::new(tls_reloads.clone()))?;
+        let redis = crate::store::metrics::RedisMetrics::new(&registry)?;
         Ok(Metrics {
             registry,
             requests,
@@ -114,6 +117,7 @@ impl Metrics {
             upstream_pool_full,
             config_reloads,
             config_last_reload_success,
+            redis,
         })
     }
 

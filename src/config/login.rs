@@ -74,8 +74,25 @@ impl Login {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionStore {
     Cookie,
-    /// The URL may hold a password.
-    Redis(Secret),
+    Redis(RedisStore),
+}
+
+/// `session_store = "redis"`: the URL (it may hold passwords) and, for `rediss://`, the CA
+/// file's path and contents (read when the configuration is checked).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisStore {
+    pub url: Secret,
+    pub ca_file: Option<(std::path::PathBuf, Vec<u8>)>,
+}
+
+/// The CA file by its path, not its bytes.
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("url", &self.url)
+            .field("ca_file", &self.ca_file.as_ref().map(|c| &c.0))
+            .finish()
+    }
 }
 
 /// Client authentication at the token endpoint.
@@ -227,7 +244,7 @@ fn login(c: &mut Check, at: &str, r: RawLogin, single: bool, issuers: &[Issuer],
     if base_name.is_empty() || !base_name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
         c.err(f("cookie_name"), "use letters, digits, '-' and '_' only");
     }
-    let store = session_store(c, at, r.session_store.as_deref(), r.redis_url);
+    let store = session_store(c, at, r.session_store.as_deref(), r.redis_url, r.redis_ca_file, base_dir);
     let mut scopes = r.scopes.unwrap_or_else(|| vec!["openid".into(), "email".into(), "profile".into()]);
     if !scopes.iter().any(|s| s == "openid") {
         scopes.insert(0, "openid".into());
@@ -309,21 +326,23 @@ fn default_cookie_name(login: &str) -> String {
     }
 }
 
-fn session_store(c: &mut Check, at: &str, store: Option<&str>, redis_url: Option<String>) -> SessionStore {
+fn session_store(
+    c: &mut Check,
+    at: &str,
+    store: Option<&str>,
+    redis_url: Option<String>,
+    ca_file: Option<String>,
+    base_dir: &Path,
+) -> SessionStore {
     match store {
+        // The Redis settings are ignored, so one file (config/web.toml) serves both stores.
         None | Some("cookie") => SessionStore::Cookie,
         Some("redis") => match redis_url {
-            Some(u) => match crate::store::redis::Redis::from_url(&u) {
-                Ok(_) => SessionStore::Redis(Secret::new(u)),
-                Err(e) => {
-                    c.err(format!("{at}.redis_url"), e.to_string());
-                    SessionStore::Cookie
-                }
-            },
+            Some(u) => redis_store(c, at, u, ca_file, base_dir),
             None => {
                 c.err(
                     format!("{at}.redis_url"),
-                    "required with session_store = \"redis\": redis://[:PASSWORD@]HOST:PORT[/DB]",
+                    format!("required with session_store = \"redis\": {}", crate::store::url::FORMS),
                 );
                 SessionStore::Cookie
             }
@@ -333,6 +352,37 @@ fn session_store(c: &mut Check, at: &str, store: Option<&str>, redis_url: Option
             SessionStore::Cookie
         }
     }
+}
+
+/// The URL parsed and the CA file read and parsed now, so `tollgate check` reports either.
+fn redis_store(c: &mut Check, at: &str, url: String, ca_file: Option<String>, base_dir: &Path) -> SessionStore {
+    use crate::store::url::{RedisUrl, FORMS};
+    let tls = match RedisUrl::parse(&url) {
+        Ok(u) => u.tls,
+        Err(e) => {
+            c.err(format!("{at}.redis_url"), format!("{e}: expected {FORMS}"));
+            return SessionStore::Cookie;
+        }
+    };
+    let ca_file = ca_file.and_then(|raw| {
+        let field = format!("{at}.redis_ca_file");
+        if !tls {
+            c.err(&field, "needs a rediss:// or rediss+sentinel:// redis_url (TLS)");
+            return None;
+        }
+        let path = base_dir.join(raw);
+        let pem = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display())).and_then(|pem| {
+            crate::store::tls::ca_certificates(&pem).map(|_| pem).map_err(|e| format!("{}: {e}", path.display()))
+        });
+        match pem {
+            Ok(pem) => Some((path, pem)),
+            Err(e) => {
+                c.err(&field, e);
+                None
+            }
+        }
+    });
+    SessionStore::Redis(RedisStore { url: Secret::new(url), ca_file })
 }
 
 /// The login a route with `auth = "login"` or `"login_or_bearer"` uses: the one it names, or
@@ -581,5 +631,43 @@ mod tests {
         let e = load(&two("", "", &ok).replace("name = \"blog\"", "name = \"Blog_1\"")).unwrap_err();
         assert!(has(&e, "login[1].name: \"Blog_1\": use 1 to 32 lower-case letters"), "{e:?}");
         assert!(load(&two("", "", &ok)).is_ok());
+    }
+
+    #[test]
+    fn redis_urls_and_the_ca_file_are_checked() {
+        let dir = std::env::temp_dir().join(format!("tollgate-redis-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = rcgen::generate_simple_self_signed(vec!["redis.test".into()]).unwrap();
+        std::fs::write(dir.join("ca.pem"), ca.cert.pem()).unwrap();
+        std::fs::write(dir.join("empty.pem"), "").unwrap();
+        let with = |store: &str| {
+            format!("{ISSUERS}{}{}", login(Some("a"), "a", "https://a.example.com", store), route("/", "login = \"a\""))
+        };
+        let redis = |url: &str, ca: Option<&str>| {
+            let ca = ca.map(|f| format!("redis_ca_file = \"{}\"\n", dir.join(f).display())).unwrap_or_default();
+            with(&format!("session_store = \"redis\"\nredis_url = \"{url}\"\n{ca}"))
+        };
+        let c = load(&redis("rediss+sentinel://s1,s2:26380/mymaster/1", Some("ca.pem"))).unwrap();
+        let SessionStore::Redis(store) = &c.logins[0].store else { panic!("not redis") };
+        assert_eq!(store.ca_file.as_ref().map(|(_, pem)| pem.as_slice()), Some(ca.cert.pem().as_bytes()));
+        for url in ["redis://h", "rediss://:p@h:6380/2", "redis+sentinel://h/m"] {
+            assert!(load(&redis(url, None)).is_ok(), "{url}");
+        }
+        let error_of = |text: String| load(&text).unwrap_err().join("\n");
+        for url in ["redis+sentinel://h", "redis://h:x", "http://h", "redis+sentinel://h/m?x=1"] {
+            let e = error_of(redis(url, None));
+            assert!(e.starts_with("login[0].redis_url: "), "{e}");
+            assert!(e.contains("expected redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]"), "{e}");
+            assert!(e.contains("redis+sentinel://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]...]/MASTER_NAME"), "{e}");
+        }
+        let e = error_of(redis("redis://h", Some("ca.pem")));
+        assert!(e.starts_with("login[0].redis_ca_file: needs a rediss://"), "{e}");
+        let e = error_of(redis("rediss://h", Some("missing.pem")));
+        assert!(e.starts_with("login[0].redis_ca_file: cannot read ") && e.contains("missing.pem"), "{e}");
+        let e = error_of(redis("rediss://h", Some("empty.pem")));
+        assert!(e.starts_with("login[0].redis_ca_file: ") && e.contains("no CERTIFICATE"), "{e}");
+        let e = error_of(with("session_store = \"redis\"\n"));
+        assert!(e.starts_with("login[0].redis_url: required") && e.contains("redis+sentinel://"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

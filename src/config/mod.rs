@@ -24,7 +24,7 @@ pub use clients::{
     Client, Egress, Exchange, Grant, IncomingAuthorization, TokenEndpoint, UpstreamToken, ACCESS_TOKEN_TYPE,
 };
 pub use cors::{AllowHeaders, Cors, OriginPattern, Origins};
-pub use login::{ClientAuth, Login, PrivateKey, SessionStore, DEFAULT_LOGIN};
+pub use login::{ClientAuth, Login, PrivateKey, RedisStore, SessionStore, DEFAULT_LOGIN};
 pub use methods::MethodSet;
 pub use units::IpRange;
 

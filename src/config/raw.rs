@@ -85,6 +85,7 @@ pub struct RawLogin {
     pub cookie_name: Option<String>,
     pub session_store: Option<String>,
     pub redis_url: Option<String>,
+    pub redis_ca_file: Option<String>,
     pub session_idle_timeout: Option<String>,
     pub session_lifetime: Option<String>,
     pub refresh_before: Option<String>,

@@ -175,8 +175,24 @@ impl LoginService {
         if self.logout_jtis.contains_key(&jti) {
             return bad("logout token already used");
         }
-        self.logout_jtis.insert(jti, ());
-        match self.sessions.remove_by_logout(sub, sid).await {
+        self.logout_jtis.insert(jti.clone(), ());
+        // With a shared store every replica must refuse a replay, not only this process.
+        let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
+        let ttl = Duration::from_secs(exp.saturating_sub(unix_now()).clamp(60, 600));
+        match self.sessions.first_logout_use(&jti, ttl).await {
+            Ok(None | Some(true)) => {}
+            Ok(Some(false)) => return bad("logout token already used"),
+            Err(e) => {
+                tracing::warn!(error = %e, "back-channel logout failed");
+                return json(StatusCode::SERVICE_UNAVAILABLE, serde_json::json!({"error": "temporarily_unavailable"}));
+            }
+        }
+        let removed = self.sessions.remove_by_logout(sub, sid).await;
+        if removed.is_err() {
+            self.logout_jtis.invalidate(&jti);
+            let _ = self.sessions.forget_logout_use(&jti).await;
+        }
+        match removed {
             Ok(Some(n)) => {
                 tracing::info!(removed = n, "back-channel logout");
                 json(StatusCode::OK, serde_json::json!({}))

@@ -24,6 +24,7 @@ use crate::auth::{unix_now, AuthError, Authenticator, Principal};
 use crate::config::Login;
 use crate::session::cache::{Opened, OpenedCache};
 use crate::session::{SessionError, Sessions, Write};
+use crate::store::metrics::RedisMetrics;
 use refresh::Refreshed;
 pub use render::{escape, is_browser, page, redirect};
 pub use set::{Logins, LoginsError};
@@ -52,8 +53,12 @@ pub struct LoginService {
 
 impl LoginService {
     /// The service for one validated login; fails only when its session store cannot be set up.
-    pub fn new(cfg: Login, auth: Arc<Authenticator>) -> Result<LoginService, crate::store::redis::RedisError> {
-        let sessions = Sessions::new(&cfg)?;
+    pub fn new(
+        cfg: Login,
+        auth: Arc<Authenticator>,
+        redis_metrics: Option<&RedisMetrics>,
+    ) -> Result<LoginService, crate::store::redis::RedisError> {
+        let sessions = Sessions::with_metrics(&cfg, redis_metrics)?;
         Ok(LoginService {
             sessions,
             auth,
@@ -212,7 +217,7 @@ mod tests {
             let tls = crate::tls::client_config(&config.upstream).unwrap();
             let client = crate::oidc::http::IdpClient::new(tls, Duration::from_secs(1));
             let auth = Authenticator::new(&config, client, metrics);
-            Arc::new(LoginService::new(config.logins[0].clone(), auth).unwrap())
+            Arc::new(LoginService::new(config.logins[0].clone(), auth, None).unwrap())
         }
 
         fn session(refresh: bool, access_exp: u64) -> Session {

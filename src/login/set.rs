@@ -10,6 +10,7 @@ use super::LoginService;
 use crate::auth::Authenticator;
 use crate::authority::Authority;
 use crate::config::{Config, Route};
+use crate::store::metrics::RedisMetrics;
 use crate::store::redis::RedisError;
 
 /// A login whose session store could not be set up.
@@ -29,12 +30,18 @@ pub struct Logins {
 
 impl Logins {
     /// One [`LoginService`] per `[login]` / `[[login]]` of `config`.
-    pub fn new(config: &Config, auth: Arc<Authenticator>) -> Result<Arc<Logins>, LoginsError> {
+    /// `redis_metrics`: where Redis stores count failovers and errors (registered once per
+    /// gateway, so a reload's new stores count into the same families).
+    pub fn new(
+        config: &Config,
+        auth: Arc<Authenticator>,
+        redis_metrics: Option<&RedisMetrics>,
+    ) -> Result<Arc<Logins>, LoginsError> {
         let all = config
             .logins
             .iter()
             .map(|cfg| {
-                LoginService::new(cfg.clone(), auth.clone())
+                LoginService::new(cfg.clone(), auth.clone(), redis_metrics)
                     .map(Arc::new)
                     .map_err(|source| LoginsError { name: cfg.name.clone(), source })
             })

@@ -131,7 +131,8 @@ impl Reloader {
         let current = self.live.main.load_full();
         let auth = current.auth().next(config);
         let credentials = current.credentials().next(config, auth.clone());
-        let logins = Logins::new(config, auth.clone()).map_err(|e| ApplyError::Login(e.to_string()))?;
+        let logins = Logins::new(config, auth.clone(), Some(&self.metrics.redis))
+            .map_err(|e| ApplyError::Login(e.to_string()))?;
         let parts = Parts { auth: auth.clone(), logins, credentials: credentials.clone() };
         let (main, egress) = gateways(config, &parts, &self.metrics);
         self.live.main.store(Arc::new(main));

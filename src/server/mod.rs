@@ -135,7 +135,8 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     let idp = IdpClient::new(client_tls.clone(), Duration::from_secs(10));
     let auth = Authenticator::new(&config, idp, AuthMetrics::new(&metrics.registry)?);
     let credentials = Credentials::new(&config, auth.clone(), CredentialMetrics::new(&metrics.registry)?);
-    let logins = Logins::new(&config, auth.clone()).map_err(|e| StartError::Login(e.to_string()))?;
+    let logins =
+        Logins::new(&config, auth.clone(), Some(&metrics.redis)).map_err(|e| StartError::Login(e.to_string()))?;
     let parts = Parts { auth: auth.clone(), logins, credentials: credentials.clone() };
     let (main, egress) = runtime::gateways(&config, &parts, &metrics);
     let live = Live::new(main, egress);

@@ -20,6 +20,7 @@ use serde_json::Value;
 use crate::auth::issuer::IssuerId;
 use crate::auth::Principal;
 use crate::config::{Login, SessionStore};
+use crate::store::metrics::RedisMetrics;
 use crate::store::redis::{Redis, RedisError};
 use crate::util::unix_now;
 use cookie::Attributes;
@@ -115,7 +116,7 @@ pub enum Write {
 
 enum Backend {
     Cookie,
-    Redis(Redis),
+    Redis(Box<Redis>),
 }
 
 /// Loads and saves sessions for one `[login]`.
@@ -141,6 +142,7 @@ struct RedisKeys {
     sid: String,
     sub: String,
     refresh: String,
+    logout_jti: String,
 }
 
 impl RedisKeys {
@@ -154,15 +156,25 @@ impl RedisKeys {
             sid: format!("{base}sid:"),
             sub: format!("{base}sub:"),
             refresh: format!("{base}refresh:"),
+            logout_jti: format!("{base}logout-jti:"),
         }
     }
 }
 
 impl Sessions {
     pub fn new(cfg: &Login) -> Result<Sessions, RedisError> {
+        Sessions::with_metrics(cfg, None)
+    }
+
+    /// [`Sessions::new`], the Redis store counting into `metrics` (labelled with the login).
+    pub fn with_metrics(cfg: &Login, metrics: Option<&RedisMetrics>) -> Result<Sessions, RedisError> {
         let backend = match &cfg.store {
             SessionStore::Cookie => Backend::Cookie,
-            SessionStore::Redis(url) => Backend::Redis(Redis::from_url(url.expose())?),
+            SessionStore::Redis(store) => {
+                let ca = store.ca_file.as_ref().map(|(_, pem)| pem.as_slice());
+                let metrics = metrics.map(|m| m.for_login(&cfg.name));
+                Backend::Redis(Box::new(Redis::new(store.url.expose(), ca, metrics)?))
+            }
         };
         Ok(Sessions {
             sealer: Sealer::new(&cfg.cookie_secrets, &cfg.name),
@@ -257,8 +269,25 @@ impl Sessions {
     pub async fn unlock_refresh(&self, id: &str) -> Result<(), SessionError> {
         match &self.backend {
             Backend::Cookie => Ok(()),
-            Backend::Redis(redis) => Ok(redis.del(&[&self.refresh_lock_key(id)]).await?),
+            Backend::Redis(redis) => Ok(redis.unlock(&self.refresh_lock_key(id)).await?),
         }
+    }
+
+    /// Records the first use of back-channel logout token `jti` in the shared store for `ttl`:
+    /// true the first time on any replica, false for a replay. `None` without a shared store
+    /// (each process remembers its own). Not retried after a lost reply (a retry would see its
+    /// own mark and call the first use a replay).
+    pub async fn first_logout_use(&self, jti: &str, ttl: Duration) -> Result<Option<bool>, SessionError> {
+        let Backend::Redis(redis) = &self.backend else { return Ok(None) };
+        let key = format!("{}{}", self.keys.logout_jti, id_hash(jti));
+        Ok(Some(redis.lock(&key, ttl).await?))
+    }
+
+    /// Forgets a use recorded by [`Sessions::first_logout_use`] (the logout failed, so the
+    /// provider's retry with the same token must be accepted).
+    pub async fn forget_logout_use(&self, jti: &str) -> Result<(), SessionError> {
+        let Backend::Redis(redis) = &self.backend else { return Ok(()) };
+        Ok(redis.unlock(&format!("{}{}", self.keys.logout_jti, id_hash(jti))).await?)
     }
 
     /// Writes `session` to the shared store (no cookies; nothing to do for the cookie store).

@@ -197,6 +197,12 @@ pub struct Redis {
 
 impl Redis {
     pub fn start() -> Redis {
+        Redis::start_with(&[])
+    }
+
+    /// [`Redis::start`] with more arguments, like `["--replicaof", "127.0.0.1", "PORT"]` or TLS
+    /// settings (the plain port stays, for [`Redis::cmd`] and the readiness check).
+    pub fn start_with(extra: &[String]) -> Redis {
         let bin = find_binary("redis-server", "redis-server");
         let dir = Dir::new("redis");
         let mut last = String::new();
@@ -206,7 +212,8 @@ impl Redis {
             cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
                 .args(["--protected-mode", "yes", "--daemonize", "no", "--logfile", ""])
                 .arg("--dir")
-                .arg(&dir.0);
+                .arg(&dir.0)
+                .args(extra);
             let mut proc = Proc::spawn("redis-server", cmd);
             let ready = proc.wait_ready(|| ping(port));
             match ready {
@@ -244,6 +251,79 @@ impl Redis {
     }
 
     /// The server's recent output (for assertion messages).
+    pub fn output(&self) -> String {
+        self.proc.output()
+    }
+}
+
+/// A Redis Sentinel (`redis-server sentinel.conf --sentinel`) on a free loopback port,
+/// monitoring `master` at 127.0.0.1:`primary_port` with quorum `quorum`. `extra` is appended
+/// to its configuration (timeouts, TLS). Sentinel rewrites its file, so each has its own.
+pub struct Sentinel {
+    pub port: u16,
+    proc: Proc,
+    _dir: Dir,
+}
+
+impl Sentinel {
+    pub fn start(master: &str, primary_port: u16, quorum: u32, extra: &str) -> Sentinel {
+        let bin = find_binary("redis-server", "redis-server");
+        let dir = Dir::new("sentinel");
+        let mut last = String::new();
+        for _ in 0..ATTEMPTS {
+            let port = free_port();
+            let conf = dir.0.join("sentinel.conf");
+            let text = format!(
+                "port {port}\nbind 127.0.0.1\ndaemonize no\nlogfile \"\"\ndir {}\n\
+                 sentinel monitor {master} 127.0.0.1 {primary_port} {quorum}\n{extra}\n",
+                dir.0.display()
+            );
+            std::fs::write(&conf, text).unwrap();
+            let mut cmd = Command::new(&bin);
+            cmd.arg(&conf).arg("--sentinel");
+            let mut proc = Proc::spawn("redis-sentinel", cmd);
+            match proc.wait_ready(|| ping(port)) {
+                Ok(()) => return Sentinel { port, proc, _dir: dir },
+                Err(out) => last = out,
+            }
+        }
+        panic!("redis sentinel did not start after {ATTEMPTS} attempts; last output:\n{last}");
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// Runs one command on a fresh connection; panics on I/O errors.
+    pub fn cmd(&self, args: &[&str]) -> Resp {
+        let mut s = TcpStream::connect(self.addr()).unwrap_or_else(|e| panic!("sentinel connect: {e}"));
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(&encode(args)).unwrap();
+        read_resp(&mut BufReader::new(s)).unwrap_or_else(|e| panic!("sentinel {args:?}: {e}"))
+    }
+
+    /// The primary's port as this sentinel names it (`SENTINEL get-master-addr-by-name`).
+    pub fn primary_port(&self, master: &str) -> Option<u16> {
+        self.cmd(&["SENTINEL", "get-master-addr-by-name", master]).strings().get(1)?.parse().ok()
+    }
+
+    /// How many other sentinels and replicas this one knows for `master`, not counting ones it
+    /// thinks are down.
+    pub fn known(&self, master: &str) -> (usize, usize) {
+        let up = |r: Resp| match r {
+            Resp::Array(Some(items)) => items
+                .iter()
+                .filter(|i| {
+                    let fields = i.strings();
+                    let flags = fields.iter().position(|f| f == "flags").and_then(|p| fields.get(p + 1));
+                    flags.is_some_and(|f| !f.contains("down") && !f.contains("disconnected"))
+                })
+                .count(),
+            _ => 0,
+        };
+        (up(self.cmd(&["SENTINEL", "sentinels", master])), up(self.cmd(&["SENTINEL", "replicas", master])))
+    }
+
     pub fn output(&self) -> String {
         self.proc.output()
     }
