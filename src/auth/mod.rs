@@ -17,13 +17,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::client_cert::{HeaderError, Presented};
 use crate::config::{Bearer, Config};
 use crate::oidc::http::IdpClient;
 use introspection::Answer;
 use issuer::{IssuerId, IssuerState};
 use jwks::Lookup;
 pub use metrics::AuthMetrics;
-pub use principal::Principal;
+pub use principal::{CertBinding, Principal};
 
 /// Why a token was not accepted; each has a metrics label and a description for
 /// `error_description` (which never echoes the token).
@@ -49,6 +50,9 @@ pub enum Invalid {
     IssuedInFuture,
     /// Introspection said the token is not active (or not for us).
     Inactive,
+    /// RFC 8705 §3: the token is bound to a client certificate (`cnf["x5t#S256"]`) that this
+    /// request did not present; the text says how.
+    CertBinding(&'static str),
 }
 
 impl Invalid {
@@ -71,6 +75,7 @@ impl Invalid {
             Invalid::NotYetValid => "not_yet_valid",
             Invalid::IssuedInFuture => "issued_in_future",
             Invalid::Inactive => "inactive",
+            Invalid::CertBinding(_) => "cert_binding",
         }
     }
 
@@ -93,6 +98,7 @@ impl Invalid {
             Invalid::NotYetValid => "token not yet valid".into(),
             Invalid::IssuedInFuture => "token issued in the future".into(),
             Invalid::Inactive => "token is not active".into(),
+            Invalid::CertBinding(why) => format!("token is bound to a client certificate (cnf x5t#S256): {why}"),
         }
     }
 }
@@ -184,6 +190,29 @@ fn inactive_ms(config: &Config) -> u64 {
 
 pub use crate::util::unix_now;
 
+/// RFC 8705 §3.2: a token bound to a certificate passes only when the request's client
+/// certificate has that thumbprint. Unbound tokens cost one comparison here.
+pub fn check_cert_binding(p: &Principal, cert: &Presented<'_>) -> Result<(), AuthError> {
+    let refused = |why| Err(AuthError::InvalidToken(Invalid::CertBinding(why)));
+    let expected = match p.cert_binding {
+        CertBinding::Unbound => return Ok(()),
+        CertBinding::To(t) => t,
+        CertBinding::Unreadable => return refused("the binding is not a SHA-256 thumbprint"),
+    };
+    match cert.thumbprint() {
+        Ok(Some(t)) if t == expected => Ok(()),
+        Ok(Some(_)) => refused("the client certificate presented is another one"),
+        Ok(None) => refused("no client certificate was presented"),
+        Err(e) => {
+            tracing::debug!(error = %e, "the trusted proxy's client certificate header is unreadable");
+            match e {
+                HeaderError::Malformed(_) => refused("the proxy's client certificate header is malformed"),
+                HeaderError::Ambiguous(_) => refused("the proxy's client certificate header is ambiguous"),
+            }
+        }
+    }
+}
+
 fn hash(token: &str) -> TokenHash {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
     let mut out = [0u8; 32];
@@ -272,7 +301,20 @@ impl Authenticator {
 
     /// Authenticates `token` for a route. Repeated tokens are answered from the cache.
     pub async fn authenticate(&self, route: &Bearer, token: &str) -> Result<Arc<Principal>, AuthError> {
+        self.authenticate_presented(route, token, Presented::NONE).await
+    }
+
+    /// [`Authenticator::authenticate`] for a request that may have presented a client
+    /// certificate: a certificate-bound token passes only with its certificate. Checked after
+    /// every lookup, cache hits included (the caches hold principals, not requests).
+    pub async fn authenticate_presented(
+        &self,
+        route: &Bearer,
+        token: &str,
+        cert: Presented<'_>,
+    ) -> Result<Arc<Principal>, AuthError> {
         let result = self.authenticate_inner(route, token).await;
+        let result = result.and_then(|p| check_cert_binding(&p, &cert).map(|()| p));
         match &result {
             Ok(_) => self.metrics.valid.inc(),
             Err(AuthError::InvalidToken(why)) => {
@@ -571,5 +613,30 @@ mod tests {
         assert!(run(&auth, route(&config, 1), &bad).is_err());
         assert!(front::get(auth.caches.front_owner, &bad, now).is_none());
         assert!(auth.caches.verified.get(&hash(&bad)).is_none());
+    }
+
+    /// A certificate-bound principal from either cache passes only with its certificate: the
+    /// check runs on hits, not only when a token is verified.
+    #[tokio::test]
+    async fn cache_hits_check_the_certificate_binding() {
+        use crate::client_cert::{Presented, Thumbprint};
+        let (auth, config) = authenticator();
+        let mine = Thumbprint::of_der(b"mine");
+        let claims = serde_json::json!({"sub": "u", "cnf": {"x5t#S256": mine.to_base64url()}});
+        let p = Arc::new(Principal::from_claims(auth.issuers[0].id, claims, unix_now() + 60).unwrap());
+        let presented = |t: Option<Thumbprint>| {
+            auth.authenticate_presented(route(&config, 0), TOKEN, Presented::new(t, None)).now_or_never().unwrap()
+        };
+        let refused =
+            |r: Result<Arc<Principal>, AuthError>| matches!(r, Err(AuthError::InvalidToken(Invalid::CertBinding(_))));
+        auth.caches.verified.insert(hash(TOKEN), p.clone());
+        assert!(presented(Some(mine)).is_ok(), "shared-cache hit with the certificate");
+        assert!(refused(presented(Some(Thumbprint::of_der(b"other")))), "shared-cache hit, another certificate");
+        front::put(auth.caches.front_owner, TOKEN, &p, unix_now() + 60);
+        assert!(refused(presented(None)), "front-cache hit without a certificate");
+        assert!(refused(run(&auth, route(&config, 0), TOKEN)), "no certificate known");
+        assert!(presented(Some(mine)).is_ok());
+        let counted = auth.metrics.validations.with_label_values(&["invalid", "cert_binding"]).get();
+        assert_eq!(counted, 3);
     }
 }
