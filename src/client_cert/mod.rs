@@ -113,7 +113,8 @@ pub struct CertHeader {
 /// connection already knows; nothing is parsed until [`Presented::thumbprint`] is asked.
 #[derive(Debug, Clone, Copy)]
 pub struct Presented<'r> {
-    conn: Option<Thumbprint>,
+    /// By reference: this travels in every bearer request's future, so it stays three words.
+    conn: Option<&'r Thumbprint>,
     /// The configured header and the request's headers, only when the peer is a trusted proxy.
     header: Option<(&'r CertHeader, &'r HeaderMap)>,
 }
@@ -124,7 +125,7 @@ impl<'r> Presented<'r> {
 
     /// `trusted_header`: the configured header and the request's headers, given only when the
     /// peer is a trusted proxy.
-    pub fn new(conn: Option<Thumbprint>, trusted_header: Option<(&'r CertHeader, &'r HeaderMap)>) -> Presented<'r> {
+    pub fn new(conn: Option<&'r Thumbprint>, trusted_header: Option<(&'r CertHeader, &'r HeaderMap)>) -> Presented<'r> {
         Presented { conn, header: trusted_header }
     }
 
@@ -133,7 +134,7 @@ impl<'r> Presented<'r> {
     /// a bound token must never pass on.
     pub fn thumbprint(&self) -> Result<Option<Thumbprint>, HeaderError> {
         if let Some(t) = self.conn {
-            return Ok(Some(t));
+            return Ok(Some(*t));
         }
         match self.header {
             Some((h, headers)) => header::read(headers, h),
@@ -202,7 +203,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         let value = format!("Hash={}", crate::util::hex(&header.0));
         headers.insert(h.name.clone(), value.parse().unwrap());
-        assert_eq!(Presented::new(Some(conn), Some((&h, &headers))).thumbprint(), Ok(Some(conn)));
+        assert_eq!(Presented::new(Some(&conn), Some((&h, &headers))).thumbprint(), Ok(Some(conn)));
         assert_eq!(Presented::new(None, Some((&h, &headers))).thumbprint(), Ok(Some(header)));
         assert_eq!(Presented::new(None, None).thumbprint(), Ok(None), "an untrusted peer's header is never read");
         assert_eq!(Presented::NONE.thumbprint(), Ok(None));

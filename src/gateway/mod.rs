@@ -386,8 +386,8 @@ impl Gateway {
 
     async fn bearer<B>(&self, bearer: &Bearer, req: &Request<B>, conn: &Conn) -> Result<Caller, GatewayError> {
         let token = token::extract(req.headers(), req.uri(), &bearer.sources)?.ok_or(AuthError::MissingToken)?;
-        let cert = self.presented_cert(conn, req.headers());
-        let principal = self.auth.authenticate_presented(bearer, &token, cert).await?;
+        let verified = self.auth.authenticate(bearer, &token).await?;
+        let principal = verified.presented_with(self.presented_cert(conn, req.headers()))?;
         let in_header = req
             .headers()
             .get(http::header::AUTHORIZATION)
@@ -398,9 +398,9 @@ impl Gateway {
 
     /// The request's client certificate, as far as it can be known: the connection's, or the
     /// configured header when the peer is a trusted proxy (read only if a bound token needs it).
-    pub(crate) fn presented_cert<'r>(&'r self, conn: &Conn, headers: &'r HeaderMap) -> Presented<'r> {
+    pub(crate) fn presented_cert<'r>(&'r self, conn: &'r Conn, headers: &'r HeaderMap) -> Presented<'r> {
         let header = self.cert_header.as_ref().filter(|_| conn.trusted).map(|h| (h, headers));
-        Presented::new(conn.client_cert, header)
+        Presented::new(conn.client_cert.as_ref(), header)
     }
 
     /// Steps 4 and 5.
