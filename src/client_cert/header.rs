@@ -355,4 +355,24 @@ mod tests {
         assert_eq!(read(&headers, &h), Err(HeaderError::Ambiguous("the certificate header is repeated")));
         assert_eq!(read(&HeaderMap::new(), &h), Ok(None));
     }
+
+    proptest::proptest! {
+        /// Any header bytes: an answer, never a panic; and a first element's `Hash` always
+        /// wins whatever follows it, or the whole header is refused.
+        #[test]
+        fn parsers_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300), digest in proptest::prelude::any::<[u8; 32]>()) {
+            let _ = pem(&bytes);
+            if let Ok(v) = HeaderValue::from_bytes(&bytes) {
+                let _ = xfcc(std::iter::once(&v));
+                let t = Thumbprint(digest);
+                let mut line = format!("Hash={}", hex(t)).into_bytes();
+                line.push(b',');
+                line.extend_from_slice(&bytes);
+                if let Ok(v) = HeaderValue::from_bytes(&line) {
+                    let got = xfcc(std::iter::once(&v));
+                    proptest::prop_assert!(got.is_err() || got == Ok(Some(t)), "{got:?}");
+                }
+            }
+        }
+    }
 }
