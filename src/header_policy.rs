@@ -140,6 +140,21 @@ pub fn check_keep_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks `server.client_cert_header.name` and returns it as a header name (lower case). It
+/// is passed to the upstream only from trusted proxies and in exactly this spelling, like the
+/// forwarding headers, and removed in every spelling from anyone else; a header tollgate sets,
+/// forwards or removes by itself cannot be it.
+pub fn check_cert_header_name(name: &str) -> Result<HeaderName, String> {
+    let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("{name:?} is not a header name"))?;
+    if fold(name).is_empty() {
+        return Err(format!("{name:?} has no letters or digits"));
+    }
+    if let Some(own) = own_header(name) {
+        return Err(format!("{name:?} is a header tollgate sets or forwards itself ({own})"));
+    }
+    Ok(header)
+}
+
 /// The built-in name (hop-by-hop, identity, forwarding or canonical) that `name` folds to.
 fn own_header(name: &str) -> Option<&'static str> {
     let folded = fold(name);

@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod authority;
 pub mod body;
+pub mod client_cert;
 pub mod config;
 pub mod cors;
 pub mod dev;

@@ -120,13 +120,21 @@ pub fn https_connector(
     hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(http)
 }
 
-/// A server config offering HTTP/2 and HTTP/1.1 by ALPN.
+/// A server config offering HTTP/2 and HTTP/1.1 by ALPN; with `server.tls.client_ca_file`,
+/// it asks for client certificates and verifies them (read once, at start).
 pub fn server_config(resolver: Arc<ReloadingCert>) -> Result<rustls::ServerConfig, TlsError> {
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|source| TlsError::Rustls { context: "TLS server protocol versions".into(), source })?
-        .with_no_client_auth()
-        .with_cert_resolver(resolver);
+        .map_err(|source| TlsError::Rustls { context: "TLS server protocol versions".into(), source })?;
+    let builder = match &resolver.files.client_ca_file {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let verifier = crate::client_cert::verifier(ca, resolver.files.client_auth)
+                .map_err(|what| TlsError::Pem { path: ca.clone(), what })?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut cfg = builder.with_cert_resolver(resolver);
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(cfg)
 }

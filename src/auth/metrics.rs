@@ -16,6 +16,16 @@ pub struct AuthMetrics {
 }
 
 impl AuthMetrics {
+    /// Counts a refused or uncheckable token (other errors, such as a missing token, are not
+    /// token checks).
+    pub(super) fn count_failure(&self, e: &super::AuthError) {
+        match e {
+            super::AuthError::InvalidToken(why) => self.validations.with_label_values(&["invalid", why.label()]).inc(),
+            super::AuthError::Unavailable(_) => self.validations.with_label_values(&["unavailable", ""]).inc(),
+            _ => {}
+        }
+    }
+
     pub fn new(registry: &Registry) -> Result<AuthMetrics, prometheus::Error> {
         let validations = IntCounterVec::new(
             Opts::new("tollgate_token_validations_total", "Token checks by outcome and reason"),

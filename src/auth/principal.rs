@@ -3,6 +3,7 @@
 use serde_json::Value;
 
 use super::issuer::IssuerId;
+use crate::client_cert::Thumbprint;
 
 /// Who the caller is. Authorization and header injection read only this.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,7 +18,21 @@ pub struct Principal {
     pub scopes: Vec<String>,
     /// Unix seconds after which the credential is no longer valid.
     pub expires_at: u64,
+    /// RFC 8705 §3: `cnf["x5t#S256"]`, the client certificate the token is bound to.
+    pub cert_binding: CertBinding,
     pub claims: Value,
+}
+
+/// What a token's `cnf` says about a client certificate (RFC 8705 §3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertBinding {
+    /// No `cnf["x5t#S256"]`: the token is not bound to a certificate.
+    Unbound,
+    /// Usable only with the client certificate of this thumbprint.
+    To(Thumbprint),
+    /// A `cnf` that is not an object, or an `x5t#S256` that is not a SHA-256 thumbprint: the
+    /// binding cannot be checked, so the token never passes.
+    Unreadable,
 }
 
 impl Principal {
@@ -36,6 +51,7 @@ impl Principal {
             scopes: scopes(&claims),
             subject,
             expires_at,
+            cert_binding: cert_binding(&claims),
             claims,
         })
     }
@@ -77,6 +93,16 @@ impl Principal {
 
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes.iter().any(|s| s == scope)
+    }
+}
+
+/// `cnf["x5t#S256"]` from verified claims (a JWT's or an introspection answer's).
+fn cert_binding(claims: &Value) -> CertBinding {
+    let Some(cnf) = claims.get("cnf") else { return CertBinding::Unbound };
+    let Some(cnf) = cnf.as_object() else { return CertBinding::Unreadable };
+    match cnf.get("x5t#S256") {
+        None => CertBinding::Unbound,
+        Some(v) => v.as_str().and_then(Thumbprint::from_base64url).map_or(CertBinding::Unreadable, CertBinding::To),
     }
 }
 
@@ -135,6 +161,18 @@ mod tests {
         assert_eq!(scp.subject, "svc");
         assert_eq!(scp.scopes, vec!["x", "y"]);
         assert!(Principal::from_claims(0, json!({"scope": "a"}), 10).is_none());
+    }
+
+    #[test]
+    fn reads_the_certificate_binding() {
+        let bound = |cnf: Value| Principal::from_claims(0, json!({"sub": "u", "cnf": cnf}), 10).unwrap().cert_binding;
+        let t = Thumbprint::of_der(b"cert");
+        assert_eq!(bound(json!({"x5t#S256": t.to_base64url()})), CertBinding::To(t));
+        assert_eq!(bound(json!({"jkt": "abc"})), CertBinding::Unbound, "another kind of binding");
+        for unreadable in [json!({"x5t#S256": "abc"}), json!({"x5t#S256": 1}), json!("x5t"), json!(null)] {
+            assert_eq!(bound(unreadable.clone()), CertBinding::Unreadable, "{unreadable}");
+        }
+        assert_eq!(Principal::from_claims(0, json!({"sub": "u"}), 10).unwrap().cert_binding, CertBinding::Unbound);
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub use methods::MethodSet;
 pub use units::IpRange;
 
 use crate::authority::HostPattern;
+pub use crate::client_cert::{CertHeader, ClientCertMode, HeaderFormat};
 
 /// A digest of a configuration table after substitution: equal digests mean the same settings
 /// (secrets included), so runtime state built from one may serve the other.
@@ -99,6 +100,8 @@ pub struct Server {
     pub max_concurrent_streams: u32,
     /// How often the file is read again to pick up changes (zero: only on SIGHUP).
     pub config_check_interval: Duration,
+    /// The header a trusted proxy that terminated TLS passes the client certificate in.
+    pub client_cert_header: Option<CertHeader>,
 }
 
 #[derive(Debug, Clone)]
@@ -107,6 +110,9 @@ pub struct TlsFiles {
     pub key_file: PathBuf,
     /// How often the files are read again to pick up a renewed certificate.
     pub reload_interval: Duration,
+    /// CA certificates (PEM) that verify client certificates; none: no certificates asked for.
+    pub client_ca_file: Option<PathBuf>,
+    pub client_auth: ClientCertMode,
 }
 
 #[derive(Debug, Clone)]

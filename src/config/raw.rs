@@ -176,6 +176,7 @@ pub struct RawServer {
     pub tunnel_idle_timeout: Option<String>,
     pub max_concurrent_streams: Option<u32>,
     pub config_check_interval: Option<String>,
+    pub client_cert_header: Option<RawCertHeader>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -184,6 +185,15 @@ pub struct RawTls {
     pub cert_file: String,
     pub key_file: String,
     pub reload_interval: Option<String>,
+    pub client_ca_file: Option<String>,
+    pub client_auth: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertHeader {
+    pub name: String,
+    pub format: String,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -104,6 +104,8 @@ fn server(c: &mut Check, raw: RawServer, base_dir: &Path) -> Server {
             t.reload_interval.as_deref(),
             Duration::from_secs(10),
         ),
+        client_auth: client_cert_mode(c, &t),
+        client_ca_file: t.client_ca_file.as_deref().map(|f| c.path(base_dir, f)),
     });
     if let Some(t) = &tls {
         for (field, p) in [("server.tls.cert_file", &t.cert_file), ("server.tls.key_file", &t.key_file)] {
@@ -113,6 +115,12 @@ fn server(c: &mut Check, raw: RawServer, base_dir: &Path) -> Server {
         }
         if t.reload_interval.is_zero() {
             c.err("server.tls.reload_interval", "must be more than 0");
+        }
+        if let Some(ca) = &t.client_ca_file {
+            // Parsed as at start, so `tollgate check` fails on a file rustls would refuse.
+            if let Err(e) = crate::client_cert::verifier(ca, t.client_auth) {
+                c.err("server.tls.client_ca_file", e);
+            }
         }
     }
     let mut trusted_proxies = Vec::new();
@@ -124,6 +132,9 @@ fn server(c: &mut Check, raw: RawServer, base_dir: &Path) -> Server {
     }
     let (strip_request_headers, keep_request_headers) =
         request_header_lists(c, raw.strip_request_headers, raw.keep_request_headers);
+    let client_cert_header = raw
+        .client_cert_header
+        .and_then(|h| client_cert_header(c, h, trusted_proxies.is_empty(), &keep_request_headers));
     let max_connections = raw.max_connections.unwrap_or(10_000);
     if max_connections == 0 {
         c.err("server.max_connections", "must be at least 1");
@@ -157,7 +168,63 @@ fn server(c: &mut Check, raw: RawServer, base_dir: &Path) -> Server {
             raw.config_check_interval.as_deref(),
             Duration::from_secs(5),
         ),
+        client_cert_header,
     }
+}
+
+/// `server.tls.client_auth`: `optional` (the default) or `required`, only with a CA to verify by.
+fn client_cert_mode(c: &mut Check, t: &RawTls) -> ClientCertMode {
+    let mode = match t.client_auth.as_deref() {
+        None | Some("optional") => ClientCertMode::Optional,
+        Some("required") => ClientCertMode::Required,
+        Some(other) => {
+            c.err("server.tls.client_auth", format!("{other:?} is not \"optional\" or \"required\""));
+            ClientCertMode::Optional
+        }
+    };
+    if t.client_auth.is_some() && t.client_ca_file.is_none() {
+        c.err("server.tls.client_auth", "needs server.tls.client_ca_file, the CA that verifies client certificates");
+    }
+    mode
+}
+
+/// `server.client_cert_header = { name, format }`: believed only from trusted proxies, so
+/// without any it could never be used; a name tollgate sets or forwards itself, or one kept
+/// for every peer, would let an untrusted client's copy through.
+fn client_cert_header(c: &mut Check, raw: RawCertHeader, untrusted: bool, keep: &[String]) -> Option<CertHeader> {
+    use crate::header_policy::{check_cert_header_name, fold};
+    let format = match raw.format.as_str() {
+        "xfcc" => Some(HeaderFormat::Xfcc),
+        "pem" => Some(HeaderFormat::Pem),
+        other => {
+            c.err("server.client_cert_header.format", format!("{other:?} is not \"xfcc\" or \"pem\""));
+            None
+        }
+    };
+    let name = match check_cert_header_name(&raw.name) {
+        Ok(name) => Some(name),
+        Err(e) => {
+            c.err("server.client_cert_header.name", e);
+            None
+        }
+    };
+    let kept = keep.iter().any(|k| match k.strip_suffix('*') {
+        Some(prefix) => fold(&raw.name).starts_with(&fold(prefix)),
+        None => fold(k) == fold(&raw.name),
+    });
+    if kept {
+        c.err(
+            "server.client_cert_header.name",
+            "is also in server.keep_request_headers, which would pass any client's copy: remove it there",
+        );
+    }
+    if untrusted {
+        c.err(
+            "server.client_cert_header",
+            "is believed only from server.trusted_proxies, and there are none: add the proxy's address",
+        );
+    }
+    Some(CertHeader { name: name?, format: format? })
 }
 
 /// `server.strip_request_headers` and `server.keep_request_headers`, lower-cased; a name may

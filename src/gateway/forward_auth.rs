@@ -28,7 +28,7 @@ use crate::authority::Authority;
 use crate::body::Body;
 use crate::config::{Route, RouteAuth};
 use crate::error::GatewayError;
-use crate::gateway::{authorize, Caller, Gateway};
+use crate::gateway::{authorize, Caller, Conn, Gateway};
 use crate::login::{is_browser, LoginService};
 use crate::oidc::http::form_encode;
 use crate::path::normalize_path;
@@ -65,9 +65,11 @@ struct Forwarded<'h> {
 }
 
 /// Answers one forward-auth request; never fails, every refusal is a response.
-pub async fn answer(gw: &Gateway, req: Request<Incoming>, authority: &Authority) -> Response<Body> {
+/// `conn` is the asking proxy's connection: its client certificate, or (from a trusted proxy)
+/// the configured certificate header, is what certificate-bound tokens are checked against.
+pub async fn answer(gw: &Gateway, req: Request<Incoming>, authority: &Authority, conn: &Conn) -> Response<Body> {
     let (parts, _) = req.into_parts();
-    let mut resp = match judge(gw, parts, authority).await {
+    let mut resp = match judge(gw, parts, authority, conn).await {
         Ok(resp) => resp,
         Err(why) => GatewayError::from(AuthError::Forbidden(why)).into_response(None),
     };
@@ -77,7 +79,12 @@ pub async fn answer(gw: &Gateway, req: Request<Incoming>, authority: &Authority)
 
 /// Finds the route, rebuilds the original request (its URI and the headers as they came) and
 /// runs the pipeline's authentication and authorization on it.
-async fn judge(gw: &Gateway, mut parts: http::request::Parts, own: &Authority) -> Result<Response<Body>, Refusal> {
+async fn judge(
+    gw: &Gateway,
+    mut parts: http::request::Parts,
+    own: &Authority,
+    conn: &Conn,
+) -> Result<Response<Body>, Refusal> {
     let forwarded = Forwarded::read(&parts.headers, Some(own.as_str()))?;
     let route = find_route(gw.router(), &forwarded, parts.uri.query())?;
     let uri = forwarded.uri()?;
@@ -93,7 +100,7 @@ async fn judge(gw: &Gateway, mut parts: http::request::Parts, own: &Authority) -
     let mut set_cookie = HeaderMap::new();
     // The login of this route, not of the host tollgate was asked on: each app its own.
     let login = gw.logins().for_route(route).map(|l| &**l);
-    let outcome = match gw.authenticate(route, &req, return_to.as_deref(), &mut set_cookie).await {
+    let outcome = match gw.authenticate(route, &req, conn, return_to.as_deref(), &mut set_cookie).await {
         Ok(caller) => authorize(route, caller, req.headers()).map(|p| accepted(route, p.caller(), login)),
         Err(e) => Err(e),
     };

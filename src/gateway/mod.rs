@@ -24,6 +24,7 @@ use hyper::body::Incoming;
 use crate::auth::{rules, token, AuthError, Authenticator, Principal};
 use crate::authority::{self, Authority};
 use crate::body::{Body, LimitedBody};
+use crate::client_cert::{CertHeader, Presented, Thumbprint};
 use crate::config::{Bearer, Config, IncomingAuthorization, IpRange, Route, RouteAuth};
 use crate::error::GatewayError;
 use crate::login::{is_browser, page, Logins};
@@ -54,6 +55,9 @@ pub struct Conn {
     pub trusted: bool,
     /// The peer address as a header value, ready for `X-Forwarded-For`.
     peer_header: HeaderValue,
+    /// The SHA-256 of the client certificate presented in the TLS handshake (computed once,
+    /// after it), for certificate-bound tokens.
+    pub client_cert: Option<Thumbprint>,
 }
 
 impl Conn {
@@ -61,7 +65,13 @@ impl Conn {
         let ip = peer.ip();
         let trusted = trusted_proxies.iter().any(|r| r.contains(ip));
         let peer_header = HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("unknown"));
-        Conn { peer, tls, trusted, peer_header }
+        Conn { peer, tls, trusted, peer_header, client_cert: None }
+    }
+
+    /// The connection's client certificate, from its TLS handshake.
+    pub fn with_client_cert(mut self, cert: Option<Thumbprint>) -> Conn {
+        self.client_cert = cert;
+        self
     }
 }
 
@@ -174,6 +184,8 @@ pub struct Gateway {
     logins: Arc<Logins>,
     credentials: Arc<Credentials>,
     trusted_proxies: Vec<IpRange>,
+    /// `server.client_cert_header`, read only from trusted proxies.
+    cert_header: Option<CertHeader>,
     protected: Protected,
     metrics: Metrics,
     /// Per-route handles by `Route::id` (its position in the route table), and one for "no route".
@@ -201,6 +213,15 @@ impl Gateway {
         });
         let route_metrics = router.routes().iter().map(|r| RouteMetrics::new(&metrics, &r.name)).collect();
         let no_route_metrics = RouteMetrics::new(&metrics, "-");
+        let mut protected = Protected::configured(
+            claim_headers.collect::<Vec<_>>().into_iter(),
+            &config.server.strip_request_headers,
+            &config.server.keep_request_headers,
+        );
+        let cert_header = config.server.client_cert_header.clone();
+        if let Some(h) = &cert_header {
+            protected = protected.forwarding_from_trusted(&h.name, &config.server.strip_request_headers);
+        }
         Gateway {
             route_metrics,
             no_route_metrics,
@@ -208,11 +229,8 @@ impl Gateway {
             auth,
             logins,
             credentials,
-            protected: Protected::configured(
-                claim_headers.collect::<Vec<_>>().into_iter(),
-                &config.server.strip_request_headers,
-                &config.server.keep_request_headers,
-            ),
+            protected,
+            cert_header,
             metrics,
             access_log: config.log.access_log,
             trusted_proxies: config.server.trusted_proxies.clone(),
@@ -294,7 +312,7 @@ impl Gateway {
     ) -> (Option<&Route>, Result<Response<Body>, GatewayError>) {
         // Forward-auth judges another proxy's request by its route, with or without [login].
         if req.uri().path() == forward_auth::PATH {
-            return (None, Ok(Box::pin(forward_auth::answer(self, req, authority)).await));
+            return (None, Ok(Box::pin(forward_auth::answer(self, req, authority, conn)).await));
         }
         // Built-in endpoints under a login's `{public_url path}/oauth2/` come before any route.
         let req = match self.logins.owner(authority, req.uri().path()) {
@@ -329,7 +347,7 @@ impl Gateway {
         let mut set_cookie = HeaderMap::new();
         let result = async {
             let own = uri.path_and_query().map_or("/", |pq| pq.as_str());
-            let caller = self.authenticate(route, &req, Some(own), &mut set_cookie).await?;
+            let caller = self.authenticate(route, &req, conn, Some(own), &mut set_cookie).await?;
             let permitted = authorize(route, caller, req.headers())?;
             self.forward(req, permitted, &path, authority, conn, proxy, request_id).await
         }
@@ -365,12 +383,13 @@ impl Gateway {
         &self,
         route: &Route,
         req: &Request<B>,
+        conn: &Conn,
         sign_in: Option<&str>,
         set_cookie: &mut HeaderMap,
     ) -> Result<Caller, GatewayError> {
         match &route.auth {
             RouteAuth::None => Ok(Caller::Anonymous),
-            RouteAuth::Bearer(b) => self.bearer(b, req).await,
+            RouteAuth::Bearer(b) => self.bearer(b, req, conn).await,
             RouteAuth::Login | RouteAuth::LoginOrBearer(_) => {
                 let login = self.logins.for_route(route).ok_or(AuthError::Unavailable("login is not configured"))?;
                 if let Some(s) = login.session(req.headers()).await? {
@@ -379,7 +398,7 @@ impl Gateway {
                 }
                 if let RouteAuth::LoginOrBearer(b) = &route.auth {
                     if token::extract(req.headers(), req.uri(), &b.sources)?.is_some() {
-                        return self.bearer(b, req).await;
+                        return self.bearer(b, req, conn).await;
                     }
                 }
                 if let Some(rd) = sign_in.filter(|_| is_browser(req.headers())) {
@@ -390,15 +409,23 @@ impl Gateway {
         }
     }
 
-    async fn bearer<B>(&self, bearer: &Bearer, req: &Request<B>) -> Result<Caller, GatewayError> {
+    async fn bearer<B>(&self, bearer: &Bearer, req: &Request<B>, conn: &Conn) -> Result<Caller, GatewayError> {
         let token = token::extract(req.headers(), req.uri(), &bearer.sources)?.ok_or(AuthError::MissingToken)?;
-        let principal = self.auth.authenticate(bearer, &token).await?;
+        let verified = self.auth.authenticate(bearer, &token).await?;
+        let principal = verified.presented_with(self.presented_cert(conn, req.headers()))?;
         let in_header = req
             .headers()
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.ends_with(&*token));
         Ok(Caller::Bearer { principal, token: token.into_owned(), in_header })
+    }
+
+    /// The request's client certificate, as far as it can be known: the connection's, or the
+    /// configured header when the peer is a trusted proxy (read only if a bound token needs it).
+    pub(crate) fn presented_cert<'r>(&'r self, conn: &'r Conn, headers: &'r HeaderMap) -> Presented<'r> {
+        let header = self.cert_header.as_ref().filter(|_| conn.trusted).map(|h| (h, headers));
+        Presented::new(conn.client_cert.as_ref(), header)
     }
 
     /// Steps 4 and 5.

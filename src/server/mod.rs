@@ -392,8 +392,10 @@ async fn accept_loop(
                 }
                 Some(acceptor) => match tokio::time::timeout(cfg.header_read_timeout, acceptor.accept(stream)).await {
                     Ok(Ok(tls)) => {
-                        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-                        let conn = Conn::new(peer, true, trusted.trusted_proxies());
+                        let session = tls.get_ref().1;
+                        let h2 = session.alpn_protocol() == Some(b"h2");
+                        let cert = crate::client_cert::of_chain(session.peer_certificates());
+                        let conn = Conn::new(peer, true, trusted.trusted_proxies()).with_client_cert(cert);
                         serve(tls, h2, conn, serving).await;
                     }
                     Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),

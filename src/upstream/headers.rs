@@ -90,6 +90,33 @@ impl Protected {
         p
     }
 
+    /// `server.client_cert_header`: passes from trusted proxies in exactly its own spelling and
+    /// is removed in every spelling from anyone else, as the forwarding headers are; by default
+    /// it is one of the [`FOREIGN`] names, removed from everybody. Named (or matched by a
+    /// prefix) in `strip`, it stays removed from everybody.
+    pub fn forwarding_from_trusted(mut self, name: &HeaderName, strip: &[String]) -> Protected {
+        let folded = fold(name.as_str());
+        let stripped = strip.iter().any(|s| match s.strip_suffix('*') {
+            Some(prefix) => folded.starts_with(&fold(prefix)),
+            None => fold(s) == folded,
+        });
+        if stripped {
+            return self;
+        }
+        let foreign = FOREIGN.iter().any(|f| !f.ends_with('*') && fold(f) == folded);
+        let bucket =
+            self.by_len.get_mut(folded.len()).and_then(|b| b.iter_mut().find(|e| *e.folded == *folded.as_bytes()));
+        match bucket {
+            Some(e) if e.kind == Kind::Strip && foreign => {
+                e.kind = Kind::Forwarding;
+                e.exact = name.as_str().into();
+            }
+            Some(_) => {}
+            None => self.add(name.as_str(), Kind::Forwarding),
+        }
+        self
+    }
+
     fn add(&mut self, name: &str, kind: Kind) {
         let folded = fold(name).into_bytes();
         if self.by_len.len() <= folded.len() {
@@ -399,6 +426,44 @@ mod tests {
         let p = Protected::configured(std::iter::empty(), &strip, &keep);
         p.clean_request(&mut h, false);
         assert_eq!(left(&h), vec!["accept", "remote-user", "x-amzn-oidc-data"], "kept only in their own spelling");
+    }
+
+    #[test]
+    fn client_cert_header_passes_only_from_trusted_proxies_in_its_spelling() {
+        let spellings =
+            ["x-forwarded-client-cert", "x_forwarded_client_cert", "x.forwarded.client.cert", "xforwardedclientcert"];
+        let mut h = HeaderMap::new();
+        for n in spellings {
+            h.append(HeaderName::from_bytes(n.as_bytes()).unwrap(), HeaderValue::from_static("Hash=00"));
+        }
+        let name = HeaderName::from_static("x-forwarded-client-cert");
+        let p = Protected::default().forwarding_from_trusted(&name, &[]);
+        let mut untrusted = h.clone();
+        p.clean_request(&mut untrusted, false);
+        assert!(untrusted.is_empty(), "{untrusted:?}");
+        let mut trusted = h.clone();
+        p.clean_request(&mut trusted, true);
+        assert_eq!(left(&trusted), vec!["x-forwarded-client-cert"]);
+        // By default (no client_cert_header) removed from everybody.
+        let mut defaults = h.clone();
+        Protected::default().clean_request(&mut defaults, true);
+        assert!(defaults.is_empty());
+        // Also a name outside the default list, and one under a removed prefix.
+        for custom in ["x-client-cert-pem", "x-ssl-client-escaped-cert"] {
+            let name = HeaderName::from_bytes(custom.as_bytes()).unwrap();
+            let p = Protected::default().forwarding_from_trusted(&name, &[]);
+            let mut h = map(&[(custom, "v"), (&custom.replace('-', "_"), "forged")]);
+            p.clean_request(&mut h, true);
+            assert_eq!(left(&h), vec![custom]);
+            let mut h = map(&[(custom, "v"), (&custom.replace('-', "_"), "forged")]);
+            p.clean_request(&mut h, false);
+            assert!(h.is_empty(), "{h:?}");
+        }
+        // Named in strip_request_headers: removed from everybody.
+        let p = Protected::default().forwarding_from_trusted(&name, &["x-forwarded-client-*".to_string()]);
+        let mut h = map(&[("x-forwarded-client-cert", "v")]);
+        p.clean_request(&mut h, true);
+        assert!(h.is_empty());
     }
 
     #[test]

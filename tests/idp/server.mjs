@@ -6,6 +6,7 @@
 // provider is listening; everything else goes to stderr. See README.md for the knobs.
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -196,6 +197,18 @@ const configuration = {
       },
     },
     revocation: { enabled: true },
+    // ---- mTLS (RFC 8705): certificate-bound access tokens (tests/mtls_bound.rs) ----------------
+    // A client registered with `tls_client_certificate_bound_access_tokens: true` gets tokens with
+    // cnf["x5t#S256"] of the certificate it presented on the HTTPS listener (IDP_MTLS_CERT_FILE);
+    // over plain HTTP it has none and its token request fails (invalid_grant).
+    mTLS: {
+      enabled: true,
+      certificateBoundAccessTokens: true,
+      getCertificate(ctx) {
+        return ctx.socket?.getPeerX509Certificate?.() ?? undefined;
+      },
+    },
+    // ---- end mTLS -------------------------------------------------------------------------------
     rpInitiatedLogout: { enabled: true },
     backchannelLogout: { enabled: true },
     resourceIndicators: {
@@ -429,7 +442,7 @@ function registerTokenExchange(provider) {
 // ---------------------------------------------------------------------------------------------
 let providerCallback; // set once the provider exists, which needs the port, which needs listen()
 
-const server = http.createServer(async (req, res) => {
+async function handle(req, res) {
   const url = new URL(req.url, 'http://127.0.0.1');
   if (url.pathname.startsWith('/__test/')) return testEndpoint(req, res, url);
 
@@ -444,7 +457,29 @@ const server = http.createServer(async (req, res) => {
   if (failures[endpoint]) return sendJson(res, failures[endpoint], { error: 'injected_failure' });
   if (!providerCallback) return sendJson(res, 503, { error: 'starting' });
   return providerCallback(req, res);
-});
+}
+
+const server = http.createServer(handle);
+
+// ---- mTLS listener: HTTPS asking for (not verifying) client certificates, the same provider ----
+// With IDP_MTLS_CERT_FILE and IDP_MTLS_KEY_FILE (the server's PEM certificate and key), a second
+// listener on 127.0.0.1 (IDP_MTLS_PORT, default any) whose clients' certificates the mTLS feature
+// reads; the ready line then carries "mtls":"https://127.0.0.1:PORT".
+const MTLS_CERT_FILE = env.IDP_MTLS_CERT_FILE;
+const mtlsServer = MTLS_CERT_FILE
+  ? https.createServer(
+    { cert: readFileSync(MTLS_CERT_FILE), key: readFileSync(env.IDP_MTLS_KEY_FILE), requestCert: true, rejectUnauthorized: false },
+    handle,
+  )
+  : undefined;
+function listenMtls() {
+  return new Promise((resolve, reject) => {
+    if (!mtlsServer) return resolve(undefined);
+    mtlsServer.once('error', reject);
+    return mtlsServer.listen(Number(env.IDP_MTLS_PORT ?? 0), '127.0.0.1', () => resolve(`https://127.0.0.1:${mtlsServer.address().port}`));
+  });
+}
+// ---- end mTLS listener --------------------------------------------------------------------------
 
 server.listen(PORT, '127.0.0.1', async () => {
   const { port } = server.address();
@@ -465,8 +500,15 @@ server.listen(PORT, '127.0.0.1', async () => {
     console.error('idp: invalid provider configuration:', err.error_description ?? '', err);
     process.exit(1);
   }
+  let mtls;
+  try {
+    mtls = await listenMtls();
+  } catch (err) {
+    console.error('idp: cannot start the mTLS listener:', err.message);
+    process.exit(1);
+  }
   console.error(`idp: listening on ${issuer} (keys ${JWKS_FILE}, alg ${SIGNING_ALG}, access-token TTL ${AT_TTL}s)`);
-  process.stdout.write(`IDP_READY ${JSON.stringify({ issuer })}\n`);
+  process.stdout.write(`IDP_READY ${JSON.stringify({ issuer, mtls })}\n`);
 });
 
 server.on('error', (err) => {
@@ -478,6 +520,7 @@ function shutdown(why) {
   console.error(`idp: ${why}, shutting down`);
   server.close(() => process.exit(0));
   server.closeAllConnections();
+  mtlsServer?.closeAllConnections();
   setTimeout(() => process.exit(0), 2000).unref();
 }
 process.on('SIGTERM', () => shutdown('SIGTERM'));

@@ -64,6 +64,8 @@ pub struct Idp {
     /// `http://127.0.0.1:PORT`, exactly as the provider puts it in `iss`.
     pub issuer: String,
     pub port: u16,
+    /// `https://127.0.0.1:PORT` of the mTLS listener, when `IDP_MTLS_CERT_FILE` was given.
+    pub mtls: Option<String>,
     child: Child,
     // Kept open so the server's stdin stays open; when this process dies without calling
     // `stop` the pipe closes and the server exits by itself (IDP_EXIT_ON_STDIN_EOF).
@@ -160,8 +162,15 @@ impl Idp {
             });
         }
 
-        let mut idp =
-            Idp { issuer: String::new(), port: 0, stdin: child.stdin.take(), child, stderr_tail, stopped: false };
+        let mut idp = Idp {
+            issuer: String::new(),
+            port: 0,
+            mtls: None,
+            stdin: child.stdin.take(),
+            child,
+            stderr_tail,
+            stopped: false,
+        };
 
         let deadline = Instant::now() + READY_TIMEOUT;
         let mut other_stdout = Vec::new();
@@ -172,6 +181,7 @@ impl Idp {
                     Some(json) => {
                         let ready: Value = serde_json::from_str(json)
                             .unwrap_or_else(|e| idp.fail(&format!("bad IDP_READY line {line:?}: {e}")));
+                        idp.mtls = ready["mtls"].as_str().map(str::to_owned);
                         match ready["issuer"].as_str() {
                             Some(issuer) => break issuer.to_owned(),
                             None => idp.fail(&format!("IDP_READY without issuer: {line:?}")),
