@@ -102,6 +102,7 @@ fn traces_url(s: &str) -> Result<Uri, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

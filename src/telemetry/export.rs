@@ -93,7 +93,7 @@ impl QueueProcessor {
                 Ok(()) => break,
                 Err(TrySendError::Full(m)) if Instant::now() < deadline => {
                     msg = m;
-                    std::thread::yield_now();
+                    std::thread::sleep(Duration::from_millis(1));
                 }
                 Err(TrySendError::Full(_)) => return Err(OTelSdkError::Timeout(self.patience)),
                 Err(TrySendError::Disconnected(_)) => return Err(OTelSdkError::AlreadyShutdown),

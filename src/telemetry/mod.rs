@@ -97,8 +97,14 @@ impl Telemetry {
             None => (Context::new(), false),
         };
         let (name, method_attr) = method_name(method);
-        let span =
-            self.tracer.span_builder(name).with_kind(SpanKind::Server).start_with_context(&self.tracer, &parent_cx);
+        // Room for every attribute the span gets (they are moved into it, not copied), so none
+        // of the later ones reallocates.
+        let span = self
+            .tracer
+            .span_builder(name)
+            .with_kind(SpanKind::Server)
+            .with_attributes(Vec::with_capacity(SERVER_ATTRIBUTES))
+            .start_with_context(&self.tracer, &parent_cx);
         let recording = opentelemetry::trace::Span::is_recording(&span);
         let cx = Context::new().with_span(span);
         if recording {
@@ -123,13 +129,14 @@ impl Telemetry {
             .tracer
             .span_builder(Cow::Borrowed(idp_span_name(call)))
             .with_kind(SpanKind::Client)
+            .with_attributes(Vec::with_capacity(CLIENT_ATTRIBUTES))
             .start_with_context(&self.tracer, &parent);
         let mut call_span = CallSpan { span, started: Instant::now() };
         if call_span.recording() {
             let uri = req.uri();
             let (_, method) = method_name(req.method());
             let full = format!("{}://{}{}", uri.scheme_str().unwrap_or("http"), uri.host().unwrap_or(""), uri.path());
-            call_span.set_all(vec![
+            call_span.set_all([
                 KeyValue::new("tollgate.idp.call", call),
                 KeyValue::new("http.request.method", method),
                 KeyValue::new("server.address", uri.host().unwrap_or("").to_owned()),
@@ -171,20 +178,22 @@ impl RequestSpan<'_> {
 
     /// The client span for the upstream call.
     pub fn upstream(&self, route: &config::Route) -> CallSpan {
-        let span =
-            self.tracer.span_builder("upstream").with_kind(SpanKind::Client).start_with_context(self.tracer, &self.cx);
+        let span = self
+            .tracer
+            .span_builder("upstream")
+            .with_kind(SpanKind::Client)
+            .with_attributes(Vec::with_capacity(CLIENT_ATTRIBUTES))
+            .start_with_context(self.tracer, &self.cx);
         let mut call = CallSpan { span, started: Instant::now() };
         if call.recording() {
             let u = &route.upstream;
-            let mut attrs = vec![
+            let port = u.authority.port_u16().map(|p| KeyValue::new("server.port", i64::from(p)));
+            let attrs = [
                 KeyValue::new("http.request.method", self.method),
                 KeyValue::new("server.address", u.authority.host().to_owned()),
                 KeyValue::new("http.route", route.name.clone()),
             ];
-            if let Some(port) = u.authority.port_u16() {
-                attrs.push(KeyValue::new("server.port", i64::from(port)));
-            }
-            call.set_all(attrs);
+            call.set_all(attrs.into_iter().chain(port));
         }
         call
     }
@@ -217,12 +226,12 @@ impl RequestSpan<'_> {
         let span = self.cx.span();
         if let Some(route) = route {
             span.update_name(format!("{} {route}", span_method(self.method)));
-            span.set_attribute(KeyValue::new("http.route", route.to_owned()));
         }
-        if let Some(a) = authority {
-            span.set_attribute(KeyValue::new("server.address", a.to_owned()));
-        }
-        span.set_attribute(KeyValue::new("http.response.status_code", i64::from(status.as_u16())));
+        let status_code = KeyValue::new("http.response.status_code", i64::from(status.as_u16()));
+        let route = route.map(|r| KeyValue::new("http.route", r.to_owned()));
+        let authority = authority.map(|a| KeyValue::new("server.address", a.to_owned()));
+        // One lock of the span for the three.
+        span.set_attributes(route.into_iter().chain(authority).chain([status_code]));
         if status.is_server_error() {
             span.set_status(Status::error(status.as_str().to_owned()));
         }
@@ -241,7 +250,7 @@ impl CallSpan {
         opentelemetry::trace::Span::is_recording(&self.span)
     }
 
-    fn set_all(&mut self, attrs: Vec<KeyValue>) {
+    fn set_all(&mut self, attrs: impl IntoIterator<Item = KeyValue>) {
         opentelemetry::trace::Span::set_attributes(&mut self.span, attrs);
     }
 
@@ -272,6 +281,11 @@ impl CallSpan {
         ms
     }
 }
+
+/// Attributes a server span gets at most (see [`Telemetry::request`] and [`RequestSpan`]).
+const SERVER_ATTRIBUTES: usize = 8;
+/// Attributes a client span gets at most.
+const CLIENT_ATTRIBUTES: usize = 6;
 
 /// The span name's method and the `http.request.method` value (semantic conventions: known
 /// methods as they are, others `_OTHER` and named `HTTP`).
