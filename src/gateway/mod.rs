@@ -277,8 +277,7 @@ impl Gateway {
             );
         }
         if let Some(t) = trace {
-            let host = authority.as_ref().ok().map(Authority::as_str);
-            t.finish(route.map(|r| r.name.as_str()), host, resp.status());
+            t.finish(route.map(|r| r.name.as_str()), authority.as_ref().ok(), resp.status());
         }
         resp
     }
@@ -465,11 +464,7 @@ impl Gateway {
             headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(UPGRADE, protocol);
         }
-        let call = trace.map(|t| {
-            let call = t.upstream(route);
-            t.set_upstream_headers(&call, &mut parts.headers);
-            call
-        });
+        let call = trace.and_then(|t| t.upstream(route, &mut parts.headers));
         let upstream_req = Request::from_parts(parts, LimitedBody::new(body, route.max_body));
         let sent = proxy.send(&route.upstream, upstream_req, route.timeout).await.map_err(GatewayError::from);
         if let (Some(t), Some(call)) = (trace, call) {

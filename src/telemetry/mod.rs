@@ -25,6 +25,7 @@ use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider, Span, SpanExporter as _};
 use opentelemetry_sdk::Resource;
 
+use crate::authority::Authority;
 use crate::config;
 use export::{ExportMetrics, QueueProcessor, Schedule};
 use traceparent::{TRACEPARENT, TRACESTATE};
@@ -176,8 +177,20 @@ impl RequestSpan<'_> {
         }
     }
 
-    /// The client span for the upstream call.
-    pub fn upstream(&self, route: &config::Route) -> CallSpan {
+    /// Sets the upstream request's `traceparent` and, when this request is sampled, starts
+    /// the client span for the upstream call that it names as the parent. An unsampled request
+    /// makes no second span: the upstream's parent is this one (sampled flag off).
+    ///
+    /// A client's `tracestate` stays as sent when it and the `traceparent` were valid;
+    /// otherwise it is removed (with a new trace it described another one).
+    pub fn upstream(&self, route: &config::Route, headers: &mut HeaderMap) -> Option<CallSpan> {
+        if !self.keep_tracestate {
+            headers.remove(&TRACESTATE);
+        }
+        if !self.recording {
+            headers.insert(TRACEPARENT.clone(), traceparent::header(self.cx.span().span_context()));
+            return None;
+        }
         let span = self
             .tracer
             .span_builder("upstream")
@@ -185,28 +198,16 @@ impl RequestSpan<'_> {
             .with_attributes(Vec::with_capacity(CLIENT_ATTRIBUTES))
             .start_with_context(self.tracer, &self.cx);
         let mut call = CallSpan { span, started: Instant::now() };
-        if call.recording() {
-            let u = &route.upstream;
-            let port = u.authority.port_u16().map(|p| KeyValue::new("server.port", i64::from(p)));
-            let attrs = [
-                KeyValue::new("http.request.method", self.method),
-                KeyValue::new("server.address", u.authority.host().to_owned()),
-                KeyValue::new("http.route", route.name.clone()),
-            ];
-            call.set_all(attrs.into_iter().chain(port));
-        }
-        call
-    }
-
-    /// Names `call` as the upstream's parent. A client's `tracestate` stays as sent when it and
-    /// the `traceparent` were valid; otherwise it is removed (with a new trace it described
-    /// another one).
-    pub fn set_upstream_headers(&self, call: &CallSpan, headers: &mut HeaderMap) {
-        use opentelemetry::trace::Span as _;
-        headers.insert(TRACEPARENT.clone(), traceparent::header(call.span.span_context()));
-        if !self.keep_tracestate {
-            headers.remove(&TRACESTATE);
-        }
+        headers.insert(TRACEPARENT.clone(), traceparent::header(call.span_context()));
+        let u = &route.upstream;
+        let port = u.authority.port_u16().map(|p| KeyValue::new("server.port", i64::from(p)));
+        let attrs = [
+            KeyValue::new("http.request.method", self.method),
+            KeyValue::new("server.address", u.authority.host().to_owned()),
+            KeyValue::new("http.route", route.name.clone()),
+        ];
+        call.set_all(attrs.into_iter().chain(port));
+        Some(call)
     }
 
     /// Ends the upstream call's span and records its time on the request's span.
@@ -219,7 +220,7 @@ impl RequestSpan<'_> {
 
     /// Ends the span with what the request came to. `route` and `authority` are known only
     /// when the request got that far.
-    pub fn finish(self, route: Option<&str>, authority: Option<&str>, status: StatusCode) {
+    pub fn finish(self, route: Option<&str>, authority: Option<&Authority>, status: StatusCode) {
         if !self.recording {
             return;
         }
@@ -229,9 +230,10 @@ impl RequestSpan<'_> {
         }
         let status_code = KeyValue::new("http.response.status_code", i64::from(status.as_u16()));
         let route = route.map(|r| KeyValue::new("http.route", r.to_owned()));
-        let authority = authority.map(|a| KeyValue::new("server.address", a.to_owned()));
-        // One lock of the span for the three.
-        span.set_attributes(route.into_iter().chain(authority).chain([status_code]));
+        let host = authority.map(|a| KeyValue::new("server.address", a.host().to_owned()));
+        let port = authority.and_then(Authority::port).map(|p| KeyValue::new("server.port", i64::from(p)));
+        // One lock of the span for all of them.
+        span.set_attributes(route.into_iter().chain(host).chain(port).chain([status_code]));
         if status.is_server_error() {
             span.set_status(Status::error(status.as_str().to_owned()));
         }
@@ -283,7 +285,7 @@ impl CallSpan {
 }
 
 /// Attributes a server span gets at most (see [`Telemetry::request`] and [`RequestSpan`]).
-const SERVER_ATTRIBUTES: usize = 8;
+const SERVER_ATTRIBUTES: usize = 9;
 /// Attributes a client span gets at most.
 const CLIENT_ATTRIBUTES: usize = 6;
 
