@@ -260,8 +260,11 @@ impl Gateway {
         let stats = route.and_then(|r| self.route_metrics.get(r.id)).unwrap_or(&self.no_route_metrics);
         stats.record(&self.metrics, resp.status(), elapsed.as_secs_f64());
         let mut trace_hex = [0u8; 32];
-        let trace_id =
-            trace.as_ref().map(|t| crate::telemetry::traceparent::trace_id_hex(t.trace_id(), &mut trace_hex));
+        // Written only for the access log.
+        let trace_id = match (&method, &trace) {
+            (Some(_), Some(t)) => Some(crate::telemetry::traceparent::trace_id_hex(t.trace_id(), &mut trace_hex)),
+            _ => None,
+        };
         if let Some(method) = method {
             tracing::info!(
                 target: "tollgate::access",
