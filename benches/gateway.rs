@@ -17,6 +17,7 @@
 //!   and the per-thread front cache in front of moka. `*_x2` functions report the time per
 //!   operation while two threads run the same loop, so 1× means no contention.
 //! - `upstream_headers_*`: the gateway's inserts into an upstream request's headers.
+//! - `telemetry_request_*`: the spans and header `[telemetry]` adds to one request.
 //! - `proposal_router_find_1000_segment_index`: a stand-alone index by first path segment,
 //!   checked to give the same answers as `Router::find`; not adopted (routing is well under a
 //!   microsecond at 1,000 routes, and a handful of routes is the usual case).
@@ -604,5 +605,43 @@ fn upstream_headers(c: &mut Criterion) {
     });
 }
 
-criterion_group!(gateway, cookies, sessions, routing, headers, metrics, token_cache, upstream_headers);
+/// What `[telemetry]` adds to one request (`Gateway::handle` and `forward`): the server span
+/// (with and without a client `traceparent`), the upstream span and `traceparent` header, and
+/// closing both; sampled (ratio 1.0) and not (ratio 0.0). Spans go to the bounded queue; the
+/// collector is a closed port, so the export thread's failures stay off this thread.
+fn telemetry(c: &mut Criterion) {
+    let route = String::from(
+        "[[route]]\nname = \"api\"\npath = \"/api/\"\nauth = \"none\"\nupstream = \"http://127.0.0.1:1\"\n\n[telemetry]\notlp_endpoint = \"http://127.0.0.1:1\"\nmax_queue_size = 1\n"
+    );
+    let sampled = bench_config(&route);
+    let unsampled = bench_config(&route.replace("max_queue_size", "sample_ratio = 0.0\nmax_queue_size"));
+    let authority = tollgate::authority::parse(b"app.example.com").expect("authority");
+    let mut parent = HeaderMap::new();
+    parent.insert("traceparent", HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+    for (name, config, headers) in [
+        ("telemetry_request_new_trace", &sampled, HeaderMap::new()),
+        ("telemetry_request_client_parent", &sampled, parent.clone()),
+        ("telemetry_request_unsampled", &unsampled, HeaderMap::new()),
+    ] {
+        let cfg = config.telemetry.as_ref().expect("[telemetry]");
+        let tls = tollgate::tls::client_config(&config.upstream).expect("client TLS");
+        let t = tollgate::telemetry::Telemetry::start(cfg, tls, &prometheus::Registry::new()).expect("telemetry");
+        let route = &config.routes[0];
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                let span = t.request(black_box(&headers), &Method::GET, "/api/things/1");
+                span.auth_outcome("anonymous");
+                let mut up = HeaderMap::with_capacity(8);
+                if let Some(call) = span.upstream(route, &mut up) {
+                    span.upstream_done(call, Ok(StatusCode::OK));
+                }
+                span.finish(Some(&route.name), Some(&authority), StatusCode::OK);
+                black_box(up)
+            })
+        });
+        t.shutdown();
+    }
+}
+
+criterion_group!(gateway, cookies, sessions, routing, headers, metrics, token_cache, upstream_headers, telemetry);
 criterion_main!(gateway);

@@ -25,6 +25,7 @@ pub mod secret;
 pub mod server;
 pub mod session;
 pub mod store;
+pub mod telemetry;
 pub mod tls;
 pub mod upstream;
 pub mod util;

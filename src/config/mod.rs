@@ -9,6 +9,7 @@ mod login;
 mod methods;
 mod raw;
 mod subst;
+mod telemetry;
 pub mod units;
 mod validate;
 
@@ -26,6 +27,7 @@ pub use clients::{
 pub use cors::{AllowHeaders, Cors, OriginPattern, Origins};
 pub use login::{ClientAuth, Login, PrivateKey, RedisStore, SessionStore, DEFAULT_LOGIN};
 pub use methods::MethodSet;
+pub use telemetry::Telemetry;
 pub use units::IpRange;
 
 use crate::authority::HostPattern;
@@ -73,6 +75,8 @@ pub struct Config {
     pub clients: Vec<Client>,
     pub egress: Vec<Egress>,
     pub routes: Vec<Route>,
+    /// `[telemetry]`: trace export; `None` makes no spans.
+    pub telemetry: Option<Telemetry>,
 }
 
 #[derive(Debug, Clone)]

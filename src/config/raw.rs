@@ -28,6 +28,8 @@ pub struct RawConfig {
     pub egress: Vec<RawEgress>,
     #[serde(default, rename = "route")]
     pub routes: Vec<RawRoute>,
+    #[serde(default)]
+    pub telemetry: Option<super::telemetry::RawTelemetry>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -68,8 +68,22 @@ pub(super) fn validate(raw: RawConfig, file: &Path, base_dir: &Path) -> Result<C
         c.err("route", "no routes: add at least one [[route]] with a path and an upstream (or an [[egress]] listener)");
     }
     let routes = routes(&mut c, raw.routes, &upstream, &issuers, &logins, &clients);
+    let telemetry = raw.telemetry.and_then(|t| super::telemetry::telemetry(&mut c, t));
     if c.errors.is_empty() {
-        Ok(Config { file: file.to_path_buf(), server, admin, log, upstream, issuers, logins, clients, egress, routes })
+        let config = Config {
+            file: file.to_path_buf(),
+            server,
+            admin,
+            log,
+            upstream,
+            issuers,
+            logins,
+            clients,
+            egress,
+            routes,
+            telemetry,
+        };
+        Ok(config)
     } else {
         Err(c.errors)
     }

@@ -31,6 +31,7 @@ use crate::login::{is_browser, page, Logins};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::path::normalize_path;
 use crate::router::{Found, Router};
+use crate::telemetry::{RequestSpan, Telemetry};
 use crate::upstream::credentials::Credentials;
 use crate::upstream::exchange::Subject;
 use crate::upstream::grpc;
@@ -192,6 +193,8 @@ pub struct Gateway {
     route_metrics: Vec<RouteMetrics>,
     no_route_metrics: RouteMetrics,
     access_log: bool,
+    /// `[telemetry]`: a span per request; `None` costs nothing.
+    telemetry: Option<Telemetry>,
 }
 
 impl Gateway {
@@ -202,6 +205,7 @@ impl Gateway {
         logins: Arc<Logins>,
         credentials: Arc<Credentials>,
         metrics: Metrics,
+        telemetry: Option<Telemetry>,
     ) -> Gateway {
         // Every header the gateway sets from configuration is protected from client copies.
         let claim_headers = config.routes.iter().flat_map(|r| {
@@ -233,6 +237,7 @@ impl Gateway {
             cert_header,
             metrics,
             access_log: config.log.access_log,
+            telemetry,
             trusted_proxies: config.server.trusted_proxies.clone(),
         }
     }
@@ -249,6 +254,10 @@ impl Gateway {
         &self.trusted_proxies
     }
 
+    pub fn telemetry(&self) -> Option<&Telemetry> {
+        self.telemetry.as_ref()
+    }
+
     async fn handle(&self, req: Request<Incoming>, conn: &Conn, proxy: &Proxy, ids: &RequestIds) -> Response<Body> {
         let started = Instant::now();
         // Decremented on drop too: a request whose client went away still leaves the gauge.
@@ -257,11 +266,18 @@ impl Gateway {
         let method = self.access_log.then(|| req.method().clone());
         let origin = req.headers().get(http::header::ORIGIN).cloned();
         let grpc = grpc::is_grpc(req.headers());
+        let trace = self.telemetry.as_ref().map(|t| t.request(req.headers(), req.method(), req.uri().path()));
         // Step 0, before anything reads a host: the one authority of this request.
         let authority = authority::of_request(&req);
-        let (route, result) = match &authority {
-            Ok(a) => self.pipeline(req, a, conn, proxy, &request_id).await,
-            Err(e) => (None, Err(GatewayError::BadRequest(e.reason()))),
+        let (route, result) = match (&authority, &trace) {
+            (Ok(a), None) => self.pipeline(req, a, conn, proxy, &request_id, None).await,
+            // Identity-provider calls made on the way find the request's span in the context.
+            (Ok(a), Some(t)) => {
+                use opentelemetry::context::FutureExt;
+                let work = self.pipeline(req, a, conn, proxy, &request_id, Some(t));
+                work.with_context(t.context().clone()).await
+            }
+            (Err(e), _) => (None, Err(GatewayError::BadRequest(e.reason()))),
         };
         let route_name = route.map_or("-", |r| r.name.as_str());
         // A gRPC refusal goes out as HTTP 200; metrics and the access log keep the HTTP status
@@ -286,6 +302,12 @@ impl Gateway {
         let elapsed = started.elapsed();
         let stats = route.and_then(|r| self.route_metrics.get(r.id)).unwrap_or(&self.no_route_metrics);
         stats.record(&self.metrics, status, elapsed.as_secs_f64());
+        let mut trace_hex = [0u8; 32];
+        // Written only for the access log.
+        let trace_id = match (&method, &trace) {
+            (Some(_), Some(t)) => Some(crate::telemetry::traceparent::trace_id_hex(t.trace_id(), &mut trace_hex)),
+            _ => None,
+        };
         if let Some(method) = method {
             tracing::info!(
                 target: "tollgate::access",
@@ -296,8 +318,12 @@ impl Gateway {
                 latency_ms = elapsed.as_secs_f64() * 1e3,
                 peer = %conn.peer,
                 request_id = request_id.to_str().unwrap_or("-"),
+                trace_id = trace_id.unwrap_or("-"),
                 "request"
             );
+        }
+        if let Some(t) = trace {
+            t.finish(route.map(|r| r.name.as_str()), authority.as_ref().ok(), status);
         }
         resp
     }
@@ -309,6 +335,7 @@ impl Gateway {
         conn: &Conn,
         proxy: &Proxy,
         request_id: &HeaderValue,
+        trace: Option<&RequestSpan<'_>>,
     ) -> (Option<&Route>, Result<Response<Body>, GatewayError>) {
         // Forward-auth judges another proxy's request by its route, with or without [login].
         if req.uri().path() == forward_auth::PATH {
@@ -347,9 +374,12 @@ impl Gateway {
         let mut set_cookie = HeaderMap::new();
         let result = async {
             let own = uri.path_and_query().map_or("/", |pq| pq.as_str());
-            let caller = self.authenticate(route, &req, conn, Some(own), &mut set_cookie).await?;
-            let permitted = authorize(route, caller, req.headers())?;
-            self.forward(req, permitted, &path, authority, conn, proxy, request_id).await
+            let caller = self.authenticate(route, &req, conn, Some(own), &mut set_cookie).await;
+            let permitted = caller.and_then(|c| authorize(route, c, req.headers()));
+            if let Some(t) = trace {
+                t.auth_outcome(auth_outcome(&permitted));
+            }
+            self.forward(req, permitted?, &path, authority, conn, proxy, request_id, trace).await
         }
         .await;
         // Cookies from a refresh must reach the browser whatever happened next.
@@ -438,6 +468,7 @@ impl Gateway {
         conn: &Conn,
         proxy: &Proxy,
         request_id: &HeaderValue,
+        trace: Option<&RequestSpan<'_>>,
     ) -> Result<Response<Body>, GatewayError> {
         let Permitted { route, caller } = permitted;
         if let (Some(limit), Some(len)) = (route.max_body, content_length(req.headers())) {
@@ -518,13 +549,18 @@ impl Gateway {
             headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(UPGRADE, protocol);
         }
+        let call = trace.and_then(|t| t.upstream(route, &mut parts.headers));
         let upstream_req = Request::from_parts(parts, LimitedBody::new(body, route.max_body));
         let timeout = deadline.unwrap_or(route.timeout);
-        let mut resp = match proxy.send(&route.upstream, upstream_req, timeout).await {
-            Ok(resp) => resp,
-            Err(proxy::ProxyError::Timeout) if deadline.is_some() => return Err(GatewayError::DeadlineExceeded),
-            Err(e) => return Err(e.into()),
+        let sent = match proxy.send(&route.upstream, upstream_req, timeout).await {
+            Ok(resp) => Ok(resp),
+            Err(proxy::ProxyError::Timeout) if deadline.is_some() => Err(GatewayError::DeadlineExceeded),
+            Err(e) => Err(GatewayError::from(e)),
         };
+        if let (Some(t), Some(call)) = (trace, call) {
+            t.upstream_done(call, sent.as_ref().map(Response::status).map_err(GatewayError::kind));
+        }
+        let mut resp = sent?;
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             let Some(client_upgrade) = client_upgrade else {
                 return Err(GatewayError::BadRequest("upstream switched protocols unasked"));
@@ -555,6 +591,24 @@ fn http2_uri(route: &Route, authority: &Authority, uri: http::Uri) -> Result<htt
         }
     });
     http::Uri::from_parts(parts).map_err(|_| GatewayError::BadRequest("invalid request target"))
+}
+
+/// The `tollgate.auth.outcome` of a request that reached authentication.
+fn auth_outcome(permitted: &Result<Permitted<'_>, GatewayError>) -> &'static str {
+    match permitted {
+        Ok(p) => match p.caller {
+            Caller::Anonymous => "anonymous",
+            Caller::Bearer { .. } => "bearer",
+            Caller::Session { .. } => "session",
+        },
+        Err(GatewayError::Respond(r)) if r.status().is_redirection() => "login_redirect",
+        Err(e) => match e.status() {
+            StatusCode::UNAUTHORIZED => "unauthenticated",
+            StatusCode::FORBIDDEN => "forbidden",
+            StatusCode::BAD_REQUEST => "invalid_request",
+            _ => "unavailable",
+        },
+    }
 }
 
 struct InFlight<'a>(&'a prometheus::IntGauge);

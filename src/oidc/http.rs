@@ -55,6 +55,8 @@ pub enum FormAuth<'a> {
 pub struct IdpClient {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     timeout: Duration,
+    /// `[telemetry]`: a client span per call.
+    telemetry: Option<crate::telemetry::Telemetry>,
 }
 
 impl IdpClient {
@@ -65,7 +67,12 @@ impl IdpClient {
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .build(https);
-        IdpClient { client, timeout }
+        IdpClient { client, timeout, telemetry: None }
+    }
+
+    pub fn with_telemetry(mut self, telemetry: Option<crate::telemetry::Telemetry>) -> IdpClient {
+        self.telemetry = telemetry;
+        self
     }
 
     /// GET `uri` with `Accept: application/json` and any extra headers.
@@ -74,7 +81,9 @@ impl IdpClient {
         for (k, v) in extra {
             req = req.header(k, v);
         }
-        self.send(req.body(Full::new(Bytes::new())).map_err(|e| body_err(uri, e))?).await
+        // Metadata lives at a well-known path; every other GET fetches a key set.
+        let call = if uri.path().contains("/.well-known/") { "discovery" } else { "jwks" };
+        self.send(req.body(Full::new(Bytes::new())).map_err(|e| body_err(uri, e))?, call).await
     }
 
     /// POST an `application/x-www-form-urlencoded` body.
@@ -90,10 +99,22 @@ impl IdpClient {
             req = req.header(AUTHORIZATION, value);
         }
         let body = encode_form(form);
-        self.send(req.body(Full::new(Bytes::from(body))).map_err(|e| body_err(uri, e))?).await
+        // A grant goes to the token endpoint; a form without one asks about a token (RFC 7662).
+        let call = if form.iter().any(|(k, _)| *k == "grant_type") { "token" } else { "introspection" };
+        self.send(req.body(Full::new(Bytes::from(body))).map_err(|e| body_err(uri, e))?, call).await
     }
 
-    async fn send(&self, req: Request<Full<Bytes>>) -> Result<Fetched, HttpError> {
+    async fn send(&self, req: Request<Full<Bytes>>, call: &'static str) -> Result<Fetched, HttpError> {
+        let Some(t) = &self.telemetry else {
+            return self.send_untraced(req).await;
+        };
+        let span = t.idp_call(&req, call);
+        let fetched = self.send_untraced(req).await;
+        span.finish(fetched.as_ref().map(|f| f.status).map_err(HttpError::kind));
+        fetched
+    }
+
+    async fn send_untraced(&self, req: Request<Full<Bytes>>) -> Result<Fetched, HttpError> {
         let uri = req.uri().clone();
         let work = async {
             let resp = self
@@ -112,6 +133,17 @@ impl IdpClient {
         tokio::time::timeout(self.timeout, work)
             .await
             .map_err(|_| HttpError::Timeout { uri: uri.clone(), after: self.timeout })?
+    }
+}
+
+impl HttpError {
+    /// A short name for the failure (span attributes, never the URI).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            HttpError::Send { .. } => "send",
+            HttpError::Timeout { .. } => "timeout",
+            HttpError::Body { .. } => "body",
+        }
     }
 }
 

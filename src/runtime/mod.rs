@@ -29,6 +29,8 @@ pub struct Parts {
     pub auth: Arc<Authenticator>,
     pub logins: Arc<Logins>,
     pub credentials: Arc<Credentials>,
+    /// Started once with the process (`[telemetry]` changes wait for a restart).
+    pub telemetry: Option<crate::telemetry::Telemetry>,
 }
 
 /// The traffic listener's gateway and the egress listeners' (one route each), by name.
@@ -41,6 +43,7 @@ pub fn gateways(config: &Config, parts: &Parts, metrics: &Metrics) -> (Gateway, 
             parts.logins.clone(),
             parts.credentials.clone(),
             metrics.clone(),
+            parts.telemetry.clone(),
         )
     };
     let main = build(Router::new(config.routes.clone()));

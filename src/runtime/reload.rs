@@ -133,7 +133,8 @@ impl Reloader {
         let credentials = current.credentials().next(config, auth.clone());
         let logins = Logins::new(config, auth.clone(), Some(&self.metrics.redis))
             .map_err(|e| ApplyError::Login(e.to_string()))?;
-        let parts = Parts { auth: auth.clone(), logins, credentials: credentials.clone() };
+        let telemetry = current.telemetry().cloned();
+        let parts = Parts { auth: auth.clone(), logins, credentials: credentials.clone(), telemetry };
         let (main, egress) = gateways(config, &parts, &self.metrics);
         self.live.main.store(Arc::new(main));
         for (name, gateway) in egress {
@@ -172,6 +173,7 @@ fn restart_only(started: &Config, now: &Config) -> Vec<&'static str> {
     check("upstream", format!("{:?}", started.upstream) == format!("{:?}", now.upstream));
     check("log.format", started.log.format == now.log.format);
     check("log.level", started.log.level == now.log.level);
+    check("telemetry", started.telemetry == now.telemetry);
     let listeners = |c: &Config| c.egress.iter().map(|e| (e.name.clone(), e.listen)).collect::<Vec<_>>();
     check("egress (names and listen addresses)", listeners(started) == listeners(now));
     changed

@@ -31,6 +31,7 @@ use crate::metrics::Metrics;
 use crate::oidc::http::IdpClient;
 use crate::runtime::reload::Reloader;
 use crate::runtime::{self, Live, Parts};
+use crate::telemetry::{Telemetry, TelemetryError};
 use crate::tls::{self, ReloadingCert, TlsError};
 use crate::upstream::credentials::{CredentialMetrics, Credentials};
 use crate::upstream::proxy::{self, Proxy, TunnelSlot};
@@ -65,6 +66,9 @@ pub enum StartError {
     /// Metrics could not be registered.
     #[error("registering metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// `[telemetry]` could not start.
+    #[error(transparent)]
+    Telemetry(#[from] TelemetryError),
 }
 
 /// State every worker reads.
@@ -96,6 +100,8 @@ pub struct Running {
     shutdown: watch::Sender<bool>,
     workers: Vec<JoinHandle<()>>,
     background: Option<(JoinHandle<()>, tokio::sync::oneshot::Sender<()>)>,
+    /// Flushed after the workers have drained, so the last requests' spans are sent.
+    telemetry: Option<Telemetry>,
 }
 
 /// Binds every socket, then starts the workers and the admin listener. Errors come before any
@@ -132,12 +138,16 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         source,
     })?;
 
-    let idp = IdpClient::new(client_tls.clone(), Duration::from_secs(10));
+    let telemetry = match &config.telemetry {
+        Some(t) => Some(Telemetry::start(t, client_tls.clone(), &metrics.registry)?),
+        None => None,
+    };
+    let idp = IdpClient::new(client_tls.clone(), Duration::from_secs(10)).with_telemetry(telemetry.clone());
     let auth = Authenticator::new(&config, idp, AuthMetrics::new(&metrics.registry)?);
     let credentials = Credentials::new(&config, auth.clone(), CredentialMetrics::new(&metrics.registry)?);
     let logins =
         Logins::new(&config, auth.clone(), Some(&metrics.redis)).map_err(|e| StartError::Login(e.to_string()))?;
-    let parts = Parts { auth: auth.clone(), logins, credentials: credentials.clone() };
+    let parts = Parts { auth: auth.clone(), logins, credentials: credentials.clone(), telemetry: telemetry.clone() };
     let (main, egress) = runtime::gateways(&config, &parts, &metrics);
     let live = Live::new(main, egress);
     let mut listeners: Vec<Listener> = sockets
@@ -193,7 +203,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     }
     listening.store(true, Ordering::Release);
     warn_if_descriptors_short(&shared.config);
-    Ok(Running { addr, admin_addr, egress_addrs, metrics, shutdown, workers, background: Some(background) })
+    Ok(Running { addr, admin_addr, egress_addrs, metrics, shutdown, workers, background: Some(background), telemetry })
 }
 
 impl Running {
@@ -206,6 +216,9 @@ impl Running {
         if let Some((handle, stop)) = self.background.take() {
             let _ = stop.send(());
             let _ = handle.join();
+        }
+        if let Some(t) = self.telemetry.take() {
+            t.shutdown();
         }
     }
 
