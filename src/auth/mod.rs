@@ -2,6 +2,7 @@
 //! opaque tokens introspected) become a [`Principal`]; rules decide what it may do.
 
 pub mod claims;
+pub mod dpop;
 pub mod front;
 pub mod id_token;
 pub mod introspection;
@@ -17,7 +18,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{Bearer, Config};
+use crate::config::dpop::DpopMode;
+use crate::config::{Bearer, Config, SessionStore};
+use crate::store::redis::Redis;
 use crate::oidc::http::IdpClient;
 use introspection::Answer;
 use issuer::{IssuerId, IssuerState};
@@ -49,6 +52,14 @@ pub enum Invalid {
     IssuedInFuture,
     /// Introspection said the token is not active (or not for us).
     Inactive,
+    /// The DPoP proof was refused (`invalid_dpop_proof`, or `use_dpop_nonce`).
+    Dpop(dpop::ProofError),
+    /// A DPoP-bound token (`cnf.jkt`) presented as a bearer token: the downgrade.
+    DpopBound,
+    /// The `DPoP` scheme with a token that is not bound to a key.
+    DpopUnbound,
+    /// A bearer token on a route with `dpop = "required"`.
+    DpopRequired,
 }
 
 impl Invalid {
@@ -71,6 +82,10 @@ impl Invalid {
             Invalid::NotYetValid => "not_yet_valid",
             Invalid::IssuedInFuture => "issued_in_future",
             Invalid::Inactive => "inactive",
+            Invalid::Dpop(e) => e.label(),
+            Invalid::DpopBound => "dpop_bound_as_bearer",
+            Invalid::DpopUnbound => "dpop_unbound",
+            Invalid::DpopRequired => "dpop_required",
         }
     }
 
@@ -93,6 +108,10 @@ impl Invalid {
             Invalid::NotYetValid => "token not yet valid".into(),
             Invalid::IssuedInFuture => "token issued in the future".into(),
             Invalid::Inactive => "token is not active".into(),
+            Invalid::Dpop(e) => e.description(),
+            Invalid::DpopBound => "the token is bound to a DPoP key: send it with the DPoP scheme and a proof".into(),
+            Invalid::DpopUnbound => "the token is not bound to a DPoP key".into(),
+            Invalid::DpopRequired => "this route accepts DPoP-bound tokens with a DPoP proof only".into(),
         }
     }
 }
@@ -130,6 +149,8 @@ pub struct Authenticator {
     caches: Arc<Caches>,
     client: IdpClient,
     metrics: AuthMetrics,
+    /// Where DPoP proofs are remembered across replicas: the login session store, when Redis.
+    dpop_redis: Option<Arc<Redis>>,
 }
 
 /// What verified tokens and introspection answers are remembered in.
@@ -141,7 +162,12 @@ struct Caches {
     introspected: moka::future::Cache<(IssuerId, TokenHash), Answer>,
     /// How long an inactive answer is remembered (the shortest `cache_inactive`), in ms.
     inactive_ms: Arc<AtomicU64>,
+    /// DPoP proofs seen (carried over reloads, so a reload opens no window for replays).
+    dpop_seen: dpop::ReplayCache,
 }
+
+/// DPoP proofs remembered at once: within a one-minute window, over 15,000 a second.
+const DPOP_REPLAY_ENTRIES: usize = 1 << 20;
 
 /// Memory for verified tokens (by the estimate, about 12,000 typical access tokens): bounded by
 /// bytes, not by count, so a flood of distinct tokens cannot grow the process past it.
@@ -184,6 +210,15 @@ fn inactive_ms(config: &Config) -> u64 {
 
 pub use crate::util::unix_now;
 
+/// The first login's Redis session store, if any: DPoP proofs are remembered there too, so
+/// that a proof used at one replica is refused at the others.
+fn dpop_redis(config: &Config) -> Option<Arc<Redis>> {
+    config.logins.iter().find_map(|l| match &l.store {
+        SessionStore::Redis(url) => Redis::from_url(url.expose()).ok().map(Arc::new),
+        SessionStore::Cookie => None,
+    })
+}
+
 fn hash(token: &str) -> TokenHash {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
     let mut out = [0u8; 32];
@@ -211,8 +246,9 @@ impl Authenticator {
                 .expire_after(AnswerExpiry { inactive_ms: inactive_ms.clone() })
                 .build(),
             inactive_ms,
+            dpop_seen: dpop::ReplayCache::new(DPOP_REPLAY_ENTRIES),
         });
-        Arc::new(Authenticator { issuers, caches, client, metrics })
+        Arc::new(Authenticator { issuers, caches, client, metrics, dpop_redis: dpop_redis(config) })
     }
 
     /// The authenticator for a reloaded `config`: an issuer whose table is unchanged keeps its
@@ -234,6 +270,7 @@ impl Authenticator {
             caches: self.caches.clone(),
             client: self.client.clone(),
             metrics: self.metrics.clone(),
+            dpop_redis: dpop_redis(config),
         })
     }
 
@@ -273,7 +310,79 @@ impl Authenticator {
     /// Authenticates `token` for a route. Repeated tokens are answered from the cache.
     pub async fn authenticate(&self, route: &Bearer, token: &str) -> Result<Arc<Principal>, AuthError> {
         let result = self.authenticate_inner(route, token).await;
-        match &result {
+        self.record(&result);
+        result
+    }
+
+    /// Authenticates what a request presented: the token, and for the `DPoP` scheme its proof.
+    /// The binding is checked on every request, whichever cache answered for the token: a
+    /// DPoP-bound token never passes as a bearer token, and a proof must be from its key.
+    pub async fn authenticate_request(
+        &self,
+        route: &Bearer,
+        presented: &token::Presented<'_>,
+        req: &dpop::Request<'_>,
+    ) -> Result<Arc<Principal>, AuthError> {
+        let result = self.authenticate_bound(route, presented, req).await;
+        self.record(&result);
+        result
+    }
+
+    async fn authenticate_bound(
+        &self,
+        route: &Bearer,
+        presented: &token::Presented<'_>,
+        req: &dpop::Request<'_>,
+    ) -> Result<Arc<Principal>, AuthError> {
+        let dpop = presented.scheme == token::Scheme::Dpop;
+        if !dpop && route.dpop.mode == DpopMode::Required {
+            return Err(AuthError::InvalidToken(Invalid::DpopRequired));
+        }
+        let principal = self.authenticate_inner(route, &presented.token).await?;
+        match (dpop, principal.cnf_jkt.as_deref()) {
+            (false, None) => Ok(principal),
+            (false, Some(_)) => Err(AuthError::InvalidToken(Invalid::DpopBound)),
+            (true, None) => Err(AuthError::InvalidToken(Invalid::DpopUnbound)),
+            (true, Some(jkt)) => {
+                // Boxed like a miss: the Redis call's state stays out of the request future.
+                Box::pin(self.check_proof(route, &presented.token, jkt, req)).await?;
+                Ok(principal)
+            }
+        }
+    }
+
+    /// The request's proof, for `token` bound to `jkt`: valid, from that key, and first seen.
+    async fn check_proof(&self, route: &Bearer, token: &str, jkt: &str, req: &dpop::Request<'_>) -> Result<(), AuthError> {
+        let invalid = |e| AuthError::InvalidToken(Invalid::Dpop(e));
+        let now = unix_now();
+        let checked = dpop::check_proof(&route.dpop, req, token, now).map_err(invalid)?;
+        if checked.jkt != jkt {
+            return Err(invalid(dpop::ProofError::KeyMismatch));
+        }
+        let window = route.dpop.window();
+        match self.caches.dpop_seen.first_use(checked.replay_key, now + window + 1, now) {
+            Ok(true) => {}
+            Ok(false) => return Err(invalid(dpop::ProofError::Replayed)),
+            Err(dpop::Full) => return Err(AuthError::Unavailable("too many DPoP proofs in flight to remember")),
+        }
+        let Some(redis) = &self.dpop_redis else { return Ok(()) };
+        let mut key = String::with_capacity(48);
+        key.push_str("tollgate:dpop:");
+        for b in checked.replay_key {
+            key.push_str(&format!("{b:02x}"));
+        }
+        match redis.lock(&key, Duration::from_secs(window + 1)).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(invalid(dpop::ProofError::Replayed)),
+            Err(e) => {
+                tracing::warn!(error = %e, "DPoP replay check at the session store failed");
+                Err(AuthError::Unavailable("DPoP proofs cannot be checked for replay now"))
+            }
+        }
+    }
+
+    fn record(&self, result: &Result<Arc<Principal>, AuthError>) {
+        match result {
             Ok(_) => self.metrics.valid.inc(),
             Err(AuthError::InvalidToken(why)) => {
                 self.metrics.validations.with_label_values(&["invalid", why.label()]).inc()
@@ -281,7 +390,6 @@ impl Authenticator {
             Err(AuthError::Unavailable(_)) => self.metrics.validations.with_label_values(&["unavailable", ""]).inc(),
             Err(_) => {}
         }
-        result
     }
 
     async fn authenticate_inner(&self, route: &Bearer, token: &str) -> Result<Arc<Principal>, AuthError> {

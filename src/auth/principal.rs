@@ -17,6 +17,9 @@ pub struct Principal {
     pub scopes: Vec<String>,
     /// Unix seconds after which the credential is no longer valid.
     pub expires_at: u64,
+    /// `cnf.jkt` (RFC 9449 §6): the thumbprint of the DPoP key the token is bound to. A `cnf.jkt`
+    /// that is not a string is kept as an empty one, which no key has: bound, never usable.
+    pub cnf_jkt: Option<String>,
     pub claims: Value,
 }
 
@@ -36,6 +39,7 @@ impl Principal {
             scopes: scopes(&claims),
             subject,
             expires_at,
+            cnf_jkt: cnf_jkt(&claims),
             claims,
         })
     }
@@ -62,7 +66,7 @@ impl Principal {
                 _ => 0,
             }
         }
-        let strings: usize = self.groups.iter().chain(&self.scopes).map(|s| s.len() + 56).sum();
+        let strings: usize = self.groups.iter().chain(&self.scopes).chain(&self.cnf_jkt).map(|s| s.len() + 56).sum();
         // The struct, the cache's own entry and the Arc come to about 500 bytes.
         u32::try_from(500 + self.subject.len() + strings + walk(&self.claims)).unwrap_or(u32::MAX)
     }
@@ -89,6 +93,11 @@ fn email_verified(claims: &Value) -> Option<bool> {
         Value::Null => None,
         _ => Some(false),
     }
+}
+
+fn cnf_jkt(claims: &Value) -> Option<String> {
+    let jkt = claims.get("cnf")?.get("jkt")?;
+    Some(jkt.as_str().unwrap_or("").to_string())
 }
 
 fn str_claim<'a>(claims: &'a Value, name: &str) -> Option<&'a str> {

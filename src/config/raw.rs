@@ -28,6 +28,9 @@ pub struct RawConfig {
     pub egress: Vec<RawEgress>,
     #[serde(default, rename = "route")]
     pub routes: Vec<RawRoute>,
+    /// `[dpop]`: server nonces for DPoP proofs (RFC 9449 §8).
+    #[serde(default)]
+    pub dpop: super::dpop::RawDpop,
 }
 
 #[derive(Debug, Deserialize)]
@@ -242,6 +245,12 @@ pub struct RawRoute {
     /// The methods this route serves (`["GET", "HEAD"]`); any method when left out.
     pub methods: Option<Vec<String>>,
     pub cors: Option<RawCors>,
+    /// DPoP (RFC 9449) on a bearer route: `allowed` (default), `required` or `disabled`.
+    pub dpop: Option<String>,
+    pub dpop_algorithms: Option<Vec<String>>,
+    pub dpop_max_age: Option<String>,
+    pub dpop_leeway: Option<String>,
+    pub dpop_nonce: Option<bool>,
 }
 
 /// A route's `cors = { ... }`.
