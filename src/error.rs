@@ -6,8 +6,8 @@ use http::{Response, StatusCode};
 
 use crate::auth::dpop::{ProofError, DPOP_NONCE};
 use crate::auth::{AuthError, Invalid};
-use crate::config::dpop::{Dpop, DpopMode};
 use crate::body::Body;
+use crate::config::dpop::{Dpop, DpopMode};
 use crate::config::Route;
 use crate::path::PathError;
 
@@ -203,10 +203,9 @@ struct Challenge<'a> {
 fn challenges(headers: &mut HeaderMap, realm: &str, dpop: Option<&Dpop>, e: &AuthError, error: Option<Challenge<'_>>) {
     let dpop = dpop.filter(|d| d.mode != DpopMode::Disabled);
     let bearer_accepted = dpop.is_none_or(|d| d.mode != DpopMode::Required);
-    let dpop_error = matches!(
-        e,
-        AuthError::InvalidToken(Invalid::Dpop(_) | Invalid::DpopUnbound | Invalid::DpopRequired)
-    ) || !bearer_accepted;
+    let dpop_error =
+        matches!(e, AuthError::InvalidToken(Invalid::Dpop(_) | Invalid::DpopUnbound | Invalid::DpopRequired))
+            || !bearer_accepted;
     let with_error = |mut challenge: String, error: &Option<Challenge<'_>>| {
         if let Some(err) = error {
             challenge.push_str(&format!(", error=\"{}\", error_description=\"{}\"", err.code, err.description));
@@ -224,10 +223,8 @@ fn challenges(headers: &mut HeaderMap, realm: &str, dpop: Option<&Dpop>, e: &Aut
         }
     }
     let Some(dpop) = dpop else { return };
-    let challenge = with_error(
-        format!("DPoP realm=\"{realm}\", algs=\"{}\"", dpop.algs),
-        if dpop_error { &error } else { &none },
-    );
+    let challenge =
+        with_error(format!("DPoP realm=\"{realm}\", algs=\"{}\"", dpop.algs), if dpop_error { &error } else { &none });
     if let Ok(v) = HeaderValue::from_str(&challenge) {
         headers.append(WWW_AUTHENTICATE, v);
     }

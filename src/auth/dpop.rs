@@ -207,7 +207,11 @@ struct PublicKey {
 enum KeyKind {
     /// Uncompressed point or raw Ed25519 key, for `UnparsedPublicKey`.
     Raw(Vec<u8>, &'static dyn sig::VerificationAlgorithm),
-    Rsa { n: Vec<u8>, e: Vec<u8>, params: &'static sig::RsaParameters },
+    Rsa {
+        n: Vec<u8>,
+        e: Vec<u8>,
+        params: &'static sig::RsaParameters,
+    },
 }
 
 /// Checks the request's proof for `token` under `settings` at `now` (Unix seconds): everything
@@ -655,7 +659,8 @@ mod tests {
         assert_ne!(n("http://h/a%2Fb"), n("http://h/a/b"), "an encoded slash is another path");
         assert_ne!(n("http://h/a"), n("https://h/a"));
         assert_ne!(n("http://h/a"), n("http://h/a/"));
-        for bad in ["ftp://h/a", "http:///a", "http://u@h/a", "http://h/a%2", "http://h/a%zz", "//h/a", "http://h:x/a"] {
+        for bad in ["ftp://h/a", "http:///a", "http://u@h/a", "http://h/a%2", "http://h/a%zz", "//h/a", "http://h:x/a"]
+        {
             assert_eq!(n(bad), None, "{bad}");
         }
     }

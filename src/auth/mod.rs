@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use crate::config::dpop::DpopMode;
 use crate::config::{Bearer, Config, SessionStore};
-use crate::store::redis::Redis;
 use crate::oidc::http::IdpClient;
+use crate::store::redis::Redis;
 use introspection::Answer;
 use issuer::{IssuerId, IssuerState};
 use jwks::Lookup;
@@ -352,7 +352,13 @@ impl Authenticator {
     }
 
     /// The request's proof, for `token` bound to `jkt`: valid, from that key, and first seen.
-    async fn check_proof(&self, route: &Bearer, token: &str, jkt: &str, req: &dpop::Request<'_>) -> Result<(), AuthError> {
+    async fn check_proof(
+        &self,
+        route: &Bearer,
+        token: &str,
+        jkt: &str,
+        req: &dpop::Request<'_>,
+    ) -> Result<(), AuthError> {
         let invalid = |e| AuthError::InvalidToken(Invalid::Dpop(e));
         let now = unix_now();
         let checked = dpop::check_proof(&route.dpop, req, token, now).map_err(invalid)?;

@@ -142,8 +142,8 @@ mod tests {
         assert_eq!(super::extract(&h, &uri, &src, false), Ok(None), "another scheme where DPoP is off");
         let found = super::extract(&h, &uri, &src, true).unwrap().unwrap();
         assert_eq!((found.token.as_ref(), found.scheme), ("abc.def", Scheme::Dpop));
-        let bearer = super::extract(&headers(&[("authorization", "Bearer abc")]), &uri, &src, true).unwrap().unwrap();
-        assert_eq!(bearer.scheme, Scheme::Bearer);
+        let b = headers(&[("authorization", "Bearer abc")]);
+        assert_eq!(super::extract(&b, &uri, &src, true).unwrap().unwrap().scheme, Scheme::Bearer);
         let bad = headers(&[("authorization", "dpop a b")]);
         assert!(matches!(super::extract(&bad, &uri, &src, true), Err(AuthError::InvalidRequest(_))));
         // A DPoP token and a query token at once are two credentials.

@@ -358,7 +358,9 @@ impl Gateway {
                     return Ok(Caller::Session { principal: s.principal, access_token: s.access_token });
                 }
                 if let RouteAuth::LoginOrBearer(b) = &route.auth {
-                    if token::extract(req.headers(), req.uri(), &b.sources, b.dpop.mode != DpopMode::Disabled)?.is_some() {
+                    if token::extract(req.headers(), req.uri(), &b.sources, b.dpop.mode != DpopMode::Disabled)?
+                        .is_some()
+                    {
                         return self.bearer(b, req, origin).await;
                     }
                 }
