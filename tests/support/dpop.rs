@@ -14,7 +14,8 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 enum Signer {
-    Ec(EcdsaKeyPair),
+    /// With its PKCS#8 document, so that a tool can keep the key in a file.
+    Ec(EcdsaKeyPair, Vec<u8>),
     Ed(Ed25519KeyPair),
     Rsa(RsaKeyPair),
 }
@@ -48,12 +49,23 @@ pub fn fresh_jti() -> String {
 
 impl ProofKey {
     pub fn es256() -> ProofKey {
-        let rng = SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&sig::ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-        let pair = EcdsaKeyPair::from_pkcs8(&sig::ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&sig::ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new()).unwrap();
+        ProofKey::es256_from_pkcs8(pkcs8.as_ref())
+    }
+
+    pub fn es256_from_pkcs8(pkcs8: &[u8]) -> ProofKey {
+        let pair = EcdsaKeyPair::from_pkcs8(&sig::ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8).unwrap();
         let point = pair.public_key().as_ref().to_vec();
         let jwk = json!({"kty": "EC", "crv": "P-256", "x": b64(&point[1..33]), "y": b64(&point[33..65])});
-        ProofKey { alg: "ES256", jwk, signer: Signer::Ec(pair) }
+        ProofKey { alg: "ES256", jwk, signer: Signer::Ec(pair, pkcs8.to_vec()) }
+    }
+
+    /// The ES256 key's PKCS#8 document.
+    pub fn pkcs8(&self) -> &[u8] {
+        match &self.signer {
+            Signer::Ec(_, pkcs8) => pkcs8,
+            _ => panic!("only ES256 keys are kept in files"),
+        }
     }
 
     pub fn ed25519() -> ProofKey {
@@ -111,7 +123,7 @@ impl ProofKey {
         let message = format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()));
         let rng = SystemRandom::new();
         let signature = match &self.signer {
-            Signer::Ec(k) => k.sign(&rng, message.as_bytes()).unwrap().as_ref().to_vec(),
+            Signer::Ec(k, _) => k.sign(&rng, message.as_bytes()).unwrap().as_ref().to_vec(),
             Signer::Ed(k) => k.sign(message.as_bytes()).as_ref().to_vec(),
             Signer::Rsa(k) => {
                 let mut out = vec![0u8; k.public_modulus_len()];
