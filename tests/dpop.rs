@@ -317,6 +317,22 @@ fn forged_and_bent_proofs_are_refused() {
     assert_passed(&with_proof(&gw, "/api/x", &token, &key.proof("GET", &url, &token)), "a good proof");
 }
 
+/// The downgrade on a route with no DPoP settings at all (the default, `dpop = "allowed"`): a
+/// DPoP-bound token sent as `Authorization: Bearer` is refused, while an unbound token passes.
+/// (Before DPoP support the bound token passed: a stolen bound token worked as a bearer token.)
+#[test]
+fn a_bound_token_sent_as_bearer_is_refused_on_a_default_route() {
+    let idp = Idp::start(IdpOptions::default());
+    let up = echo();
+    let gw = start(&(issuer_toml(&idp.issuer) + &route_toml("api", "/api/", up.addr, "")));
+    let bound = bound_token(&idp, &ProofKey::es256(), Some(API_RESOURCE));
+    let unbound = idp.access_token("m2m", "m2m-secret", Some("api:read"), Some(API_RESOURCE));
+    assert_passed(&as_bearer(&gw, "/api/x", &unbound), "an unbound token");
+    let r = as_bearer(&gw, "/api/x", &bound);
+    assert_eq!(r.status, 401, "a bound token as a bearer token: {r:?}");
+    assert_eq!(r.json()["error"], "invalid_token", "{r:?}");
+}
+
 /// The downgrade: a bound token sent as a bearer token is refused, also once a DPoP request
 /// has put it in the verified-token caches; `invalid_token` in the Bearer challenge. An
 /// opaque bound token (its `cnf.jkt` from introspection) behaves the same. On a route with
