@@ -652,6 +652,39 @@ mod tests {
         assert!(auth.issuers[0].is_retired() && !auth.issuers[1].is_retired());
     }
 
+    /// The binding is checked on cache hits too: a bound principal in the front or the shared
+    /// cache never passes as a bearer token, and the DPoP scheme needs a proof.
+    #[tokio::test]
+    async fn bound_principals_from_either_cache_need_their_proof() {
+        let (auth, config) = authenticator();
+        let mut bound = (*principal(&auth, 0, unix_now() + 60)).clone();
+        bound.cnf_jkt = Some("thumbprint".into());
+        let bound = Arc::new(bound);
+        let headers = http::HeaderMap::new();
+        let req = dpop::Request {
+            headers: &headers,
+            method: &http::Method::GET,
+            path: "/a/x",
+            origin: dpop::Origin { tls: false, trusted_proxy: false, authority: "h" },
+        };
+        let present = |scheme| token::Presented { token: TOKEN.into(), scheme };
+        let run = |scheme| auth.authenticate_request(route(&config, 0), &present(scheme), &req).now_or_never().unwrap();
+        for fill_front in [true, false] {
+            if fill_front {
+                front::put(auth.caches.front_owner, TOKEN, &bound, unix_now() + 60);
+            } else {
+                front::remove(auth.caches.front_owner, TOKEN);
+                auth.caches.verified.insert(hash(TOKEN), bound.clone());
+            }
+            assert_eq!(run(token::Scheme::Bearer), Err(AuthError::InvalidToken(Invalid::DpopBound)), "{fill_front}");
+            assert_eq!(
+                run(token::Scheme::Dpop),
+                Err(AuthError::InvalidToken(Invalid::Dpop(dpop::ProofError::Missing))),
+                "{fill_front}"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn front_entries_belong_to_one_authenticator() {
         let (auth, config) = authenticator();

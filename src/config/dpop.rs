@@ -154,3 +154,56 @@ fn algs(list: &[Algorithm]) -> String {
     let names: Vec<String> = list.iter().map(|a| format!("{a:?}")).collect();
     names.join(" ")
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use crate::config::{Config, LoadError, RouteAuth};
+
+    fn load(extra: &str, route: &str) -> Result<Config, LoadError> {
+        let toml = format!(
+            "{extra}\n[[issuer]]\nurl = \"https://a.example\"\naudiences = [\"api\"]\n\n\
+             [[route]]\nauth = \"bearer\"\npath = \"/\"\nupstream = \"http://127.0.0.1:9\"\n{route}\n"
+        );
+        Config::from_str(&toml, std::path::Path::new("t.toml"), &|_| None)
+    }
+
+    fn errors(extra: &str, route: &str) -> String {
+        load(extra, route).map(|_| ()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_and_settings() {
+        let c = load("", "").unwrap();
+        let RouteAuth::Bearer(b) = &c.routes[0].auth else { panic!() };
+        assert_eq!(b.dpop.mode, super::DpopMode::Allowed);
+        assert_eq!(b.dpop.algs, "ES256 RS256 PS256 EdDSA");
+        assert_eq!((b.dpop.max_age, b.dpop.leeway, b.dpop.nonce.is_none()), (60, 5, true));
+        let c = load(
+            "[dpop]\nnonce_secret = \"0123456789abcdef0123456789abcdef\"\n",
+            "dpop = \"required\"\ndpop_algorithms = [\"ES384\"]\ndpop_max_age = \"2m\"\ndpop_nonce = true",
+        )
+        .unwrap();
+        let RouteAuth::Bearer(b) = &c.routes[0].auth else { panic!() };
+        assert_eq!((b.dpop.mode, b.dpop.algs.as_str(), b.dpop.max_age), (super::DpopMode::Required, "ES384", 120));
+        assert!(b.dpop.nonce.is_some());
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert!(errors("", "dpop = \"sometimes\"").contains("route[0].dpop"));
+        for alg in ["HS256", "none"] {
+            assert!(
+                errors("", &format!("dpop_algorithms = [\"{alg}\"]")).contains("route[0].dpop_algorithms"),
+                "{alg}"
+            );
+        }
+        assert!(errors("", "dpop_algorithms = []").contains("route[0].dpop_algorithms"));
+        assert!(errors("", "dpop_max_age = \"2h\"").contains("route[0].dpop_max_age"));
+        assert!(errors("", "dpop_leeway = \"10m\"").contains("route[0].dpop_leeway"));
+        assert!(errors("", "dpop = \"disabled\"\ndpop_nonce = true").contains("route[0].dpop_nonce"));
+        assert!(errors("[dpop]\nnonce_secret = \"short\"\n", "").contains("dpop.nonce_secret"));
+        assert!(errors("[dpop]\nnonce_rotation = \"0s\"\n", "").contains("dpop.nonce_rotation"));
+        assert!(errors("[dpop]\nunknown = 1\n", "").contains("unknown"));
+    }
+}
