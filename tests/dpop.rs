@@ -8,6 +8,8 @@
 //!
 //! Needs node and `cd tests/idp && npm ci` (and redis-server for the replica test).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 #[path = "support/dpop.rs"]
 mod dpop;

@@ -1,7 +1,7 @@
 //! A DPoP client for tests and benches: a key of its own (ES256 generated, EdDSA generated, or
 //! RS256 from `tests/idp/keys/rsa2.*`) and proofs (RFC 9449 §4.2) signed with it, well formed or
 //! bent in any way a test needs.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
