@@ -6,6 +6,7 @@
 //! parses, hashes or allocates anything of this module.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::{Mutex, OnceLock};
 
 use aws_lc_rs::{digest, hmac, signature as sig};
@@ -576,6 +577,9 @@ impl NonceKey {
 pub struct ReplayCache {
     shards: Box<[Mutex<Shard>]>,
     per_shard: usize,
+    /// Chooses the shard with a key of this process: a client cannot grind `jti`s that all
+    /// land in one shard to fill it and have everyone else's proofs there refused.
+    shard_of: RandomState,
 }
 
 #[derive(Default)]
@@ -596,12 +600,12 @@ impl ReplayCache {
     /// Room for `capacity` proofs at once (about 40 bytes each).
     pub fn new(capacity: usize) -> ReplayCache {
         let per_shard = capacity.div_ceil(SHARDS).max(1);
-        ReplayCache { shards: (0..SHARDS).map(|_| Mutex::default()).collect(), per_shard }
+        ReplayCache { shards: (0..SHARDS).map(|_| Mutex::default()).collect(), per_shard, shard_of: RandomState::new() }
     }
 
     /// True when `key` was not seen (it is then remembered until `until`); false for a replay.
     pub fn first_use(&self, key: [u8; 16], until: u64, now: u64) -> Result<bool, Full> {
-        let shard = &self.shards[key[0] as usize % SHARDS];
+        let shard = &self.shards[self.shard_of.hash_one(key) as usize % SHARDS];
         let mut shard = shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(&expires) = shard.seen.get(&key) {
             if expires > now {
@@ -666,6 +670,26 @@ mod tests {
     }
 
     #[test]
+    fn the_scheme_is_a_trusted_proxys_single_forwarded_proto() {
+        let scheme = |tls: bool, trusted: bool, protos: &[&str]| {
+            let mut headers = HeaderMap::new();
+            for p in protos {
+                headers.append("x-forwarded-proto", http::HeaderValue::from_str(p).unwrap());
+            }
+            let origin = Origin { tls, trusted_proxy: trusted, authority: "h" };
+            request_scheme(&Request { headers: &headers, method: &Method::GET, path: "/", origin })
+        };
+        assert_eq!(scheme(false, false, &["https"]), Some("http"), "an untrusted peer's header is ignored");
+        assert_eq!(scheme(true, false, &[]), Some("https"));
+        assert_eq!(scheme(false, true, &["HTTPS"]), Some("https"));
+        assert_eq!(scheme(true, true, &["http"]), Some("http"));
+        assert_eq!(scheme(true, true, &[]), Some("https"), "no header: the connection's");
+        assert_eq!(scheme(false, true, &["https", "http"]), None, "two values: no scheme, so no match");
+        assert_eq!(scheme(false, true, &["https, http"]), None);
+        assert_eq!(scheme(false, true, &["ftp"]), None);
+    }
+
+    #[test]
     fn nonces_rotate_and_the_previous_one_is_accepted() {
         let key = NonceKey::new(Some("0123456789abcdef0123456789abcdef"), 60);
         let now = 6_000_000;
@@ -687,8 +711,10 @@ mod tests {
         assert_eq!(cache.first_use(key(1), 100, 10), Ok(true));
         assert_eq!(cache.first_use(key(1), 100, 50), Ok(false), "replayed within the window");
         assert_eq!(cache.first_use(key(1), 200, 100), Ok(true), "forgotten when its window ended");
-        // One per shard: shard 1 is full of an unexpired entry.
-        assert_eq!(cache.first_use(key(1 + SHARDS as u8), 300, 150), Err(Full));
-        assert_eq!(cache.first_use(key(1 + SHARDS as u8), 300, 200), Ok(true), "room after the sweep");
+        // One entry per shard: another key of key 1's shard finds it full of an unexpired entry.
+        let shard = |k: [u8; 16]| cache.shard_of.hash_one(k) as usize % SHARDS;
+        let same = (2..=255).map(key).find(|&k| shard(k) == shard(key(1))).expect("a key in the same shard");
+        assert_eq!(cache.first_use(same, 300, 150), Err(Full));
+        assert_eq!(cache.first_use(same, 300, 200), Ok(true), "room after the sweep");
     }
 }

@@ -372,10 +372,12 @@ impl Authenticator {
             Err(dpop::Full) => return Err(AuthError::Unavailable("too many DPoP proofs in flight to remember")),
         }
         let Some(redis) = &self.dpop_redis else { return Ok(()) };
-        let mut key = String::with_capacity(48);
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut key = String::with_capacity(46);
         key.push_str("tollgate:dpop:");
         for b in checked.replay_key {
-            key.push_str(&format!("{b:02x}"));
+            key.push(HEX[usize::from(b >> 4)] as char);
+            key.push(HEX[usize::from(b & 15)] as char);
         }
         match redis.lock(&key, Duration::from_secs(window + 1)).await {
             Ok(true) => Ok(()),
