@@ -5,10 +5,13 @@
 //! Only the request path that presents the `DPoP` scheme comes here: a `Bearer` request never
 //! parses, hashes or allocates anything of this module.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
+use std::rc::Rc;
 use std::sync::{Mutex, OnceLock};
 
+use aws_lc_rs::signature::ParsedPublicKey;
 use aws_lc_rs::{digest, hmac, signature as sig};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -206,7 +209,7 @@ struct PublicKey {
 }
 
 enum KeyKind {
-    /// Uncompressed point or raw Ed25519 key, for `UnparsedPublicKey`.
+    /// Uncompressed point or raw Ed25519 key.
     Raw(Vec<u8>, &'static dyn sig::VerificationAlgorithm),
     Rsa {
         n: Vec<u8>,
@@ -232,7 +235,7 @@ pub fn check_proof(settings: &Dpop, req: &Request<'_>, token: &str, now: u64) ->
     let key = public_key(header.jwk.ok_or(ProofError::BadKey)?, alg)?;
     let claims: Value = serde_json::from_slice(&b64(payload)?).map_err(|_| ProofError::Malformed("payload"))?;
     check_claims(settings, req, token, &claims, now)?;
-    if !verify(&key, message.as_bytes(), signature) {
+    if !verify(alg, &key, message.as_bytes(), signature) {
         return Err(ProofError::BadSignature);
     }
     let jkt = sha256_b64(key.canonical.as_bytes());
@@ -340,14 +343,42 @@ fn public_key(jwk: Jwk, alg: Algorithm) -> Result<PublicKey, ProofError> {
     }
 }
 
-fn verify(key: &PublicKey, message: &[u8], signature: &str) -> bool {
+fn verify(alg: Algorithm, key: &PublicKey, message: &[u8], signature: &str) -> bool {
     let Ok(signature) = URL_SAFE_NO_PAD.decode(signature) else { return false };
-    match &key.kind {
-        KeyKind::Raw(bytes, params) => sig::UnparsedPublicKey::new(*params, bytes).verify(message, &signature).is_ok(),
-        KeyKind::Rsa { n, e, params } => {
-            sig::RsaPublicKeyComponents { n: n.as_slice(), e: e.as_slice() }.verify(params, message, &signature).is_ok()
-        }
+    match prepared(alg, key) {
+        Some(parsed) => parsed.verify_sig(message, &signature).is_ok(),
+        None => false,
     }
+}
+
+/// Keys parsed for verification, per thread: a client sends the same key with every proof,
+/// and parsing it (for RSA, the Montgomery set-up) is a tenth of a signature check.
+const PREPARED_KEYS: usize = 256;
+
+thread_local! {
+    static PREPARED: RefCell<HashMap<String, Vec<(Algorithm, Rc<ParsedPublicKey>)>>> = RefCell::new(HashMap::new());
+}
+
+/// `key` parsed for `alg`, from this thread's keys or parsed now (and kept; the set is emptied
+/// when full, so a flood of new keys costs what it would without it). `None`: not a valid key.
+fn prepared(alg: Algorithm, key: &PublicKey) -> Option<Rc<ParsedPublicKey>> {
+    PREPARED.with(|cell| {
+        let mut keys = cell.borrow_mut();
+        if let Some(found) = keys.get(&key.canonical).and_then(|v| v.iter().find(|(a, _)| *a == alg)) {
+            return Some(found.1.clone());
+        }
+        let parsed = Rc::new(match &key.kind {
+            KeyKind::Raw(bytes, params) => ParsedPublicKey::new(*params, bytes).ok()?,
+            KeyKind::Rsa { n, e, params } => {
+                sig::RsaPublicKeyComponents { n: n.as_slice(), e: e.as_slice() }.to_parsed_public_key(params).ok()?
+            }
+        });
+        if keys.len() >= PREPARED_KEYS {
+            keys.clear();
+        }
+        keys.entry(key.canonical.clone()).or_default().push((alg, parsed.clone()));
+        Some(parsed)
+    })
 }
 
 /// `htm`, `htu`, `iat`, `jti`, `ath` and `nonce`.
