@@ -1,18 +1,16 @@
 //! DPoP proofs (RFC 9449 §4.3, §7.1): the checks of one `DPoP` header for one request and one
 //! access token, the RFC 7638 thumbprint of the proof's key that the token's `cnf.jkt` must
-//! name, server nonces (§8) and the memory of proofs already used.
+//! name. Server nonces (§8) are in `nonce.rs`, the memory of proofs already used in `replay.rs`.
 //!
 //! Only the request path that presents the `DPoP` scheme comes here: a `Bearer` request never
 //! parses, hashes or allocates anything of this module.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
 use std::rc::Rc;
-use std::sync::{Mutex, OnceLock};
 
 use aws_lc_rs::signature::ParsedPublicKey;
-use aws_lc_rs::{digest, hmac, signature as sig};
+use aws_lc_rs::{digest, signature as sig};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use http::header::{HeaderMap, HeaderName};
@@ -24,6 +22,12 @@ use serde_json::Value;
 
 use super::claims::{numeric_date, Round};
 use crate::config::dpop::Dpop;
+
+mod nonce;
+mod replay;
+
+pub use nonce::NonceKey;
+pub use replay::{Full, ReplayCache};
 
 pub static DPOP: HeaderName = HeaderName::from_static("dpop");
 pub static DPOP_NONCE: HeaderName = HeaderName::from_static("dpop-nonce");
@@ -355,8 +359,11 @@ fn verify(alg: Algorithm, key: &PublicKey, message: &[u8], signature: &str) -> b
 /// and parsing it (for RSA, the Montgomery set-up) is a tenth of a signature check.
 const PREPARED_KEYS: usize = 256;
 
+/// RFC 7638 input of a key → the key parsed for each algorithm it was used with.
+type PreparedKeys = HashMap<String, Vec<(Algorithm, Rc<ParsedPublicKey>)>>;
+
 thread_local! {
-    static PREPARED: RefCell<HashMap<String, Vec<(Algorithm, Rc<ParsedPublicKey>)>>> = RefCell::new(HashMap::new());
+    static PREPARED: RefCell<PreparedKeys> = RefCell::new(HashMap::new());
 }
 
 /// `key` parsed for `alg`, from this thread's keys or parsed now (and kept; the set is emptied
@@ -546,115 +553,6 @@ pub fn thumbprint(jwk: &Value, alg: Algorithm) -> Option<String> {
     public_key(jwk, alg).ok().map(|k| sha256_b64(k.canonical.as_bytes()))
 }
 
-// ---- server nonces (§8) ------------------------------------------------------------------------
-
-/// Nonces without state: the HMAC of the time slot. A nonce is handed out for one rotation and
-/// accepted for two (the current slot and the one before). Replicas configured with the same
-/// `[dpop] nonce_secret` make and accept the same nonces.
-pub struct NonceKey {
-    key: hmac::Key,
-    rotation: u64,
-}
-
-impl std::fmt::Debug for NonceKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "NonceKey([redacted], every {}s)", self.rotation)
-    }
-}
-
-impl NonceKey {
-    /// `secret` from `[dpop] nonce_secret`, else one random key for the life of the process
-    /// (kept across reloads).
-    pub fn new(secret: Option<&str>, rotation: u64) -> NonceKey {
-        static PROCESS_KEY: OnceLock<[u8; 32]> = OnceLock::new();
-        let bytes: &[u8] = match secret {
-            Some(s) => s.as_bytes(),
-            None => PROCESS_KEY.get_or_init(|| {
-                let mut k = [0u8; 32];
-                // Start-up only; a failing system RNG leaves the fixed key unusable by design:
-                // every nonce is then still an HMAC, but of a key all zero, so warn loudly.
-                if aws_lc_rs::rand::fill(&mut k).is_err() {
-                    tracing::error!("no system randomness for the DPoP nonce key");
-                }
-                k
-            }),
-        };
-        NonceKey { key: hmac::Key::new(hmac::HMAC_SHA256, bytes), rotation: rotation.max(1) }
-    }
-
-    fn for_slot(&self, slot: u64) -> String {
-        let tag = hmac::sign(&self.key, &[b"tollgate dpop nonce\0".as_slice(), &slot.to_be_bytes()].concat());
-        URL_SAFE_NO_PAD.encode(&tag.as_ref()[..18])
-    }
-
-    /// The nonce to hand out at `now`.
-    pub fn current(&self, now: u64) -> String {
-        self.for_slot(now / self.rotation)
-    }
-
-    pub fn accepts(&self, nonce: &str, now: u64) -> bool {
-        let slot = now / self.rotation;
-        nonce.len() == 24 && (nonce == self.for_slot(slot) || (slot > 0 && nonce == self.for_slot(slot - 1)))
-    }
-}
-
-// ---- replay memory -----------------------------------------------------------------------------
-
-/// Proofs seen, until the end of the window in which they could be accepted. Exact and bounded:
-/// when full of unexpired entries it refuses new proofs (fail closed) rather than forgetting old
-/// ones, which a cache with an admission policy (moka's TinyLFU) would do silently, letting a
-/// replay through. Sharded so that workers rarely meet on one lock; each critical section is a
-/// hash-map probe.
-pub struct ReplayCache {
-    shards: Box<[Mutex<Shard>]>,
-    per_shard: usize,
-    /// Chooses the shard with a key of this process: a client cannot grind `jti`s that all
-    /// land in one shard to fill it and have everyone else's proofs there refused.
-    shard_of: RandomState,
-}
-
-#[derive(Default)]
-struct Shard {
-    /// Replay key → Unix second from which it may be forgotten.
-    seen: HashMap<[u8; 16], u64>,
-    /// Second of the last sweep for expired entries (at most one per second).
-    swept: u64,
-}
-
-const SHARDS: usize = 16;
-
-/// The replay memory is full of proofs still in their window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Full;
-
-impl ReplayCache {
-    /// Room for `capacity` proofs at once (about 40 bytes each).
-    pub fn new(capacity: usize) -> ReplayCache {
-        let per_shard = capacity.div_ceil(SHARDS).max(1);
-        ReplayCache { shards: (0..SHARDS).map(|_| Mutex::default()).collect(), per_shard, shard_of: RandomState::new() }
-    }
-
-    /// True when `key` was not seen (it is then remembered until `until`); false for a replay.
-    pub fn first_use(&self, key: [u8; 16], until: u64, now: u64) -> Result<bool, Full> {
-        let shard = &self.shards[self.shard_of.hash_one(key) as usize % SHARDS];
-        let mut shard = shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(&expires) = shard.seen.get(&key) {
-            if expires > now {
-                return Ok(false);
-            }
-        }
-        if shard.seen.len() >= self.per_shard && shard.swept < now {
-            shard.seen.retain(|_, &mut expires| expires > now);
-            shard.swept = now;
-        }
-        if shard.seen.len() >= self.per_shard && !shard.seen.contains_key(&key) {
-            return Err(Full);
-        }
-        shard.seen.insert(key, until);
-        Ok(true)
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -718,34 +616,5 @@ mod tests {
         assert_eq!(scheme(false, true, &["https", "http"]), None, "two values: no scheme, so no match");
         assert_eq!(scheme(false, true, &["https, http"]), None);
         assert_eq!(scheme(false, true, &["ftp"]), None);
-    }
-
-    #[test]
-    fn nonces_rotate_and_the_previous_one_is_accepted() {
-        let key = NonceKey::new(Some("0123456789abcdef0123456789abcdef"), 60);
-        let now = 6_000_000;
-        let nonce = key.current(now);
-        assert_eq!(nonce.len(), 24);
-        assert!(key.accepts(&nonce, now));
-        assert!(key.accepts(&nonce, now + 60), "the previous slot's nonce");
-        assert!(!key.accepts(&nonce, now + 120), "two rotations later");
-        assert!(!key.accepts(&nonce, now - 60), "nonces are not accepted before their slot");
-        let other = NonceKey::new(Some("another secret, 32 characters lon"), 60);
-        assert!(!other.accepts(&nonce, now), "another secret, another nonce");
-        assert_eq!(NonceKey::new(Some("0123456789abcdef0123456789abcdef"), 60).current(now), nonce, "replicas agree");
-    }
-
-    #[test]
-    fn replay_memory_is_exact_and_fails_closed_when_full() {
-        let cache = ReplayCache::new(SHARDS);
-        let key = |i: u8| [i; 16];
-        assert_eq!(cache.first_use(key(1), 100, 10), Ok(true));
-        assert_eq!(cache.first_use(key(1), 100, 50), Ok(false), "replayed within the window");
-        assert_eq!(cache.first_use(key(1), 200, 100), Ok(true), "forgotten when its window ended");
-        // One entry per shard: another key of key 1's shard finds it full of an unexpired entry.
-        let shard = |k: [u8; 16]| cache.shard_of.hash_one(k) as usize % SHARDS;
-        let same = (2..=255).map(key).find(|&k| shard(k) == shard(key(1))).expect("a key in the same shard");
-        assert_eq!(cache.first_use(same, 300, 150), Err(Full));
-        assert_eq!(cache.first_use(same, 300, 200), Ok(true), "room after the sweep");
     }
 }
