@@ -439,7 +439,7 @@ fn headers(c: &mut Criterion) {
     let uri: Uri = "/v1/orders?limit=10".parse().expect("uri");
     let sources = [TokenSource::Header];
     c.bench_function("token_extract", |b| {
-        b.iter(|| black_box(token::extract(black_box(&api), &uri, &sources).expect("ok").expect("a token")))
+        b.iter(|| black_box(token::extract(black_box(&api), &uri, &sources, true).expect("ok").expect("a token")))
     });
     c.bench_function("is_browser", |b| b.iter(|| black_box(is_browser(black_box(&browser)))));
     c.bench_function("header_map_clone_browser", |b| b.iter(|| black_box(browser.clone())));

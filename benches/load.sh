@@ -24,7 +24,8 @@
 # script), nginx proxy, tollgate public, bearer with one token, bearer cycling through TOKENS
 # distinct tokens (wrk Lua, round robin), bearer with a client-credentials upstream token and with
 # a token-exchange one (one caller token: the exchange cache is warm; the ratio of the two is
-# printed under the table), session cookie (a real sign-in at the dev issuer),
+# printed under the table), DPoP (one bound token, a fresh ES256 proof per request from a file
+# made ahead of the run: wrk Lua, never reused), session cookie (a real sign-in at the dev issuer),
 # public with the access log on, Envoy and Apache with one and TOKENS tokens, and over TLS
 # (nginx and tollgate, public route) keep-alive, a new connection per request with a resumed
 # TLS 1.2 handshake (wrk with `Connection: close`: wrk keeps the session) and with a full TLS 1.3
@@ -45,6 +46,8 @@
 #   ROUNDS=3 TOKENS=10000 BIG_TOKENS=100000 (0 skips) FIXED=8s (0 skips) FIXED_RATE=RPS (default
 #   nginx best / 4) PEERS=1 (0 skips Envoy and Apache) TLS=1 (0 skips the TLS modes)
 #   H2_CONNS=16 H2_STREAMS=16 ENVOY_BIN=path APACHE_BIN=/usr/sbin/apache2
+#   DPOP=1 (0 skips the DPoP mode) DPOP_PROOFS=200000 (fresh proofs made per round: more than
+#     the warm-up and the run send; the proof maker is examples/dpop_proofs.rs)
 #   SKIP_BUILD=1 KEEP=1 (keep the work dir) TOLLGATE_BIN=path (another build of tollgate)
 #   INSTRUCTIONS=1 (instead: user-space instructions per request under callgrind, every mode,
 #     one worker each)
@@ -59,6 +62,8 @@ TOKEN_WARMUP=${TOKEN_WARMUP:-3s}
 ROUNDS=${ROUNDS:-3}
 TOKENS=${TOKENS:-10000}
 BIG_TOKENS=${BIG_TOKENS:-100000}
+DPOP=${DPOP:-1}
+DPOP_PROOFS=${DPOP_PROOFS:-200000}
 FIXED=${FIXED:-8s}
 PEERS=${PEERS:-1}
 TLS=${TLS:-1}
@@ -151,8 +156,10 @@ if [[ $PEERS = 1 ]]; then
 fi
 
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
-    (cd "$ROOT" && cargo build --release --locked)
+    (cd "$ROOT" && cargo build --release --locked && cargo build --release --locked --example dpop_proofs)
 fi
+PROOFS_BIN="$(dirname "$BIN")/examples/dpop_proofs"
+[[ ${DPOP:-1} = 1 && ! -x $PROOFS_BIN ]] && die "no proof maker at $PROOFS_BIN (cargo build --release --example dpop_proofs)"
 [[ -x $BIN ]] || die "no tollgate binary at $BIN"
 
 USED=" "
@@ -348,6 +355,16 @@ name = "api"
 auth = "bearer"
 path = "/api/"
 upstream = "http://127.0.0.1:$UP"
+
+# DPoP-bound tokens with fresh proofs (the DPoP mode). The proofs are made before the run:
+# five minutes of proof age covers making them and every round's warm-up.
+[[route]]
+name = "dpop"
+auth = "bearer"
+path = "/dpop/"
+upstream = "http://127.0.0.1:$UP"
+dpop = "required"
+dpop_max_age = "5m"
 
 [[route]]
 name = "app"
@@ -573,7 +590,21 @@ credentials() {
     ONE_TOKEN=$(<"$W/one-token.txt")
     mint "$TOKENS" "$W/tokens.txt"
     SESSION=$(sign_in)
+    [[ ${DPOP:-1} = 1 ]] && dpop_credentials
     MINTED=$(date +%s)
+}
+
+# The DPoP mode's token (bound to a key of our own, by the dev issuer's `jkt` parameter) and
+# DPOP_PROOFS fresh proofs for GET /dpop/x at the benchmarked tollgate, made ahead of the run.
+dpop_credentials() {
+    local jkt t0=$(date +%s%N)
+    jkt=$("$PROOFS_BIN" key "$W/dpop.key")
+    DPOP_TOKEN=$(curl -s -u dev-cli:dev-secret -d grant_type=client_credentials -d scope=api -d "jkt=$jkt" \
+        "$ISSUER/token" | sed -nE 's/.*"access_token":"([^"]+)".*/\1/p')
+    [[ -n $DPOP_TOKEN ]] || die "no DPoP-bound token from $ISSUER/token"
+    "$PROOFS_BIN" proofs "$W/dpop.key" "$DPOP_PROOFS" GET "http://127.0.0.1:$TG/dpop/x" "$DPOP_TOKEN" >"$W/proofs.txt"
+    rm -f "$W/proofs.txt.used"
+    log "made $DPOP_PROOFS DPoP proofs in $((($(date +%s%N) - t0) / 1000000)) ms"
 }
 
 # ---------------------------------------------------------------- measurements
@@ -706,6 +737,10 @@ check_200 "http://127.0.0.1:$TG/public/x"
 check_200 "http://127.0.0.1:$TG/api/x" -H "Authorization: Bearer $ONE_TOKEN"
 check_200 "http://127.0.0.1:$TG/svc/x" -H "Authorization: Bearer $ONE_TOKEN"
 check_200 "http://127.0.0.1:$TG/xchg/x" -H "Authorization: Bearer $ONE_TOKEN"
+if [[ $DPOP = 1 ]]; then
+    check_200 "http://127.0.0.1:$TG/dpop/x" -H "Authorization: DPoP $DPOP_TOKEN" \
+        -H "DPoP: $("$PROOFS_BIN" proofs "$W/dpop.key" 1 GET "http://127.0.0.1:$TG/dpop/x" "$DPOP_TOKEN")"
+fi
 check_200 "http://127.0.0.1:$TG/wiki/x" -H "Cookie: $SESSION"
 if [[ $PEERS = 1 ]]; then
     for p in "$ENV_PORT" "$AP_PORT"; do
@@ -859,6 +894,10 @@ for round in $(seq 1 "$ROUNDS"); do
         run_wrk "$ENVOYN" "http://127.0.0.1:$ENV_PORT/api/x" "$ENV_PID" - -s "$HERE/tokens.lua" -- "$W/tokens.txt"
         run_wrk "Apache mod_auth_openidc, $TOKENS tokens" "http://127.0.0.1:$AP_PORT/api/x" "$AP_PID" tree \
             -s "$HERE/tokens.lua" -- "$W/tokens.txt"
+    fi
+    if [[ ${DPOP:-1} = 1 ]]; then
+        run_wrk "tollgate DPoP, fresh proofs" "http://127.0.0.1:$TG/dpop/x" "$TG_PID" - \
+            -s "$HERE/dpop.lua" -- "$W/proofs.txt" "$DPOP_TOKEN"
     fi
     run_wrk "tollgate public, access log on" "http://127.0.0.1:$TG_LOG/public/x" "$TG_LOG_PID" -
     if [[ $TLS = 1 ]]; then

@@ -3,11 +3,13 @@
 //! same answer in gRPC's form: HTTP 200, `grpc-status` and the body's text as `grpc-message`
 //! (trailers-only), with the same `WWW-Authenticate`, `Allow` and `Retry-After` headers.
 
-use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{HeaderMap, HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 
-use crate::auth::AuthError;
+use crate::auth::dpop::{ProofError, DPOP_NONCE};
+use crate::auth::{AuthError, Invalid};
 use crate::body::Body;
+use crate::config::dpop::{Dpop, DpopMode};
 use crate::config::Route;
 use crate::path::PathError;
 use crate::upstream::grpc::{self, Code};
@@ -209,15 +211,20 @@ impl GatewayError {
     }
 }
 
-/// RFC 6750 §3: the challenge in `WWW-Authenticate` and a small JSON body. The token is never
-/// echoed; descriptions come from a fixed set.
-/// With `grpc`, the same challenge on a trailers-only gRPC answer whose message is the
-/// description.
+/// RFC 6750 §3 (and RFC 9449 §7.1 where the route accepts DPoP): the challenges in
+/// `WWW-Authenticate` and a small JSON body. The token is never echoed; descriptions come from
+/// a fixed set. With `grpc`, the same challenges on a trailers-only gRPC answer whose message is
+/// the description.
 fn auth_response(status: StatusCode, e: AuthError, route: Option<&Route>, grpc: Option<Code>) -> Response<Body> {
-    let realm = route.and_then(|r| r.auth.bearer()).map_or("tollgate", |b| b.realm.as_str());
+    let bearer = route.and_then(|r| r.auth.bearer());
+    let realm = bearer.map_or("tollgate", |b| b.realm.as_str());
     let (code, description, scope) = match &e {
         AuthError::MissingToken => (None, "an access token is required".to_string(), None),
         AuthError::InvalidRequest(why) => (Some("invalid_request"), why.to_string(), None),
+        AuthError::InvalidToken(Invalid::Dpop(ProofError::Nonce)) => {
+            (Some("use_dpop_nonce"), ProofError::Nonce.description(), None)
+        }
+        AuthError::InvalidToken(why @ Invalid::Dpop(_)) => (Some("invalid_dpop_proof"), why.description(), None),
         AuthError::InvalidToken(why) => (Some("invalid_token"), why.description(), None),
         AuthError::InsufficientScope { scope } => {
             (Some("insufficient_scope"), "the access token lacks a required scope".to_string(), Some(scope.as_str()))
@@ -225,13 +232,6 @@ fn auth_response(status: StatusCode, e: AuthError, route: Option<&Route>, grpc: 
         AuthError::Forbidden(why) => (None, why.to_string(), None),
         AuthError::Unavailable(why) => (None, why.to_string(), None),
     };
-    let mut challenge = format!("Bearer realm=\"{realm}\"");
-    if let Some(code) = code {
-        challenge.push_str(&format!(", error=\"{code}\", error_description=\"{description}\""));
-    }
-    if let Some(scope) = scope {
-        challenge.push_str(&format!(", scope=\"{scope}\""));
-    }
     let body_code = match &e {
         AuthError::MissingToken => "unauthorized",
         AuthError::Forbidden(_) => "access_denied",
@@ -250,14 +250,59 @@ fn auth_response(status: StatusCode, e: AuthError, route: Option<&Route>, grpc: 
     };
     let headers = resp.headers_mut();
     if !matches!(e, AuthError::Forbidden(_) | AuthError::Unavailable(_)) {
-        if let Ok(v) = HeaderValue::from_str(&challenge) {
-            headers.insert(WWW_AUTHENTICATE, v);
-        }
+        let error = code.map(|code| Challenge { code, description: &description, scope });
+        challenges(headers, realm, bearer.map(|b| &b.dpop), &e, error);
     }
     if matches!(e, AuthError::Unavailable(_)) {
         headers.insert(RETRY_AFTER, HeaderValue::from_static("5"));
     }
     resp
+}
+
+/// The error a challenge carries.
+struct Challenge<'a> {
+    code: &'static str,
+    description: &'a str,
+    scope: Option<&'a str>,
+}
+
+/// `Bearer` (unless the route requires DPoP) and `DPoP` (unless the route disables it), the
+/// error in the challenge of the scheme it concerns: proofs, the nonce and `dpop = "required"`
+/// in `DPoP`'s, everything else in `Bearer`'s while bearer tokens are accepted.
+fn challenges(headers: &mut HeaderMap, realm: &str, dpop: Option<&Dpop>, e: &AuthError, error: Option<Challenge<'_>>) {
+    let dpop = dpop.filter(|d| d.mode != DpopMode::Disabled);
+    let bearer_accepted = dpop.is_none_or(|d| d.mode != DpopMode::Required);
+    let dpop_error =
+        matches!(e, AuthError::InvalidToken(Invalid::Dpop(_) | Invalid::DpopUnbound | Invalid::DpopRequired))
+            || !bearer_accepted;
+    let with_error = |mut challenge: String, error: &Option<Challenge<'_>>| {
+        if let Some(err) = error {
+            challenge.push_str(&format!(", error=\"{}\", error_description=\"{}\"", err.code, err.description));
+            if let Some(scope) = err.scope {
+                challenge.push_str(&format!(", scope=\"{scope}\""));
+            }
+        }
+        challenge
+    };
+    let none = None;
+    if bearer_accepted {
+        let challenge = with_error(format!("Bearer realm=\"{realm}\""), if dpop_error { &none } else { &error });
+        if let Ok(v) = HeaderValue::from_str(&challenge) {
+            headers.append(WWW_AUTHENTICATE, v);
+        }
+    }
+    let Some(dpop) = dpop else { return };
+    let challenge =
+        with_error(format!("DPoP realm=\"{realm}\", algs=\"{}\"", dpop.algs), if dpop_error { &error } else { &none });
+    if let Ok(v) = HeaderValue::from_str(&challenge) {
+        headers.append(WWW_AUTHENTICATE, v);
+    }
+    if let Some(nonces) = &dpop.nonce {
+        // Every DPoP challenge of a nonce route carries one, so a client's first try can use it.
+        if let Ok(v) = HeaderValue::from_str(&nonces.current(crate::util::unix_now())) {
+            headers.insert(DPOP_NONCE.clone(), v);
+        }
+    }
 }
 
 /// A short plain-text response.

@@ -188,12 +188,14 @@ fn refused_grpc_calls_get_grpc_statuses() {
     let v = call(&gw, "Unary", None, &["hi"], None);
     assert_eq!(v["code"], "UNAUTHENTICATED", "{v}");
     assert_eq!(v["details"], "an access token is required");
-    let challenge = v["trailing"]["www-authenticate"].as_str().unwrap_or_default();
-    assert!(challenge.starts_with("Bearer realm="), "challenge kept: {v}");
+    // Both challenges of a route that accepts DPoP as well (RFC 9449 §7.1), Bearer first.
+    let challenges = &v["trailing"]["www-authenticate"];
+    assert!(challenges[0].as_str().unwrap_or_default().starts_with("Bearer realm="), "challenge kept: {v}");
+    assert!(challenges[1].as_str().unwrap_or_default().starts_with("DPoP realm="), "DPoP challenge kept: {v}");
 
     let v = call(&gw, "Unary", Some("not-a-token"), &["hi"], None);
     assert_eq!(v["code"], "UNAUTHENTICATED", "{v}");
-    assert!(v["trailing"]["www-authenticate"].as_str().unwrap_or_default().contains("invalid_token"), "{v}");
+    assert!(v["trailing"]["www-authenticate"][0].as_str().unwrap_or_default().contains("invalid_token"), "{v}");
 
     let v = call(&gw, "ClientStream", Some(&token), &["a"], None);
     assert_eq!(v["code"], "PERMISSION_DENIED", "{v}");

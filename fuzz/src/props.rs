@@ -116,14 +116,16 @@ pub fn token(data: &[u8]) {
     let (target, rest) = first_line(data);
     let uri = Uri::try_from(target).unwrap_or_else(|_| Uri::from_static("/"));
     let headers = header_lines(rest);
-    let header_only = tollgate::auth::token::extract(&headers, &uri, &[TokenSource::Header]);
+    // The model knows the Bearer scheme only: DPoP (a route option) is left off here.
+    let header_only =
+        tollgate::auth::token::extract(&headers, &uri, &[TokenSource::Header], false).map(|p| p.map(|p| p.token));
     match (&header_only, header_token_model(&headers)) {
         (Ok(got), Ok(want)) => assert_eq!(got.as_deref(), want.as_deref(), "Authorization read differently"),
         (Err(tollgate::auth::AuthError::InvalidRequest(_)), Err(())) => {}
         (got, want) => panic!("Authorization: got {got:?}, the model says {want:?}"),
     }
     let all = [TokenSource::Header, TokenSource::Query("access_token".into()), TokenSource::Cookie("at".into())];
-    match tollgate::auth::token::extract(&headers, &uri, &all) {
+    match tollgate::auth::token::extract(&headers, &uri, &all, false).map(|p| p.map(|p| p.token)) {
         Ok(Some(t)) => {
             assert!(!t.is_empty(), "an empty token was extracted");
             if let Ok(Some(h)) = &header_only {

@@ -20,6 +20,9 @@ pub struct Principal {
     pub expires_at: u64,
     /// RFC 8705 §3: `cnf["x5t#S256"]`, the client certificate the token is bound to.
     pub cert_binding: CertBinding,
+    /// `cnf.jkt` (RFC 9449 §6): the thumbprint of the DPoP key the token is bound to. A `cnf.jkt`
+    /// that is not a string is kept as an empty one, which no key has: bound, never usable.
+    pub cnf_jkt: Option<String>,
     pub claims: Value,
 }
 
@@ -52,6 +55,7 @@ impl Principal {
             subject,
             expires_at,
             cert_binding: cert_binding(&claims),
+            cnf_jkt: cnf_jkt(&claims),
             claims,
         })
     }
@@ -78,7 +82,7 @@ impl Principal {
                 _ => 0,
             }
         }
-        let strings: usize = self.groups.iter().chain(&self.scopes).map(|s| s.len() + 56).sum();
+        let strings: usize = self.groups.iter().chain(&self.scopes).chain(&self.cnf_jkt).map(|s| s.len() + 56).sum();
         // The struct, the cache's own entry and the Arc come to about 500 bytes.
         u32::try_from(500 + self.subject.len() + strings + walk(&self.claims)).unwrap_or(u32::MAX)
     }
@@ -115,6 +119,11 @@ fn email_verified(claims: &Value) -> Option<bool> {
         Value::Null => None,
         _ => Some(false),
     }
+}
+
+fn cnf_jkt(claims: &Value) -> Option<String> {
+    let jkt = claims.get("cnf")?.get("jkt")?;
+    Some(jkt.as_str().unwrap_or("").to_string())
 }
 
 fn str_claim<'a>(claims: &'a Value, name: &str) -> Option<&'a str> {

@@ -1,5 +1,6 @@
-//! Finding the bearer token in a request (RFC 6750 §2): the `Authorization` header, and the
-//! query or a cookie only where a route opts in. A token in more than one place is refused.
+//! Finding the access token in a request (RFC 6750 §2): the `Authorization` header (scheme
+//! `Bearer`, or `DPoP` where the route accepts it, RFC 9449 §7.1), and the query or a cookie
+//! only where a route opts in. A token in more than one place is refused.
 
 use std::borrow::Cow;
 
@@ -9,17 +10,44 @@ use http::Uri;
 use super::AuthError;
 use crate::config::TokenSource;
 
+/// How the token was presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// `Authorization: Bearer`, a query parameter or a cookie: whoever holds it may use it.
+    Bearer,
+    /// `Authorization: DPoP`: the request must carry a proof of the token's key.
+    Dpop,
+}
+
+/// The token a request carries and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presented<'r> {
+    pub token: Cow<'r, str>,
+    pub scheme: Scheme,
+}
+
 /// The token, if the request carries one: borrowed from the `Authorization` header or a cookie,
-/// owned when it had to be decoded from the query.
+/// owned when it had to be decoded from the query. The `DPoP` scheme counts only with `dpop`
+/// (the route accepts it); otherwise it is another scheme, as `Basic` is.
 pub fn extract<'r>(
     headers: &'r HeaderMap,
     uri: &Uri,
     sources: &[TokenSource],
-) -> Result<Option<Cow<'r, str>>, AuthError> {
-    let mut found: Option<Cow<'r, str>> = None;
+    dpop: bool,
+) -> Result<Option<Presented<'r>>, AuthError> {
+    let mut found: Option<Presented<'r>> = None;
     for source in sources {
         let token = match source {
-            TokenSource::Header => from_header(headers)?.map(Cow::Borrowed),
+            TokenSource::Header => match from_header(headers, dpop)? {
+                Some((token, scheme)) => {
+                    if found.is_some() {
+                        return Err(AuthError::InvalidRequest("the access token was sent in more than one way"));
+                    }
+                    found = Some(Presented { token: Cow::Borrowed(token), scheme });
+                    continue;
+                }
+                None => None,
+            },
             TokenSource::Query(name) => {
                 crate::util::query_param(uri.query(), name).filter(|t| !t.is_empty()).map(Cow::Owned)
             }
@@ -33,13 +61,13 @@ pub fn extract<'r>(
             if found.is_some() {
                 return Err(AuthError::InvalidRequest("the access token was sent in more than one way"));
             }
-            found = Some(t);
+            found = Some(Presented { token: t, scheme: Scheme::Bearer });
         }
     }
     Ok(found)
 }
 
-fn from_header(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
+fn from_header(headers: &HeaderMap, dpop: bool) -> Result<Option<(&str, Scheme)>, AuthError> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(value) = values.next() else { return Ok(None) };
     if values.next().is_some() {
@@ -50,17 +78,25 @@ fn from_header(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
         Some(i) => (&value[..i], &value[i + 1..]),
         None => (value, &b""[..]),
     };
-    if !scheme.eq_ignore_ascii_case(b"bearer") {
+    let scheme = if scheme.eq_ignore_ascii_case(b"bearer") {
+        Scheme::Bearer
+    } else if dpop && scheme.eq_ignore_ascii_case(b"dpop") {
+        Scheme::Dpop
+    } else {
         // Another scheme (Basic, …) is not a bearer token: treated as no token.
         return Ok(None);
-    }
+    };
     let start = rest.iter().position(|&b| b != b' ').unwrap_or(rest.len());
     let token = &rest[start..];
+    let malformed = match scheme {
+        Scheme::Bearer => "malformed Bearer credentials",
+        Scheme::Dpop => "malformed DPoP credentials",
+    };
     if !is_token68(token) {
-        return Err(AuthError::InvalidRequest("malformed Bearer credentials"));
+        return Err(AuthError::InvalidRequest(malformed));
     }
     // token68 is ASCII, so this cannot fail.
-    std::str::from_utf8(token).map(Some).map_err(|_| AuthError::InvalidRequest("malformed Bearer credentials"))
+    std::str::from_utf8(token).map(|t| Some((t, scheme))).map_err(|_| AuthError::InvalidRequest(malformed))
 }
 
 /// RFC 6750 `b64token`: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=". A token
@@ -88,6 +124,32 @@ mod tests {
             h.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
         }
         h
+    }
+
+    fn extract<'r>(
+        headers: &'r HeaderMap,
+        uri: &Uri,
+        sources: &[TokenSource],
+    ) -> Result<Option<Cow<'r, str>>, AuthError> {
+        super::extract(headers, uri, sources, false).map(|p| p.map(|p| p.token))
+    }
+
+    #[test]
+    fn dpop_scheme_only_where_accepted() {
+        let uri: Uri = "/x".parse().unwrap();
+        let src = [TokenSource::Header];
+        let h = headers(&[("authorization", "DPoP abc.def")]);
+        assert_eq!(super::extract(&h, &uri, &src, false), Ok(None), "another scheme where DPoP is off");
+        let found = super::extract(&h, &uri, &src, true).unwrap().unwrap();
+        assert_eq!((found.token.as_ref(), found.scheme), ("abc.def", Scheme::Dpop));
+        let b = headers(&[("authorization", "Bearer abc")]);
+        assert_eq!(super::extract(&b, &uri, &src, true).unwrap().unwrap().scheme, Scheme::Bearer);
+        let bad = headers(&[("authorization", "dpop a b")]);
+        assert!(matches!(super::extract(&bad, &uri, &src, true), Err(AuthError::InvalidRequest(_))));
+        // A DPoP token and a query token at once are two credentials.
+        let uri: Uri = "/x?access_token=t".parse().unwrap();
+        let both = [TokenSource::Header, TokenSource::Query("access_token".into())];
+        assert!(matches!(super::extract(&h, &uri, &both, true), Err(AuthError::InvalidRequest(_))));
     }
 
     #[test]

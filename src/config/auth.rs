@@ -142,7 +142,14 @@ pub(super) struct RouteAuthParts {
     pub claim_headers: Vec<(HeaderName, Vec<String>)>,
 }
 
-pub(super) fn route_auth(c: &mut Check, i: usize, r: &mut RawRoute, issuers: &[Issuer], login: bool) -> RouteAuthParts {
+pub(super) fn route_auth(
+    c: &mut Check,
+    i: usize,
+    r: &mut RawRoute,
+    issuers: &[Issuer],
+    login: bool,
+    dpop: &mut super::dpop::Global,
+) -> RouteAuthParts {
     let at = |f: &str| format!("route[{i}].{f}");
     let auth = match r.auth.as_deref() {
         None => {
@@ -154,6 +161,7 @@ pub(super) fn route_auth(c: &mut Check, i: usize, r: &mut RawRoute, issuers: &[I
                 (r.issuers.is_some(), "issuers"),
                 (r.token_sources.is_some(), "token_sources"),
                 (r.rules.is_some(), "rules"),
+                (r.dpop.is_some() || r.dpop_algorithms.is_some() || r.dpop_nonce.is_some(), "dpop"),
             ] {
                 if set {
                     c.err(at(key), "has no effect with auth = \"none\"");
@@ -161,7 +169,7 @@ pub(super) fn route_auth(c: &mut Check, i: usize, r: &mut RawRoute, issuers: &[I
             }
             RouteAuth::None
         }
-        Some("bearer") => RouteAuth::Bearer(bearer(c, i, r, issuers)),
+        Some("bearer") => RouteAuth::Bearer(bearer(c, i, r, issuers, dpop)),
         Some(mode @ ("login" | "login_or_bearer")) => {
             if !login {
                 c.err(at("auth"), format!("auth = {mode:?} needs a [login] section (or [[login]] tables)"));
@@ -169,7 +177,7 @@ pub(super) fn route_auth(c: &mut Check, i: usize, r: &mut RawRoute, issuers: &[I
             if mode == "login" {
                 RouteAuth::Login
             } else {
-                RouteAuth::LoginOrBearer(bearer(c, i, r, issuers))
+                RouteAuth::LoginOrBearer(bearer(c, i, r, issuers, dpop))
             }
         }
         Some(other) => {
@@ -203,7 +211,7 @@ pub(super) fn route_auth(c: &mut Check, i: usize, r: &mut RawRoute, issuers: &[I
     }
 }
 
-fn bearer(c: &mut Check, i: usize, r: &RawRoute, issuers: &[Issuer]) -> Bearer {
+fn bearer(c: &mut Check, i: usize, r: &RawRoute, issuers: &[Issuer], dpop: &mut super::dpop::Global) -> Bearer {
     let at = |f: &str| format!("route[{i}].{f}");
     if issuers.is_empty() {
         c.err(at("auth"), "bearer tokens need at least one [[issuer]]");
@@ -241,7 +249,8 @@ fn bearer(c: &mut Check, i: usize, r: &RawRoute, issuers: &[Issuer]) -> Bearer {
     if realm.contains('"') || realm.contains('\\') || realm.chars().any(|ch| ch.is_control()) {
         c.err(at("realm"), "must not contain quotes, backslashes or control characters");
     }
-    Bearer { issuers: accepted, sources, forward_authorization: r.forward_authorization.unwrap_or(true), realm }
+    let dpop = super::dpop::route(c, i, r, dpop);
+    Bearer { issuers: accepted, sources, forward_authorization: r.forward_authorization.unwrap_or(true), realm, dpop }
 }
 
 fn rules(c: &mut Check, i: usize, raw: RawRules) -> Rules {

@@ -5,6 +5,7 @@ mod auth;
 mod client_auth;
 mod clients;
 mod cors;
+pub mod dpop;
 mod login;
 mod methods;
 mod raw;
@@ -268,6 +269,7 @@ pub struct Bearer {
     /// Pass the client's `Authorization` header upstream.
     pub forward_authorization: bool,
     pub realm: String,
+    pub dpop: dpop::Dpop,
 }
 
 /// Where a bearer token may come from. Only the header unless a route opts in to others.

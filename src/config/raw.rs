@@ -30,6 +30,9 @@ pub struct RawConfig {
     pub routes: Vec<RawRoute>,
     #[serde(default)]
     pub telemetry: Option<super::telemetry::RawTelemetry>,
+    /// `[dpop]`: server nonces for DPoP proofs (RFC 9449 §8).
+    #[serde(default)]
+    pub dpop: super::dpop::RawDpop,
 }
 
 #[derive(Debug, Deserialize)]
@@ -264,6 +267,12 @@ pub struct RawRoute {
     pub cors: Option<RawCors>,
     /// `http1` (default), `h2c` or `h2`.
     pub upstream_protocol: Option<String>,
+    /// DPoP (RFC 9449) on a bearer route: `allowed` (default), `required` or `disabled`.
+    pub dpop: Option<String>,
+    pub dpop_algorithms: Option<Vec<String>>,
+    pub dpop_max_age: Option<String>,
+    pub dpop_leeway: Option<String>,
+    pub dpop_nonce: Option<bool>,
 }
 
 /// A route's `cors = { ... }`.

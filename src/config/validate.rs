@@ -67,7 +67,8 @@ pub(super) fn validate(raw: RawConfig, file: &Path, base_dir: &Path) -> Result<C
     if raw.routes.is_empty() && egress.is_empty() {
         c.err("route", "no routes: add at least one [[route]] with a path and an upstream (or an [[egress]] listener)");
     }
-    let routes = routes(&mut c, raw.routes, &upstream, &issuers, &logins, &clients);
+    let mut dpop = super::dpop::global(&mut c, raw.dpop);
+    let routes = routes(&mut c, raw.routes, &upstream, &issuers, &logins, &clients, &mut dpop);
     let telemetry = raw.telemetry.and_then(|t| super::telemetry::telemetry(&mut c, t));
     if c.errors.is_empty() {
         let config = Config {
@@ -351,13 +352,14 @@ fn routes(
     issuers: &[Issuer],
     logins: &[Login],
     clients: &[super::Client],
+    dpop: &mut super::dpop::Global,
 ) -> Vec<Route> {
     let mut names = HashSet::new();
     let mut keys = RouteKeys::default();
     let mut out = Vec::with_capacity(raw.len());
     for (i, mut r) in raw.into_iter().enumerate() {
         let at = |f: &str| format!("route[{i}].{f}");
-        let parts = super::auth::route_auth(c, i, &mut r, issuers, !logins.is_empty());
+        let parts = super::auth::route_auth(c, i, &mut r, issuers, !logins.is_empty(), dpop);
         let login = super::login::route_login(c, i, r.login.take(), &parts.auth, logins);
         let path = r.path.unwrap_or_else(|| "/".into());
         match normalize_path(&path) {

@@ -186,6 +186,24 @@ impl State {
         self.sign(&claims, "at+jwt", rsa)
     }
 
+    /// A client's access token bound to the DPoP key with thumbprint `jkt` (RFC 9449 §6.1).
+    fn bound_access_token(
+        &self,
+        client_id: &str,
+        scope: &str,
+        resource: Option<&str>,
+        rsa: Option<&RsaKey>,
+        jkt: &str,
+    ) -> String {
+        let now = unix_now();
+        let claims = json!({
+            "iss": self.url, "sub": client_id, "aud": resource.unwrap_or(&self.opts.audience),
+            "client_id": client_id, "scope": scope, "jti": random_token(),
+            "iat": now, "exp": now + self.opts.access_token_ttl.as_secs(), "cnf": {"jkt": jkt},
+        });
+        self.sign(&claims, "at+jwt", rsa)
+    }
+
     fn id_token(&self, sub: &str, client_id: &str, nonce: Option<&str>, rsa: Option<&RsaKey>) -> String {
         let now = unix_now();
         let mut claims = json!({
@@ -436,7 +454,13 @@ fn grant(s: &State, basic: Option<(String, String)>, form: &str, rsa: Option<&Rs
         Some("refresh_token") => refresh_grant(s, client, &f("refresh_token").unwrap_or_default(), rsa),
         Some("client_credentials") => {
             let scope = f("scope").unwrap_or_default();
-            let token = s.access_token(&client.id, &scope, &client.id, f("resource").as_deref(), rsa);
+            let mut token = s.access_token(&client.id, &scope, &client.id, f("resource").as_deref(), rsa);
+            // `jkt=THUMBPRINT` (not a standard parameter; for the load benchmark's DPoP mode):
+            // the token bound to that DPoP key (`cnf.jkt`). The development issuer checks no
+            // proof here; a real provider binds the key of the proof the token request carries.
+            if let Some(jkt) = f("jkt") {
+                token = s.bound_access_token(&client.id, &scope, f("resource").as_deref(), rsa, &jkt);
+            }
             json_resp(
                 StatusCode::OK,
                 json!({"access_token": token, "token_type": "Bearer", "expires_in": s.opts.access_token_ttl.as_secs(), "scope": scope}),
@@ -742,5 +766,10 @@ mod tests {
         }
         let (status, body) = client_credentials(&issuer, "&alg=HS256").await;
         assert!(status.contains(" 400 ") && body["error"] == "invalid_request", "{status} {body}");
+        // `jkt=`: the token is bound to that DPoP key (the load benchmark's DPoP mode).
+        let (_, body) = client_credentials(&issuer, "&jkt=the-thumbprint").await;
+        let payload = body["access_token"].as_str().unwrap().split('.').nth(1).unwrap();
+        let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        assert_eq!(claims["cnf"]["jkt"], "the-thumbprint", "{claims}");
     }
 }

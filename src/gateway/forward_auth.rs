@@ -100,7 +100,13 @@ async fn judge(
     let mut set_cookie = HeaderMap::new();
     // The login of this route, not of the host tollgate was asked on: each app its own.
     let login = gw.logins().for_route(route).map(|l| &**l);
-    let outcome = match gw.authenticate(route, &req, conn, return_to.as_deref(), &mut set_cookie).await {
+    // A DPoP proof names the original request's URI, as the proxy reported it.
+    let origin = crate::auth::dpop::Origin {
+        tls: req.uri().scheme_str() == Some("https"),
+        trusted_proxy: false,
+        authority: req.uri().authority().map_or(own.as_str(), |a| a.as_str()),
+    };
+    let outcome = match gw.authenticate(route, &req, conn, origin, return_to.as_deref(), &mut set_cookie).await {
         Ok(caller) => authorize(route, caller, req.headers()).map(|p| accepted(route, p.caller(), login)),
         Err(e) => Err(e),
     };

@@ -24,11 +24,14 @@ pub(super) fn set_identity(headers: &mut HeaderMap, route: &Route, caller: &Call
         Caller::Bearer { principal, token, in_header } => {
             if !in_header || route.auth.bearer().is_some_and(|b| !b.forward_authorization) {
                 headers.remove(http::header::AUTHORIZATION);
+                // The DPoP proof goes with the token it proves, or not at all.
+                headers.remove(&crate::auth::dpop::DPOP);
             }
             (principal, token.as_str())
         }
         Caller::Session { principal, access_token } => {
             headers.remove(http::header::AUTHORIZATION);
+            headers.remove(&crate::auth::dpop::DPOP);
             if route.pass_authorization_header {
                 if let Ok(v) = HeaderValue::from_str(&format!("Bearer {access_token}")) {
                     headers.insert(http::header::AUTHORIZATION, v);

@@ -21,10 +21,12 @@ use http::header::{HeaderMap, HeaderValue, CONNECTION, HOST, TE, UPGRADE};
 use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
+use crate::auth::dpop::{self, Origin};
 use crate::auth::{rules, token, AuthError, Authenticator, Principal};
 use crate::authority::{self, Authority};
 use crate::body::{Body, LimitedBody};
 use crate::client_cert::{CertHeader, Presented, Thumbprint};
+use crate::config::dpop::DpopMode;
 use crate::config::{Bearer, Config, IncomingAuthorization, IpRange, Route, RouteAuth};
 use crate::error::GatewayError;
 use crate::login::{is_browser, page, Logins};
@@ -374,7 +376,8 @@ impl Gateway {
         let mut set_cookie = HeaderMap::new();
         let result = async {
             let own = uri.path_and_query().map_or("/", |pq| pq.as_str());
-            let caller = self.authenticate(route, &req, conn, Some(own), &mut set_cookie).await;
+            let origin = Origin { tls: conn.tls, trusted_proxy: conn.trusted, authority: authority.as_str() };
+            let caller = self.authenticate(route, &req, conn, origin, Some(own), &mut set_cookie).await;
             let permitted = caller.and_then(|c| authorize(route, c, req.headers()));
             if let Some(t) = trace {
                 t.auth_outcome(auth_outcome(&permitted));
@@ -409,17 +412,19 @@ impl Gateway {
 
     /// Step 2: the caller's identity, from the credential the route accepts. A browser without
     /// one is sent to sign in and come back to `sign_in`; with `None` it gets 401 like an API.
+    /// `origin`: the scheme and authority the client addressed (what a DPoP proof names).
     pub(crate) async fn authenticate<B>(
         &self,
         route: &Route,
         req: &Request<B>,
         conn: &Conn,
+        origin: Origin<'_>,
         sign_in: Option<&str>,
         set_cookie: &mut HeaderMap,
     ) -> Result<Caller, GatewayError> {
         match &route.auth {
             RouteAuth::None => Ok(Caller::Anonymous),
-            RouteAuth::Bearer(b) => self.bearer(b, req, conn).await,
+            RouteAuth::Bearer(b) => self.bearer(b, req, conn, origin).await,
             RouteAuth::Login | RouteAuth::LoginOrBearer(_) => {
                 let login = self.logins.for_route(route).ok_or(AuthError::Unavailable("login is not configured"))?;
                 if let Some(s) = login.session(req.headers()).await? {
@@ -427,8 +432,10 @@ impl Gateway {
                     return Ok(Caller::Session { principal: s.principal, access_token: s.access_token });
                 }
                 if let RouteAuth::LoginOrBearer(b) = &route.auth {
-                    if token::extract(req.headers(), req.uri(), &b.sources)?.is_some() {
-                        return self.bearer(b, req, conn).await;
+                    if token::extract(req.headers(), req.uri(), &b.sources, b.dpop.mode != DpopMode::Disabled)?
+                        .is_some()
+                    {
+                        return self.bearer(b, req, conn, origin).await;
                     }
                 }
                 if let Some(rd) = sign_in.filter(|_| is_browser(req.headers())) {
@@ -439,10 +446,25 @@ impl Gateway {
         }
     }
 
-    async fn bearer<B>(&self, bearer: &Bearer, req: &Request<B>, conn: &Conn) -> Result<Caller, GatewayError> {
-        let token = token::extract(req.headers(), req.uri(), &bearer.sources)?.ok_or(AuthError::MissingToken)?;
-        let verified = self.auth.authenticate(bearer, &token).await?;
-        let principal = verified.presented_with(self.presented_cert(conn, req.headers()))?;
+    async fn bearer<B>(
+        &self,
+        bearer: &Bearer,
+        req: &Request<B>,
+        conn: &Conn,
+        origin: Origin<'_>,
+    ) -> Result<Caller, GatewayError> {
+        let dpop = bearer.dpop.mode != DpopMode::Disabled;
+        let presented =
+            token::extract(req.headers(), req.uri(), &bearer.sources, dpop)?.ok_or(AuthError::MissingToken)?;
+        let request = dpop::Request {
+            headers: req.headers(),
+            method: req.method(),
+            path: req.uri().path(),
+            origin,
+            cert: self.presented_cert(conn, req.headers()),
+        };
+        let principal = self.auth.authenticate_request(bearer, &presented, &request).await?;
+        let token = presented.token;
         let in_header = req
             .headers()
             .get(http::header::AUTHORIZATION)

@@ -209,6 +209,11 @@ const configuration = {
       },
     },
     // ---- end mTLS -------------------------------------------------------------------------------
+    // --- DPoP (RFC 9449) -----------------------------------------------------------------------
+    // A token request with a DPoP proof gets a token bound to the proof's key: `cnf.jkt` in JWT
+    // access tokens and in introspection answers. Without a proof, tokens stay bearer tokens.
+    dPoP: { enabled: true },
+    // --- end DPoP --------------------------------------------------------------------------------
     rpInitiatedLogout: { enabled: true },
     backchannelLogout: { enabled: true },
     resourceIndicators: {
@@ -271,6 +276,9 @@ const configuration = {
     Grant: 24 * 3600,
   },
   clientBasedCORS: () => true,
+  // DPoP (RFC 9449): proof algorithms the token endpoint accepts (the library's default is
+  // ES256 and EdDSA only; the gateway's tests also bind tokens to RSA keys).
+  enabledJWA: { dPoPSigningAlgValues: ['ES256', 'EdDSA', 'RS256', 'PS256'] },
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -16,6 +16,18 @@ import queue
 import grpc
 
 
+def metadata_dict(pairs):
+    """Metadata as a dict; a key that came several times (two WWW-Authenticate challenges) keeps
+    every value, in order, as a list."""
+    out = {}
+    for k, v in pairs or ():
+        if k in out:
+            out[k] = (out[k] if isinstance(out[k], list) else [out[k]]) + [v]
+        else:
+            out[k] = v
+    return out
+
+
 def bidi_requests(args, answers):
     # Lock-step: the next message goes only after the previous answer came back, so the call
     # completes only if every hop streams both ways.
@@ -60,13 +72,13 @@ def main():
                     answers.put(m)
             else:
                 raise SystemExit(f"unknown method {a.method}")
-            out["initial"] = dict(call.initial_metadata() or ())
-            out["trailing"] = dict(call.trailing_metadata() or ())
+            out["initial"] = metadata_dict(call.initial_metadata())
+            out["trailing"] = metadata_dict(call.trailing_metadata())
         except grpc.RpcError as e:
             out["code"] = e.code().name
             out["details"] = e.details() or ""
-            out["initial"] = dict(e.initial_metadata() or ())
-            out["trailing"] = dict(e.trailing_metadata() or ())
+            out["initial"] = metadata_dict(e.initial_metadata())
+            out["trailing"] = metadata_dict(e.trailing_metadata())
     print(json.dumps(out, default=lambda v: v.decode("latin-1") if isinstance(v, bytes) else str(v)), flush=True)
 
 
