@@ -81,7 +81,9 @@ async function openBrowser(input) {
     // Belt and braces next to the request interception below: no name but localhost resolves.
     '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1',
   ];
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args, timeout: 30_000 });
+  // Chromium is up in about a second on an idle machine, but a launch took over 30 s on a busy
+  // two-core one; the Rust side bounds the whole scenario (support/browser.rs RUN_TIMEOUT).
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args, timeout: 90_000 });
   const context = await browser.newContext({ ignoreHTTPSErrors: Boolean(input.ignore_https_errors) });
   context.setDefaultTimeout(STEP_TIMEOUT);
   context.setDefaultNavigationTimeout(STEP_TIMEOUT);
