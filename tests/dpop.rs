@@ -461,3 +461,30 @@ fn replicas_with_a_redis_store_refuse_each_others_used_proofs() {
     assert_bad_proof(&with_proof(&b, "/api/x", &token, &proof), "replayed at the replica");
     assert_eq!(redis.keys("tollgate:dpop:*").len(), 1, "{}", redis.output());
 }
+
+/// Forward-auth checks a proof against the original request, which the proxy describes: its
+/// method too. Without being told the method (a plain nginx `auth_request` subrequest is always
+/// a GET), a DPoP request is refused rather than judged as a GET, so a captured GET proof cannot
+/// pass for a POST.
+#[test]
+fn forward_auth_checks_the_proof_against_the_original_method() {
+    let idp = Idp::start(IdpOptions::default());
+    let up = echo();
+    let gw = start(&(issuer_toml(&idp.issuer) + &route_toml("api", "/api/", up.addr, "")));
+    let key = ProofKey::es256();
+    let token = bound_token(&idp, &key, Some(API_RESOURCE));
+    let auth = format!("DPoP {token}");
+    let ask = |method: Option<&str>, proof: &str| {
+        let mut headers = vec![("Authorization", auth.as_str()), ("DPoP", proof), ("X-Original-URI", "/api/orders")];
+        if let Some(m) = method {
+            headers.push(("X-Original-Method", m));
+        }
+        request(gw.addr, "GET", "/oauth2/auth", &headers)
+    };
+    let get_proof = || key.proof("GET", &htu("/api/orders"), &token);
+    let r = ask(None, &get_proof());
+    assert_eq!(r.status, 403, "the method is unknown: {} {}", r.status, r.body);
+    assert!(r.body.contains("X-Original-Method"), "{}", r.body);
+    assert_bad_proof(&ask(Some("POST"), &get_proof()), "a GET proof for a POST");
+    assert_eq!(ask(Some("GET"), &get_proof()).status, 202, "a proof for the original request");
+}

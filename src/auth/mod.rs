@@ -353,7 +353,8 @@ impl Authenticator {
         let presented = token::Presented { token: std::borrow::Cow::Borrowed(token), scheme: token::Scheme::Bearer };
         let headers = http::HeaderMap::new();
         let origin = dpop::Origin { tls: false, trusted_proxy: false, authority: "" };
-        let req = dpop::Request { headers: &headers, method: &http::Method::GET, path: "/", origin, cert: Presented::NONE };
+        let req =
+            dpop::Request { headers: &headers, method: &http::Method::GET, path: "/", origin, cert: Presented::NONE };
         self.authenticate_request(route, &presented, &req).await
     }
 
@@ -411,11 +412,16 @@ impl Authenticator {
         if checked.jkt != jkt {
             return Err(invalid(dpop::ProofError::KeyMismatch));
         }
-        let window = route.dpop.window();
-        match self.caches.dpop_seen.first_use(checked.replay_key, now + window + 1, now) {
+        // Every `iat` the route accepts, and once more the leeway: replicas sharing the Redis
+        // store may disagree on the time by that much.
+        let window = route.dpop.window() + route.dpop.leeway;
+        match self.caches.dpop_seen.first_use(checked.replay_key, &checked.jkt, now + window + 1, now) {
             Ok(true) => {}
             Ok(false) => return Err(invalid(dpop::ProofError::Replayed)),
-            Err(dpop::Full) => return Err(AuthError::Unavailable("too many DPoP proofs in flight to remember")),
+            Err(dpop::Full::KeyShare) => return Err(invalid(dpop::ProofError::TooMany)),
+            Err(dpop::Full::Memory) => {
+                return Err(AuthError::Unavailable("too many DPoP proofs in flight to remember"))
+            }
         }
         let Some(redis) = &self.dpop_redis else { return Ok(()) };
         const HEX: &[u8; 16] = b"0123456789abcdef";

@@ -104,6 +104,12 @@ impl Principal {
 fn cert_binding(claims: &Value) -> CertBinding {
     let Some(cnf) = claims.get("cnf") else { return CertBinding::Unbound };
     let Some(cnf) = cnf.as_object() else { return CertBinding::Unreadable };
+    // A confirmation method tollgate cannot check (RFC 7800 `jwk`, `kid`, `jku`, RFC 8705's
+    // SHA-1 `x5t`, ...), or none at all, binds the token to something no request here can
+    // prove: refused, never taken for an unbound bearer token.
+    if cnf.is_empty() || cnf.keys().any(|k| k != "x5t#S256" && k != "jkt") {
+        return CertBinding::Unreadable;
+    }
     match cnf.get("x5t#S256") {
         None => CertBinding::Unbound,
         Some(v) => v.as_str().and_then(Thumbprint::from_base64url).map_or(CertBinding::Unreadable, CertBinding::To),
@@ -178,7 +184,15 @@ mod tests {
         let t = Thumbprint::of_der(b"cert");
         assert_eq!(bound(json!({"x5t#S256": t.to_base64url()})), CertBinding::To(t));
         assert_eq!(bound(json!({"jkt": "abc"})), CertBinding::Unbound, "another kind of binding");
-        for unreadable in [json!({"x5t#S256": "abc"}), json!({"x5t#S256": 1}), json!("x5t"), json!(null)] {
+        assert_eq!(bound(json!({"jkt": "abc", "x5t#S256": t.to_base64url()})), CertBinding::To(t), "both kinds");
+        // Confirmation methods nobody here can check are refusals, not bearer tokens.
+        let unknown = [json!({"jwk": {"kty": "EC"}}), json!({"x5t": "sha1"}), json!({"kid": "k"}), json!({})];
+        let mixed = [json!({"jkt": "abc", "jku": "https://x"})];
+        for unreadable in [json!({"x5t#S256": "abc"}), json!({"x5t#S256": 1}), json!("x5t"), json!(null)]
+            .into_iter()
+            .chain(unknown)
+            .chain(mixed)
+        {
             assert_eq!(bound(unreadable.clone()), CertBinding::Unreadable, "{unreadable}");
         }
         assert_eq!(Principal::from_claims(0, json!({"sub": "u"}), 10).unwrap().cert_binding, CertBinding::Unbound);

@@ -88,8 +88,13 @@ async fn judge(
     let forwarded = Forwarded::read(&parts.headers, Some(own.as_str()))?;
     let route = find_route(gw.router(), &forwarded, parts.uri.query())?;
     let uri = forwarded.uri()?;
-    if let Some(m) = &forwarded.method {
-        parts.method = m.clone();
+    match &forwarded.method {
+        Some(m) => parts.method = m.clone(),
+        // A DPoP proof names the method it was made for (`htm`); without being told the
+        // original method, the subrequest's own (nginx's is always GET) would be checked, so a
+        // captured GET proof would pass for a POST.
+        None if uses_dpop_scheme(&parts.headers) => return Err(DPOP_METHOD_UNKNOWN),
+        None => {}
     }
     // Traefik (the one that sets X-Forwarded-Uri) hands the answer to the browser: a redirect to
     // sign in works there. nginx accepts only 2xx, 401 and 403 from here.
@@ -211,6 +216,18 @@ fn find_route<'r>(router: &'r Router, fwd: &Forwarded<'_>, query: Option<&str>) 
         Found::NoRoute => Err("no route for this host and path"),
     }
 }
+
+/// True when `Authorization` uses the `DPoP` scheme (RFC 9449 §7.1; scheme names are
+/// case-insensitive).
+fn uses_dpop_scheme(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(http::header::AUTHORIZATION)
+        .iter()
+        .any(|v| v.as_bytes().get(..5).is_some_and(|s| s.eq_ignore_ascii_case(b"dpop ")))
+}
+
+const DPOP_METHOD_UNKNOWN: Refusal =
+    "a DPoP proof is checked against the original method, which is unknown: set X-Forwarded-Method or X-Original-Method";
 
 const METHOD_UNKNOWN: Refusal =
     "the route depends on the method, which is unknown: set X-Forwarded-Method or X-Original-Method";

@@ -516,7 +516,7 @@ impl Gateway {
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         // A bearer token the route must not forward leaves with its query parameter or cookie.
-        let hidden = hidden_token_sources(route, &caller);
+        let hidden = hidden_token_sources(route);
         let stripped;
         let query = match (parts.uri.query(), hidden.queries.is_empty()) {
             (Some(q), false) => {
@@ -544,6 +544,11 @@ impl Gateway {
                 true => self.credentials.exchanged(t.client, caller.subject()).await,
             };
             let minted = minted.map_err(GatewayError::UpstreamToken)?;
+            // The caller's DPoP proof goes with the caller's token, or not at all: never beside
+            // a token it does not prove.
+            if !matches!(t.incoming, IncomingAuthorization::MoveTo(_)) {
+                headers.remove(&crate::auth::dpop::DPOP);
+            }
             if let Some(theirs) = headers.remove(http::header::AUTHORIZATION) {
                 if let IncomingAuthorization::MoveTo(name) = &t.incoming {
                     headers.insert(name.clone(), theirs);

@@ -5,7 +5,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH};
 use http::uri::PathAndQuery;
 use http::Uri;
 
-use super::{Caller, Conn};
+use super::Conn;
 use crate::config::Route;
 use crate::error::GatewayError;
 
@@ -20,14 +20,13 @@ pub(super) struct Hidden<'r> {
     pub cookies: Vec<&'r str>,
 }
 
-pub(super) fn hidden_token_sources<'r>(route: &'r Route, caller: &Caller) -> Hidden<'r> {
+pub(super) fn hidden_token_sources(route: &Route) -> Hidden<'_> {
     let mut hidden = Hidden::default();
     // A token-exchange route never forwards the caller's token, whatever forward_authorization says.
     let exchanges = route.upstream_token.as_ref().is_some_and(|t| t.exchange);
     let Some(b) = route.auth.bearer().filter(|b| !b.forward_authorization || exchanges) else { return hidden };
-    if !matches!(caller, Caller::Bearer { .. }) {
-        return hidden;
-    }
+    // Whoever the caller turned out to be: a browser with a session on a login_or_bearer route
+    // may send a token in the query or a cookie too, which was never checked.
     for source in &b.sources {
         match source {
             crate::config::TokenSource::Query(name) => hidden.queries.push(name),

@@ -68,6 +68,9 @@ pub enum ProofError {
     TokenHash,
     /// The same `jti` from the same key was seen within the window.
     Replayed,
+    /// This proof key holds its whole share of the replay memory: it sends more fresh proofs
+    /// within the window than any one client should.
+    TooMany,
     /// The proof's key is not the one the token is bound to.
     KeyMismatch,
     /// The route wants a server nonce and the proof has none, or an old one: the answer is
@@ -93,6 +96,7 @@ impl ProofError {
             ProofError::Future => "dpop_future",
             ProofError::TokenHash => "dpop_ath",
             ProofError::Replayed => "dpop_replay",
+            ProofError::TooMany => "dpop_too_many",
             ProofError::KeyMismatch => "dpop_key_mismatch",
             ProofError::Nonce => "dpop_nonce",
         }
@@ -115,6 +119,7 @@ impl ProofError {
             ProofError::Future => "DPoP proof iat is in the future".into(),
             ProofError::TokenHash => "DPoP proof ath does not match the access token".into(),
             ProofError::Replayed => "DPoP proof already used".into(),
+            ProofError::TooMany => "too many DPoP proofs from this key within the proof window".into(),
             ProofError::KeyMismatch => "DPoP proof key does not match the access token's binding".into(),
             ProofError::Nonce => "a fresh DPoP nonce is required".into(),
         }
