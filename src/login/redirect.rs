@@ -97,7 +97,10 @@ fn is_safe(rd: &str, public_origin: &str, allowed_hosts: &[String]) -> bool {
         return true;
     }
     let host = authority.host().to_ascii_lowercase();
+    // An allowed host on its https port only: another port is another site (oauth2-proxy too
+    // refuses ports not listed in its whitelist).
     uri.scheme_str() == Some("https")
+        && uri.port_u16().is_none_or(|p| p == 443)
         && allowed_hosts.iter().any(|a| if a.starts_with('.') { host.ends_with(a.as_str()) } else { &host == a })
 }
 
@@ -127,6 +130,7 @@ mod tests {
             "https://app.example.com/x",
             "https://docs.example.com/",
             "https://a.trusted.example/p",
+            "https://docs.example.com:443/",
         ] {
             assert!(safe(ok), "{ok}");
         }
@@ -135,6 +139,9 @@ mod tests {
     #[test]
     fn refuses_everything_off_site() {
         for bad in [
+            // An allowed host, but another port (found by the `redirect` fuzz target).
+            "https://ooLLLLLLLLL.trusted.example:8/oo",
+            "https://docs.example.com:8443/",
             "//evil.com",
             "///evil.com",
             "/\\evil.com",
