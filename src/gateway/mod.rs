@@ -580,12 +580,12 @@ impl Gateway {
             headers.insert(UPGRADE, protocol);
         }
         let call = trace.and_then(|t| t.upstream(route, &mut parts.headers));
+        let upstream_req = Request::from_parts(parts, LimitedBody::new(body, route.max_body));
         // Kept only where a rejected upstream token may be retried (see `upstream_token_rejected`).
         let again = match (&sent_token, client_upgrade.is_none()) {
-            (Some(_), true) => retry_copy(&parts, &body),
+            (Some(_), true) => proxy::replayable(&upstream_req),
             _ => None,
         };
-        let upstream_req = Request::from_parts(parts, LimitedBody::new(body, route.max_body));
         let sent = send(proxy, route, upstream_req, deadline).await;
         if let (Some(t), Some(call)) = (trace, call) {
             t.upstream_done(call, sent.as_ref().map(Response::status).map_err(GatewayError::kind));
@@ -669,21 +669,6 @@ async fn send(
         Err(proxy::ProxyError::Timeout) if deadline.is_some() => Err(GatewayError::DeadlineExceeded),
         Err(e) => Err(GatewayError::from(e)),
     }
-}
-
-/// A copy of a request to send again, for bodiless requests with an idempotent method only
-/// (RFC 9110 §9.2.2): a body was streamed to the upstream and is gone. An HTTP/2 request
-/// with a body (gRPC, streaming) is never copied.
-fn retry_copy(parts: &http::request::Parts, body: &Incoming) -> Option<Request<LimitedBody>> {
-    if !parts.method.is_idempotent() || !http_body::Body::is_end_stream(body) {
-        return None;
-    }
-    let mut copy = Request::new(LimitedBody::empty());
-    *copy.method_mut() = parts.method.clone();
-    *copy.uri_mut() = parts.uri.clone();
-    *copy.version_mut() = parts.version;
-    *copy.headers_mut() = parts.headers.clone();
-    Some(copy)
 }
 
 /// The absolute-form target of an HTTP/2 upstream request: its authority becomes `:authority`
