@@ -36,9 +36,9 @@ use crate::router::{Found, Router};
 use crate::telemetry::{RequestSpan, Telemetry};
 use crate::upstream::credentials::Credentials;
 use crate::upstream::exchange::Subject;
-use crate::upstream::grpc;
 use crate::upstream::headers::{clean_response, join_cookies, Protected};
 use crate::upstream::proxy::{self, Proxy};
+use crate::upstream::{challenge, grpc};
 
 pub mod forward_auth;
 mod identity;
@@ -535,6 +535,8 @@ impl Gateway {
         set_forwarding(headers, conn, authority.header_value());
         headers.insert(X_REQUEST_ID.clone(), request_id.clone());
         set_identity(headers, route, &caller);
+        // The token sent, for a rejection of it to be recognised.
+        let mut sent_token = None;
         if let Some(t) = &route.upstream_token {
             // A token-exchange route sends only the exchanged token: the caller's Authorization
             // is dropped below, its other copies were refused by the configuration (moved
@@ -554,6 +556,7 @@ impl Gateway {
                     headers.insert(name.clone(), theirs);
                 }
             }
+            sent_token = Some(minted.clone());
             headers.insert(http::header::AUTHORIZATION, minted);
         }
         if http2 {
@@ -578,16 +581,22 @@ impl Gateway {
         }
         let call = trace.and_then(|t| t.upstream(route, &mut parts.headers));
         let upstream_req = Request::from_parts(parts, LimitedBody::new(body, route.max_body));
-        let timeout = deadline.unwrap_or(route.timeout);
-        let sent = match proxy.send(&route.upstream, upstream_req, timeout).await {
-            Ok(resp) => Ok(resp),
-            Err(proxy::ProxyError::Timeout) if deadline.is_some() => Err(GatewayError::DeadlineExceeded),
-            Err(e) => Err(GatewayError::from(e)),
+        // Kept only where a rejected upstream token may be retried (see `upstream_token_rejected`).
+        let again = match (&sent_token, client_upgrade.is_none()) {
+            (Some(_), true) => proxy::replayable(&upstream_req),
+            _ => None,
         };
+        let sent = send(proxy, route, upstream_req, deadline).await;
         if let (Some(t), Some(call)) = (trace, call) {
             t.upstream_done(call, sent.as_ref().map(Response::status).map_err(GatewayError::kind));
         }
         let mut resp = sent?;
+        if let (Some(t), Some(used)) = (&route.upstream_token, &sent_token) {
+            if resp.status() == StatusCode::UNAUTHORIZED && challenge::invalid_token(resp.headers()) {
+                let retry = RetryCtx { route, proxy, deadline, caller: &caller };
+                resp = Box::pin(self.upstream_token_rejected(t, used, again, resp, retry)).await?;
+            }
+        }
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             let Some(client_upgrade) = client_upgrade else {
                 return Err(GatewayError::BadRequest("upstream switched protocols unasked"));
@@ -603,6 +612,62 @@ impl Gateway {
             clean_response(resp.headers_mut());
         }
         Ok(resp.map(Body::Stream))
+    }
+}
+
+/// What a retry after a rejected upstream token needs of the first attempt.
+struct RetryCtx<'a> {
+    route: &'a Route,
+    proxy: &'a Proxy,
+    deadline: Option<std::time::Duration>,
+    caller: &'a Caller,
+}
+
+impl Gateway {
+    /// The upstream answered `401 invalid_token` to the token tollgate sent (`used`): that
+    /// token is dropped (when still held, see `Credentials::rejected`) and a request that can
+    /// be sent again (`again`: bodiless, idempotent, no upgrade) goes once more with the new
+    /// token. Otherwise, or when no other token is to be had, the upstream's 401 is the answer
+    /// and the next request gets the new token. Never more than one retry.
+    async fn upstream_token_rejected(
+        &self,
+        t: &crate::config::UpstreamToken,
+        used: &HeaderValue,
+        again: Option<Request<LimitedBody>>,
+        first: Response<Incoming>,
+        ctx: RetryCtx<'_>,
+    ) -> Result<Response<Incoming>, GatewayError> {
+        let subject = ctx.caller.subject();
+        let renewed = self.credentials.rejected(t.client, t.exchange, subject, used).await;
+        let Some(mut req) = again.filter(|_| renewed) else { return Ok(first) };
+        let minted = match t.exchange {
+            false => self.credentials.authorization(t.client).await,
+            true => self.credentials.exchanged(t.client, subject).await,
+        };
+        let Some(minted) = minted.ok().filter(|m| m != used) else { return Ok(first) };
+        drop(first);
+        self.credentials.retried(t.client);
+        req.headers_mut().insert(http::header::AUTHORIZATION, minted.clone());
+        let resp = send(ctx.proxy, ctx.route, req, ctx.deadline).await?;
+        if resp.status() == StatusCode::UNAUTHORIZED && challenge::invalid_token(resp.headers()) {
+            // Counted, and dropped when the floor allows; not retried again.
+            self.credentials.rejected(t.client, t.exchange, subject, &minted).await;
+        }
+        Ok(resp)
+    }
+}
+
+/// Step 5's call, its timeout the route's or a shorter gRPC deadline.
+async fn send(
+    proxy: &Proxy,
+    route: &Route,
+    req: Request<LimitedBody>,
+    deadline: Option<std::time::Duration>,
+) -> Result<Response<Incoming>, GatewayError> {
+    match proxy.send(&route.upstream, req, deadline.unwrap_or(route.timeout)).await {
+        Ok(resp) => Ok(resp),
+        Err(proxy::ProxyError::Timeout) if deadline.is_some() => Err(GatewayError::DeadlineExceeded),
+        Err(e) => Err(GatewayError::from(e)),
     }
 }
 

@@ -46,6 +46,8 @@ pub struct CredentialMetrics {
     requests: IntCounterVec,
     cache: IntCounterVec,
     expiry: IntGaugeVec,
+    rejections: IntCounterVec,
+    retries: IntCounterVec,
     exchange: ExchangeMetrics,
 }
 
@@ -66,10 +68,26 @@ impl CredentialMetrics {
             Opts::new("tollgate_client_token_expiry_seconds", "Seconds until the held upstream token expires"),
             &["client"],
         )?;
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(cache.clone()))?;
+        let rejections = IntCounterVec::new(
+            Opts::new(
+                "tollgate_upstream_token_rejections_total",
+                "Upstream 401 invalid_token answers to a token tollgate sent, by client",
+            ),
+            &["client"],
+        )?;
+        let retries = IntCounterVec::new(
+            Opts::new(
+                "tollgate_upstream_token_retries_total",
+                "Requests sent again with a new token after the upstream rejected one, by client",
+            ),
+            &["client"],
+        )?;
+        for c in [&requests, &cache, &rejections, &retries] {
+            registry.register(Box::new(c.clone()))?;
+        }
         registry.register(Box::new(expiry.clone()))?;
-        Ok(CredentialMetrics { requests, cache, expiry, exchange: ExchangeMetrics::new(registry)? })
+        let exchange = ExchangeMetrics::new(registry)?;
+        Ok(CredentialMetrics { requests, cache, expiry, rejections, retries, exchange })
     }
 }
 
@@ -85,6 +103,8 @@ pub struct ClientToken {
     last_error: ArcSwapOption<String>,
     /// `tollgate_client_token_cache_total{client, result="hit"}`, resolved once.
     hits: prometheus::IntCounter,
+    /// When an upstream's rejection last dropped the held token (see [`REJECTION_FLOOR`]).
+    dropped_at: std::sync::Mutex<Option<Instant>>,
 }
 
 impl ClientToken {
@@ -96,9 +116,15 @@ impl ClientToken {
             attempts: AtomicU64::new(0),
             last_error: ArcSwapOption::empty(),
             hits: metrics.cache.with_label_values(&[cfg.name.as_str(), "hit"]),
+            dropped_at: std::sync::Mutex::new(None),
         }
     }
 }
+
+/// After an upstream's `401 invalid_token` dropped a token, the next one is not dropped for
+/// this long (per client, or per caller token for exchanged tokens): an upstream that rejects
+/// every token then costs one token request per this time, not one per request.
+pub const REJECTION_FLOOR: Duration = Duration::from_secs(10);
 
 /// How long after start a token request waits for the issuer's discovery (the first requests
 /// race it); later, an issuer still not discovered is unreachable and the request fails at once.
@@ -205,6 +231,35 @@ impl Credentials {
             ExchangeError::Refused { .. } => CredentialError::Refused { client: ex.cfg.name.clone(), source: e },
             ExchangeError::Unavailable(reason) => CredentialError::Unavailable { client: ex.cfg.name.clone(), reason },
         })
+    }
+
+    /// The upstream answered `401 invalid_token` to `used`, the token `authorization` or
+    /// `exchanged` (`exchange`) gave for `client` (and `subject`). Drops it when it is still
+    /// the one held and no rejection dropped one within [`REJECTION_FLOOR`]; says whether
+    /// asking again gives another token (a new one comes, or one came already).
+    pub async fn rejected(
+        &self,
+        client: usize,
+        exchange: bool,
+        subject: Option<Subject<'_>>,
+        used: &HeaderValue,
+    ) -> bool {
+        let Some(ct) = self.clients.get(client) else { return false };
+        self.metrics.rejections.with_label_values(&[ct.cfg.name.as_str()]).inc();
+        let renew = match (exchange, self.exchanges.get(client).and_then(Option::as_ref), subject) {
+            (false, _, _) => ct.rejected(used),
+            (true, Some(ex), Some(s)) => ex.rejected(exchange::digest(s.token), used).await,
+            (true, _, _) => false,
+        };
+        tracing::info!(client = %ct.cfg.name, renew, "the upstream rejected the token (invalid_token)");
+        renew
+    }
+
+    /// Counts a request sent again after [`Credentials::rejected`].
+    pub fn retried(&self, client: usize) {
+        if let Some(ct) = self.clients.get(client) {
+            self.metrics.retries.with_label_values(&[ct.cfg.name.as_str()]).inc();
+        }
     }
 
     async fn exchange_miss(
@@ -375,6 +430,24 @@ impl Credentials {
 }
 
 impl ClientToken {
+    /// See [`Credentials::rejected`]. Under `dropped_at`'s lock, so concurrent rejections of
+    /// one token drop it once; the next `authorization` fetches (single flight).
+    fn rejected(&self, used: &HeaderValue) -> bool {
+        let mut dropped_at = self.dropped_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let held = self.held.load_full();
+        match held {
+            Some(h) if h.authorization != *used => true,
+            None => true,
+            Some(_) if dropped_at.is_some_and(|t| t.elapsed() < REJECTION_FLOOR) => false,
+            Some(h) => {
+                // Only this token: a renewal that replaced it meanwhile stays.
+                let _ = self.held.compare_and_swap(&h, None);
+                *dropped_at = Some(Instant::now());
+                true
+            }
+        }
+    }
+
     fn valid(&self) -> Option<HeaderValue> {
         let held = self.held.load();
         held.as_ref().filter(|h| Instant::now() < h.expires_at).map(|h| h.authorization.clone())

@@ -18,6 +18,7 @@ use http::{HeaderValue, StatusCode, Uri};
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 use serde::Deserialize;
 
+use super::credentials::REJECTION_FLOOR;
 use crate::auth::front::DigestHasherBuilder;
 use crate::config::{Client, Exchange, ACCESS_TOKEN_TYPE};
 use crate::oidc::http::IdpClient;
@@ -35,6 +36,8 @@ const CACHE_BYTES: u64 = 16 << 20;
 /// expiry: a refusal grants nothing, and a caller retrying an expired token within the
 /// gateway's leeway would otherwise make one exchange per request.
 pub const REFUSAL_TTL: Duration = Duration::from_secs(5);
+/// Caller tokens remembered as recently rejected (a bound, not a tuning knob).
+const DROPPED_KEYS: u64 = 10_000;
 /// The lifetime assumed when the provider sends no `expires_in`.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
 /// The longest exchanged token accepted: it becomes a header, and upstreams limit those.
@@ -152,6 +155,10 @@ pub struct ClientExchange {
     metrics: ExchangeMetrics,
     /// `tollgate_token_exchange_cache_total{client, result="hit"}`, resolved once.
     hits: IntCounter,
+    /// Caller tokens whose exchanged token an upstream's rejection dropped within
+    /// [`REJECTION_FLOOR`], and the lock that makes one drop of concurrent rejections.
+    dropped: moka::sync::Cache<[u8; 32], (), DigestHasherBuilder>,
+    rejecting: tokio::sync::Mutex<()>,
 }
 
 impl ClientExchange {
@@ -168,7 +175,31 @@ impl ClientExchange {
                 .build_with_hasher(DigestHasherBuilder::default()),
             metrics: metrics.clone(),
             hits: metrics.cache.with_label_values(&[cfg.name.as_str(), "hit"]),
+            dropped: moka::sync::Cache::builder()
+                .max_capacity(DROPPED_KEYS)
+                .time_to_live(REJECTION_FLOOR)
+                .build_with_hasher(DigestHasherBuilder::default()),
+            rejecting: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// The upstream rejected `used`, the exchanged token for the caller token `key`: drops it
+    /// when it is still the cached one and not itself the replacement of a rejected one within
+    /// [`REJECTION_FLOOR`]. True when the next lookup gives another token.
+    pub async fn rejected(&self, key: [u8; 32], used: &HeaderValue) -> bool {
+        let _one = self.rejecting.lock().await;
+        match self.cache.get(&key).await.as_deref() {
+            Some(Outcome::Token { authorization, .. }) if authorization == used => {
+                if self.dropped.contains_key(&key) {
+                    return false;
+                }
+                self.cache.invalidate(&key).await;
+                self.dropped.insert(key, ());
+                true
+            }
+            Some(Outcome::Token { .. }) | None => true,
+            Some(Outcome::Refused { .. }) => false,
+        }
     }
 
     /// The cached answer for `key`, if any is still current.

@@ -1,5 +1,6 @@
 //! The upstream side: header hygiene and forwarding.
 
+pub mod challenge;
 pub mod credentials;
 pub mod exchange;
 pub mod grpc;

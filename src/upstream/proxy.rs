@@ -518,9 +518,10 @@ async fn reap_every(pool: Weak<Pool>, h2: Weak<H2Pool>, period: Duration) {
     }
 }
 
-/// A copy of `req` to send again if a reused connection fails under it: only bodiless requests
-/// with an idempotent method (RFC 9110 §9.2.2).
-fn replayable(req: &Request<LimitedBody>) -> Option<Request<LimitedBody>> {
+/// A copy of `req` to send again (a reused connection failed under it, the upstream rejected
+/// the token tollgate sent): only bodiless requests with an idempotent method (RFC 9110
+/// §9.2.2), as a body streamed to the upstream is gone.
+pub fn replayable(req: &Request<LimitedBody>) -> Option<Request<LimitedBody>> {
     if !req.method().is_idempotent() || !http_body::Body::is_end_stream(req.body()) {
         return None;
     }
