@@ -26,7 +26,7 @@
 # a token-exchange one (one caller token: the exchange cache is warm; the ratio of the two is
 # printed under the table), DPoP (one bound token, a fresh ES256 proof per request from a file
 # made ahead of the run: wrk Lua, never reused), session cookie (a real sign-in at the dev issuer),
-# public with the access log on, Envoy and Apache with one and TOKENS tokens, and over TLS
+# public with the access log on, public and bearer with tracing on (ratio 1.0), Envoy and Apache with one and TOKENS tokens, and over TLS
 # (nginx and tollgate, public route) keep-alive, a new connection per request with a resumed
 # TLS 1.2 handshake (wrk with `Connection: close`: wrk keeps the session) and with a full TLS 1.3
 # one (hey -disable-keepalive), and HTTP/2 (h2load, H2_CONNS connections x H2_STREAMS streams), in ROUNDS
@@ -406,6 +406,11 @@ EOF
 tollgate_conf "$W/tollgate.toml" "$TG" "$ADMIN" false warn
 # The access log is on by default; its lines go to stderr (here /dev/null) at level info.
 tollgate_conf "$W/tollgate-log.toml" "$TG_LOG" "$ADMIN_LOG" true info
+# Tracing on at ratio 1.0 (every request a sampled trace), exported to the nginx upstream, which
+# answers any POST with 200: the cost of making, batching, encoding and posting spans.
+TG_TRACE=$(free_port); ADMIN_TRACE=$(free_port)
+tollgate_conf "$W/tollgate-trace.toml" "$TG_TRACE" "$ADMIN_TRACE" false warn
+printf '\n[telemetry]\notlp_endpoint = "http://127.0.0.1:%s"\nsample_ratio = 1.0\n' "$UP" >>"$W/tollgate-trace.toml"
 T0=$(date +%s%N)
 "$BIN" run --config "$W/tollgate.toml" 2>"$W/tollgate.err" &
 TG_PID=$!; PIDS+=($TG_PID)
@@ -624,7 +629,7 @@ ours_ticks() {
         for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); t += a[1] * 60 + a[2] }
         printf "%d", t * hz }' "$W/times")
     local total=$kids p
-    for p in "$TG_PID" "${TG_LOG_PID:-}" "$DEV_PID" "$TG_TLS_PID" "$ENV_PID"; do
+    for p in "$TG_PID" "${TG_LOG_PID:-}" "${TG_TRACE_PID:-}" "$DEV_PID" "$TG_TLS_PID" "$ENV_PID"; do
         [[ -n $p ]] && total=$((total + $(cpu_ticks "$p")))
     done
     for p in "$UP_PID" "$NGX_PID" "$NGX_TLS_PID" "$AP_PID"; do [[ -n $p ]] && total=$((total + $(cpu_ticks "$p" tree))); done
@@ -728,6 +733,9 @@ if [[ $INSTRUCTIONS != 1 ]]; then
     "$BIN" run --config "$W/tollgate-log.toml" 2>/dev/null &
     TG_LOG_PID=$!; PIDS+=($TG_LOG_PID)
     wait_200 "http://127.0.0.1:$ADMIN_LOG/readyz" 20
+    "$BIN" run --config "$W/tollgate-trace.toml" 2>/dev/null &
+    TG_TRACE_PID=$!; PIDS+=($TG_TRACE_PID)
+    wait_200 "http://127.0.0.1:$ADMIN_TRACE/readyz" 20
 fi
 
 log "tollgate ready in ${READY_MS} ms; issuer $ISSUER; workers $WORKERS; wrk -t1 -c$CONNS -d$DURATION x $ROUNDS rounds;" \
@@ -900,6 +908,11 @@ for round in $(seq 1 "$ROUNDS"); do
             -s "$HERE/dpop.lua" -- "$W/proofs.txt" "$DPOP_TOKEN"
     fi
     run_wrk "tollgate public, access log on" "http://127.0.0.1:$TG_LOG/public/x" "$TG_LOG_PID" -
+    if [[ $INSTRUCTIONS != 1 ]]; then
+        run_wrk "tollgate public, tracing on (ratio 1)" "http://127.0.0.1:$TG_TRACE/public/x" "$TG_TRACE_PID" -
+        run_wrk "tollgate bearer, tracing on (ratio 1)" "http://127.0.0.1:$TG_TRACE/api/x" "$TG_TRACE_PID" - \
+            -H "Authorization: Bearer $ONE_TOKEN"
+    fi
     if [[ $TLS = 1 ]]; then
         for s in "nginx $NGX_TLS $NGX_TLS_PID tree" "tollgate $TG_TLS $TG_TLS_PID -"; do
             read -r name port pid kind <<<"$s"
@@ -917,6 +930,12 @@ HWM_10K=$(mem_kib "$TG_PID" VmHWM); RSS_10K=$(mem_kib "$TG_PID" VmRSS)
 MISS='tollgate_verified_cache_total{result="miss"}'
 VERIFIED_10K=$(metric "$MISS")
 kill "$TG_LOG_PID"; wait "$TG_LOG_PID" 2>/dev/null || true; TG_LOG_PID=""
+if [[ -n ${TG_TRACE_PID:-} ]]; then
+    EXPORTED=$(curl -s "http://127.0.0.1:$ADMIN_TRACE/metrics" | awk '/^tollgate_telemetry_spans_exported_total/ {print $2}')
+    DROPPED=$(curl -s "http://127.0.0.1:$ADMIN_TRACE/metrics" | awk '/^tollgate_telemetry_spans_dropped_total/ {s+=$2} END {print s+0}')
+    log "tracing on: ${EXPORTED:-0} spans exported, ${DROPPED:-0} dropped"
+    kill "$TG_TRACE_PID"; wait "$TG_TRACE_PID" 2>/dev/null || true; TG_TRACE_PID=""
+fi
 
 if ((BIG_TOKENS > 0)); then
     # RS256, the algorithm most issuers sign with (the others here are the dev issuer's ES256).
