@@ -1251,21 +1251,36 @@ fn percent_decode_lossy(s: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The label of a `-----BEGIN LABEL-----` line as RFC 7468 parsers read it (rustls-pki-types
+/// also skips spaces among the five closing dashes).
+fn pem_label(line: &[u8]) -> &[u8] {
+    let tail = line.iter().rev().take_while(|b| b"- \r\n".contains(b)).count();
+    &line[11.min(line.len() - tail)..line.len() - tail]
+}
+
 /// The certificate blocks of a decoded PEM text, read by this model: each `-----BEGIN ` line
-/// counted, the base64 of CERTIFICATE blocks decoded (whitespace ignored).
+/// counted, the base64 of CERTIFICATE blocks decoded (whitespace ignored, trailing bits and
+/// padding as lenient as the PEM reader is).
 fn pem_model(text: &[u8]) -> (usize, Vec<Vec<u8>>) {
+    use base64::engine::{general_purpose::GeneralPurpose, DecodePaddingMode, GeneralPurposeConfig};
+    let lenient = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new()
+            .with_decode_allow_trailing_bits(true)
+            .with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
     let mut begins = 0;
     let mut certs = Vec::new();
     let mut body: Option<Vec<u8>> = None;
     for line in text.split(|&b| b == b'\n' || b == b'\r') {
         if line.starts_with(b"-----BEGIN ") {
             begins += 1;
-            body = line.starts_with(b"-----BEGIN CERTIFICATE-----").then(Vec::new);
+            body = (pem_label(line) == b"CERTIFICATE").then(Vec::new);
         } else if line.starts_with(b"-----END CERTIFICATE-----") {
             if let Some(b) = body.take() {
                 let b64: Vec<u8> = b.into_iter().filter(|c| !c.is_ascii_whitespace()).collect();
                 let no_pad: Vec<u8> = b64.iter().copied().filter(|&c| c != b'=').collect();
-                if let Ok(der) = base64::engine::general_purpose::STANDARD_NO_PAD.decode(&no_pad) {
+                if let Ok(der) = lenient.decode(&no_pad) {
                     certs.push(der);
                 }
             }
@@ -1279,7 +1294,7 @@ fn pem_model(text: &[u8]) -> (usize, Vec<Vec<u8>>) {
 /// An accepted PEM header value holds exactly one PEM block, a certificate whose DER hashes to
 /// the thumbprint.
 fn pem_accepted(value: &[u8], t: tollgate::client_cert::Thumbprint) {
-    let (begins, certs) = pem_model(&percent_decode_lossy(value));
+    let (begins, certs) = pem_model(&percent_decode_lossy(value.trim_ascii()));
     let shown = String::from_utf8_lossy(value);
     assert_eq!(begins, 1, "{shown:?}: {begins} PEM blocks in an accepted header");
     assert_eq!(certs.len(), 1, "{shown:?}");
