@@ -1259,7 +1259,7 @@ fn pem_label(line: &[u8]) -> &[u8] {
 }
 
 /// The certificate blocks of a decoded PEM text, read by this model: each `-----BEGIN ` line
-/// counted, the base64 of CERTIFICATE blocks decoded (whitespace ignored, trailing bits and
+/// counted, the base64 of CERTIFICATE blocks decoded (whitespace, vertical tab too, ignored; trailing bits and
 /// padding as lenient as the PEM reader is).
 fn pem_model(text: &[u8]) -> (usize, Vec<Vec<u8>>) {
     use base64::engine::{general_purpose::GeneralPurpose, DecodePaddingMode, GeneralPurposeConfig};
@@ -1278,7 +1278,7 @@ fn pem_model(text: &[u8]) -> (usize, Vec<Vec<u8>>) {
             body = (pem_label(line) == b"CERTIFICATE").then(Vec::new);
         } else if line.starts_with(b"-----END CERTIFICATE-----") {
             if let Some(b) = body.take() {
-                let b64: Vec<u8> = b.into_iter().filter(|c| !c.is_ascii_whitespace()).collect();
+                let b64: Vec<u8> = b.into_iter().filter(|c| !b" \t\n\r\x0b\x0c".contains(c)).collect();
                 let no_pad: Vec<u8> = b64.iter().copied().filter(|&c| c != b'=').collect();
                 if let Ok(der) = lenient.decode(&no_pad) {
                     certs.push(der);
