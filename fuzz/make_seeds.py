@@ -79,7 +79,7 @@ def main():
         if s.startswith("/") and len(s) < 200 and "\n" not in s:
             put("path", s.split("?")[0])
     # Authorities and requests.
-    for s in literals("src/authority.rs", "src/forward_auth.rs", "tests/edge_host.rs"):
+    for s in literals("src/authority.rs", "src/gateway/forward_auth.rs", "tests/edge_host.rs"):
         if len(s) < 300 and "\n" not in s and "/" not in s[:1]:
             put("authority", s)
     for flags, target, hosts in [
@@ -116,7 +116,7 @@ def main():
         put("request_id", s)
     # Forwarding headers: each header list of the forward-auth unit and integration tests.
     pair = r'\("([a-zA-Z-]+)", "((?:[^"\\]|\\.)*)"\)'
-    for src in ["src/forward_auth.rs", "tests/forward_auth.rs"]:
+    for src in ["src/gateway/forward_auth.rs", "tests/forward_auth.rs"]:
         for m in re.finditer(r"\[(\s*" + pair + r"(?:,\s*" + pair + r")*,?\s*)\]", read(src)):
             lines = [f"{n}: {unescape(v)}" for n, v in re.findall(pair, m.group(1))]
             for flags in (0, 1, 7):
@@ -203,6 +203,68 @@ def main():
                                         (0x22, 7, 9, b"{}", json.dumps(good).encode()), (0x32, 70, 1, b'{"kid":"rsa1"}', b"{}"), (8, 5, 5, b"", b"")]:
         put("jwt_signed", bytes([op]) + struct.pack("<H", pos) + bytes([xor]) + (extra + b"\0" + claims if extra or claims else b""))
 
+    # DPoP proofs (op bit 0 clear: built and signed by the target; set: the raw header).
+    for op, pos, xor, extra, claims in [(0, 10, 1, b"", b""), (2, 300, 7, b"", b""), (0x80, 5, 0, b"", b""), (0xa0, 1, 1, b"", b""),
+                                        (0xc4, 9, 9, b"", b""), (0xe8, 2, 3, b"", b""), (0x10, 40, 2, b'{"typ":"JWT"}', b""),
+                                        (0x06, 7, 5, b"{}", b'{"htm":"GET"}'), (0x0c, 70, 1, b'{"kid":"k"}', b'{"iat":1799999900}')]:
+        put("dpop_proof", bytes([op]) + struct.pack("<H", pos) + bytes([xor]) + (extra + b"\0" + claims if extra or claims else b""))
+    import hashlib as _h
+    ec_pub = {k: v for k, v in ec1.items() if k in ("kty", "crv", "x", "y")}
+    ath = b64(_h.sha256(b"dpop-bound-access-token").digest())
+    dclaims = {"jti": "j1", "htm": "POST", "htu": "https://api.example.com/r/x", "iat": NOW, "ath": ath}
+    for hdr, cl, how in [({"typ": "dpop+jwt", "alg": "ES256", "jwk": ec_pub}, dclaims, "ES256"),
+                         ({"typ": "dpop+jwt", "alg": "ES256", "jwk": {**ec_pub, "d": ec1["d"]}}, dclaims, "ES256"),
+                         ({"typ": "dpop+jwt", "alg": "RS256", "jwk": {"kty": "RSA", "n": rsa1["n"], "e": rsa1["e"]}}, dclaims, "RS256"),
+                         ({"typ": "dpop+jwt", "alg": "none", "jwk": ec_pub}, dclaims, b""),
+                         ({"typ": "dpop+jwt", "alg": "HS256", "jwk": {"kty": "oct", "k": "c2VjcmV0"}}, dclaims, b"sig"),
+                         ({"typ": "dpop+jwt", "alg": "ES256", "jwk": ec_pub}, {**dclaims, "htu": "HTTPS://API.example.com:443/r/%78"}, "ES256")]:
+        put("dpop_proof", b"\x01\0\0\0" + sign(hdr, cl, how).encode())
+    # Client certificate headers: the unit tests' header shapes, raw (op bit 0), and built ones.
+    for s in literals("src/client_cert/header.rs"):
+        if ("Hash" in s or "Cert" in s or "By" in s) and "\n" not in s:
+            put("client_cert_header", "\x01" + s)
+    pem_a = "-----BEGIN CERTIFICATE-----\n" + base64.b64encode(b"certificate A DER").decode() + "\n-----END CERTIFICATE-----\n"
+    enc = "".join(c if c.isalnum() or c in "-_.~" else "%%%02X" % ord(c) for c in pem_a)
+    for v in [enc, enc + enc, "Cert=\"" + enc + "\"", "Hash=" + _h.sha256(b"certificate A DER").hexdigest() + ";Cert=" + enc]:
+        put("client_cert_header", "\x01" + v)
+    for op, pieces in [(0, [0]), (0, [2]), (2, [0, 2]), (4, [0, 1]), (8, [3, 5, 4]), (0x10, [10, 6, 7]), (0x20, [2, 2]), (0, [])]:
+        put("client_cert_header", bytes([op] + pieces))
+    # Trace context.
+    for s in literals("src/telemetry/traceparent.rs"):
+        if s.startswith(("00-", "01-", "ff-")):
+            put("traceparent", "traceparent: " + s + "\ntracestate: rojo=00f067aa0ba902b7,congo=t61")
+            put("traceparent", "traceparent: " + s)
+    good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    for st in ["1tenant@vendor=x, ,b=c d", "=no key", "Upper=1", "k=v=w", "a=1,b", ",".join(f"k{i}=v" for i in range(33)), " , "]:
+        put("traceparent", f"traceparent: {good}\ntracestate: {st}")
+    put("traceparent", f"traceparent: {good}\ntraceparent: {good}")
+    # gRPC deadlines.
+    for s in ["2H", "3M", "10S", "250m", "7u", "99999999n", "99999999H", "0m", "", "S", "123456789S", "10s", "-1S", "1.5S", " 1S", "1SS", "+1S", "١S"]:
+        put("grpc_timeout", s)
+    # Redis replies and URLs.
+    for r in [b"+OK\r\n", b"-READONLY no\r\n", b"$-1\r\n", b"$3\r\nabc\r\n", b"*-1\r\n", b":42\r\n", b"*0\r\n",
+              b"*3\r\n$6\r\nmaster\r\n:10\r\n*1\r\n*3\r\n$9\r\n127.0.0.1\r\n$4\r\n6380\r\n$2\r\n10\r\n",
+              b"*2\r\n-ERR a\r\n-ERR b\r\n", b"$17000000\r\n", b"$16777216\r\nab", b"*100001\r\n", b"*99999\r\n:1\r\n",
+              b"*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n:1\r\n", "\u00e9\r\n".encode(), b"$3\r\nabcde", b"?what\r\n", b":12x\r\n", b"+no end", b""]:
+        put("redis_reply", r)
+    for s in literals("src/store/url.rs", "src/store/redis.rs"):
+        if "://" in s and "\n" not in s and len(s) < 300:
+            put("redis_url", s)
+    # Token exchange answers (first byte: status index 0 = 200, 4 = 400, 5 = 401, 8 = 500; second: requested type).
+    at = "urn:ietf:params:oauth:token-type:access_token"
+    for st, rq, body in [(0, 0, {"access_token": "abc.def.ghi", "token_type": "Bearer", "expires_in": 60, "issued_token_type": at}),
+                         (0, 2, {"access_token": "t", "token_type": "bearer", "issued_token_type": "urn:ietf:params:oauth:token-type:jwt"}),
+                         (0, 3, {"access_token": "t", "token_type": "Bearer", "issued_token_type": "urn:example:t"}),
+                         (0, 0, {"access_token": "", "token_type": "Bearer", "issued_token_type": at}),
+                         (0, 0, {"access_token": "t", "token_type": "DPoP", "issued_token_type": at}),
+                         (0, 0, {"access_token": "t", "token_type": "Bearer"}),
+                         (0, 0, {"access_token": "a\nb", "token_type": "Bearer", "issued_token_type": at}),
+                         (4, 0, {"error": "invalid_target", "error_description": "audience not allowed"}),
+                         (5, 0, {"error": "invalid_client"}), (8, 0, {"error": "server_error"}), (4, 0, {"error": "has \"quotes\""}),
+                         (6, 0, {"error": "unauthorized_client", "error_description": "a\u0007" + "b" * 300})]:
+        put("exchange_answer", bytes([st, rq]) + json.dumps(body, separators=(",", ":"), sort_keys=True).encode())
+    put("exchange_answer", b"\x09\x00Service Unavailable")
+    put("exchange_answer", b"\x00\x00<html>gateway error</html>")
 
 if __name__ == "__main__":
     main()

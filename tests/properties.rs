@@ -251,6 +251,120 @@ proptest! {
     }
 }
 
+proptest! {
+    // The parsers this session added: DPoP proofs, client certificate headers, trace context,
+    // gRPC deadlines, Redis replies and URLs, token exchange answers.
+    #![proptest_config(cases(300))]
+
+    #[test]
+    fn dpop_proofs(
+        op in any::<u8>(),
+        pos in any::<u16>(),
+        xor in any::<u8>(),
+        extra in "(|\\{\\}|\\{\"typ\":\"JWT\"\\}|\\{\"kid\":\"k\"\\}|\\{\"alg\":\"RS256\"\\}|\\{\"jku\":\"https://e\"\\}|\\{\"typ\":\"application/DPoP\\+jwt\"\\})",
+        claims in "(|\\{\\}|\\{\"htm\":\"GET\"\\}|\\{\"htu\":\"HTTPS://API\\.example\\.com:443/r/%78\\?q\"\\}|\\{\"htu\":\"https://api\\.example\\.com/r%2Fx\"\\}|\\{\"iat\":1799999900\\}|\\{\"iat\":1800000005\\.5\\}|\\{\"ath\":\"x\"\\}|\\{\"jti\":\"\"\\}|\\{\"nonce\":\"n\"\\})",
+    ) {
+        let mut data = vec![op & !1];
+        data.extend_from_slice(&pos.to_le_bytes());
+        data.push(xor);
+        if !extra.is_empty() || !claims.is_empty() {
+            data.extend_from_slice(extra.as_bytes());
+            data.push(0);
+            data.extend_from_slice(claims.as_bytes());
+        }
+        props::dpop_proof(&data);
+    }
+
+    #[test]
+    fn dpop_headers(raw in "[A-Za-z0-9_.=, -]{0,40}") {
+        let mut data = vec![1, 0, 0, 0];
+        data.extend_from_slice(raw.as_bytes());
+        props::dpop_proof(&data);
+    }
+
+    #[test]
+    fn client_cert_headers(op in any::<u8>(), pieces in proptest::collection::vec(any::<u8>(), 0..7), raw in "(Hash|Cert|By|[;,=\" \\\\%a-f0-9]){0,12}") {
+        let mut data = vec![op & !1];
+        data.extend_from_slice(&pieces);
+        props::client_cert_header(&data);
+        props::client_cert_header(format!("\u{1}{raw}").as_bytes());
+    }
+
+    #[test]
+    fn trace_contexts(
+        version in "(00|01|ff|0)",
+        trace in "[0-9a-fA-F]{32}|0{32}|[0-9a-f]{31}",
+        span in "[0-9a-f]{16}|0{16}|[0-9a-fA-F]{16}",
+        flags in "[0-9a-f]{2}|0g|1",
+        twice in any::<bool>(),
+        states in proptest::collection::vec("(( ?[a-z][a-z0-9_*/-]{0,5}(@[a-z]{1,3})?|[0-9]{1,2}@[a-z]{1,3}|Up|k|,)=[ -~]{0,6},?){0,3}", 0..3),
+    ) {
+        let parent = format!("{version}-{trace}-{span}-{flags}");
+        let mut pairs = vec![("traceparent".to_string(), parent.clone())];
+        if twice { pairs.push(("traceparent".into(), parent)); }
+        pairs.extend(states.into_iter().map(|s| ("tracestate".to_string(), s)));
+        props::traceparent(&lines(&pairs));
+    }
+
+    #[test]
+    fn grpc_timeouts(v in "[0-9]{0,10}[HMSmunsh ]?|[+ -]?[0-9]{1,3}[HMS]|[0-9]{1,8}\u{661}") {
+        props::grpc_timeout(v.as_bytes());
+    }
+
+    #[test]
+    fn redis_replies(parts in proptest::collection::vec(
+        "\\+OK|\\+[a-z]{0,4}|-ERR [a-z]{0,4}|:-?[0-9]{1,20}|\\$-1|\\$[0-9]{1,2}|\\$17000000|\\$16777216|\\*[0-9]|\\*-1|\\*100001|\\*99999|[a-z]{0,6}|\u{e9}", 0..12),
+        ends in proptest::collection::vec(0u8..4, 12),
+    ) {
+        let mut data = Vec::new();
+        for (p, e) in parts.iter().zip(ends) {
+            data.extend_from_slice(p.as_bytes());
+            data.extend_from_slice([&b"\r\n"[..], b"\n", b"", b"\r\n"][usize::from(e)]);
+        }
+        props::redis_reply(&data);
+    }
+
+    #[test]
+    fn redis_urls(
+        scheme in "(redis|rediss|redis\\+sentinel|rediss\\+sentinel|http|REDIS)",
+        userinfo in "(|:pw@|u:p%40ss@|pass@|u:@|:a/b\\?c@d@|:%zz@|:p%3Aw@)",
+        hosts in "([a-zA-Z0-9.-]{0,6}|\\[::1\\]|\\[nothost\\]|\\[::1)(:[0-9+]{0,6})?(,[a-z]{1,3}(:[0-9]{1,5})?){0,2}",
+        path in "(|/|/[0-9]{1,6}|/[a-z_.-]{1,5}|/[a-z]{1,3}/[0-9]{1,3}|/m y|/-1)",
+        query in "(|\\?sentinel_password=[a-z%0-9]{0,4}|\\?sentinel_username=u&sentinel_password=p|\\?other=1|\\?sentinel_password=a&sentinel_password=b)",
+    ) {
+        props::redis_url(&format!("{scheme}://{userinfo}{hosts}{path}{query}"));
+    }
+
+    #[test]
+    fn exchange_answers(
+        status in any::<u8>(),
+        requested in any::<u8>(),
+        access in proptest::option::of("[a-zA-Z0-9._\n-]{0,10}"),
+        token_type in prop_oneof![Just(Value::Null), Just(json!("Bearer")), Just(json!("bEaReR")), Just(json!("DPoP")), Just(json!(1))],
+        issued in prop_oneof![Just(Value::Null), Just(json!("urn:ietf:params:oauth:token-type:access_token")), Just(json!("urn:ietf:params:oauth:token-type:jwt")), Just(json!("urn:example:t")), Just(json!("urn:ietf:params:oauth:token-type:id_token"))],
+        expires in prop_oneof![Just(Value::Null), Just(json!(60)), Just(json!(-1)), Just(json!(1.5)), Just(json!("60"))],
+        error in proptest::option::of(prop_oneof![Just(json!("invalid_grant")), Just(json!("invalid_client")), Just(json!("has \"q\"")), Just(json!("")), Just(json!(7))]),
+        description in proptest::option::of("[a-z\u{7}\n ]{0,8}"),
+        shape in 0u8..4,
+    ) {
+        let mut body = json!({});
+        if let Some(a) = access { body["access_token"] = a.into(); }
+        if !token_type.is_null() { body["token_type"] = token_type; }
+        if !issued.is_null() { body["issued_token_type"] = issued; }
+        if !expires.is_null() { body["expires_in"] = expires; }
+        if let Some(e) = error { body["error"] = e; }
+        if let Some(d) = description { body["error_description"] = d.into(); }
+        let text = match shape {
+            0 | 1 => body.to_string(),
+            2 => serde_json::to_string_pretty(&body).unwrap(),
+            _ => "<html>bad gateway</html>".to_string(),
+        };
+        let mut data = vec![status, requested];
+        data.extend_from_slice(text.as_bytes());
+        props::exchange_answer(&data);
+    }
+}
+
 /// The open-redirect corpora of oauth2-proxy and mod_auth_openidc, line by line.
 #[test]
 fn public_redirect_corpora() {
@@ -269,7 +383,7 @@ fn public_redirect_corpora() {
 fn fuzz_corpora() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
     type Check = fn(&[u8]);
-    let targets: [(&str, Check); 16] = [
+    let targets: [(&str, Check); 23] = [
         ("authority", |d| drop(props::authority(d))),
         ("config", |d| {
             if let Ok(s) = std::str::from_utf8(d) {
@@ -302,6 +416,17 @@ fn fuzz_corpora() {
         ("request_id", props::request_id),
         ("token", props::token),
         ("token_response", props::token_response),
+        ("dpop_proof", props::dpop_proof),
+        ("client_cert_header", props::client_cert_header),
+        ("traceparent", props::traceparent),
+        ("grpc_timeout", props::grpc_timeout),
+        ("redis_reply", props::redis_reply),
+        ("redis_url", |d| {
+            if let Ok(s) = std::str::from_utf8(d) {
+                props::redis_url(s)
+            }
+        }),
+        ("exchange_answer", props::exchange_answer),
     ];
     let mut seen = 0;
     for (name, check) in targets {

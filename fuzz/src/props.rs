@@ -975,3 +975,828 @@ pub fn jwt_signed(data: &[u8]) {
         assert!(validate(fx, &tampered).is_err(), "a changed token validated: {token} -> {tampered}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Shared by the targets below
+
+fn sha256(data: &[u8]) -> [u8; 32] {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
+    d.as_ref().try_into().unwrap()
+}
+
+/// A mutation of `bytes` chosen by `mode` (0..4) at `at`: flip bits, truncate, insert, remove.
+fn mutate(bytes: &mut Vec<u8>, mode: u8, at: usize, xor: u8) {
+    if bytes.is_empty() {
+        return;
+    }
+    let at = at % bytes.len();
+    match mode & 3 {
+        0 => bytes[at] ^= xor.max(1),
+        1 => bytes.truncate(at),
+        2 => bytes.insert(at, xor),
+        _ => {
+            bytes.remove(at);
+        }
+    }
+}
+
+/// Polls a future that never waits (its I/O is in memory) to its end.
+fn run_now<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match f.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => panic!("an in-memory read waited"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// DPoP proofs (src/auth/dpop/mod.rs)
+
+const DPOP_TOKEN: &str = "dpop-bound-access-token";
+const DPOP_HTU: &str = "https://api.example.com/r/x";
+
+/// ec1's public members, as base64url strings.
+static EC1_XY: LazyLock<(String, String, String)> = LazyLock::new(|| {
+    let k = &serde_json::from_str::<Value>(EC1_JWK).unwrap()["keys"][0];
+    let s = |m: &str| k[m].as_str().unwrap().to_string();
+    (s("x"), s("y"), s("d"))
+});
+
+/// RFC 7638 §3.2 input of a public JWK, written from its members by this model.
+fn thumbprint_input(jwk: &Value) -> Option<String> {
+    let m = |name: &str| jwk.get(name).and_then(Value::as_str);
+    Some(match m("kty")? {
+        "EC" => format!(r#"{{"crv":"{}","kty":"EC","x":"{}","y":"{}"}}"#, m("crv")?, m("x")?, m("y")?),
+        "RSA" => format!(r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#, m("e")?, m("n")?),
+        "OKP" => format!(r#"{{"crv":"{}","kty":"OKP","x":"{}"}}"#, m("crv")?, m("x")?),
+        _ => return None,
+    })
+}
+
+/// `https://api.example.com/r/x` as RFC 3986 §6.2.2-3 compares it (checked by this model, not
+/// the gateway's normaliser): scheme and host in any case, port 443 or none, the path once
+/// percent-decoded; query and fragment ignored.
+fn htu_is_the_request(htu: &str) -> bool {
+    let htu = htu.split(['?', '#']).next().unwrap_or("");
+    let Some((scheme, rest)) = htu.split_once("://") else { return false };
+    let (authority, path) = rest.find('/').map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) => (h, p),
+        None => (authority, ""),
+    };
+    let port_ok = port.is_empty() || (port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>() == Ok(443));
+    scheme.eq_ignore_ascii_case("https")
+        && host.eq_ignore_ascii_case("api.example.com")
+        && port_ok
+        && percent_decode_ref(path).as_deref() == Some("/r/x")
+}
+
+/// Checks an accepted proof against what it says: every claim the check read is the
+/// request's, the header is a DPoP one with an embedded public key only, the signature
+/// verifies under that key with jsonwebtoken (another code path), and the thumbprint is
+/// RFC 7638's of that key.
+fn dpop_accepted(proof: &str, jkt: &str) {
+    let proof = proof.trim_matches(' ');
+    let parts: Vec<&str> = proof.split('.').collect();
+    assert_eq!(parts.len(), 3, "{proof:?}: not a compact JWS");
+    let json = |p: &str| serde_json::from_slice::<Value>(&URL_SAFE_NO_PAD.decode(p).unwrap()).ok();
+    // serde skips an unknown member without checking its escapes: such a part is not a `Value`.
+    let (Some(header), Some(claims)) = (json(parts[0]), json(parts[1])) else { return };
+    let typ = header["typ"].as_str().unwrap_or("");
+    assert!(typ.eq_ignore_ascii_case("dpop+jwt") || typ.eq_ignore_ascii_case("application/dpop+jwt"), "typ {typ:?}");
+    for forbidden in ["crit", "jku", "x5u", "x5c", "kid"] {
+        assert!(header.get(forbidden).is_none(), "{forbidden} in an accepted proof");
+    }
+    let alg = match header["alg"].as_str() {
+        Some("ES256") => Algorithm::ES256,
+        Some("RS256") => Algorithm::RS256,
+        Some("PS256") => Algorithm::PS256,
+        Some("EdDSA") => Algorithm::EdDSA,
+        other => panic!("alg {other:?} accepted"),
+    };
+    let jwk = &header["jwk"];
+    for private in ["d", "p", "q", "dp", "dq", "qi", "oth", "k"] {
+        assert!(jwk.get(private).is_none(), "a jwk with {private:?} accepted");
+    }
+    // jsonwebtoken reads `alg`, `use` and `key_ops` of a JWK too: give it the key alone.
+    let members: serde_json::Map<String, Value> = ["kty", "crv", "x", "y", "n", "e"]
+        .iter()
+        .filter_map(|m| jwk.get(*m).map(|v| (m.to_string(), v.clone())))
+        .collect();
+    let key: jsonwebtoken::jwk::Jwk = serde_json::from_value(Value::Object(members)).expect("the jwk is a JWK");
+    let key = DecodingKey::from_jwk(&key).expect("the jwk is a key");
+    let message = format!("{}.{}", parts[0], parts[1]);
+    assert!(
+        jsonwebtoken::crypto::verify(parts[2], message.as_bytes(), &key, alg).unwrap_or(false),
+        "a proof whose signature does not verify under its own key was accepted"
+    );
+    let canonical = thumbprint_input(jwk).expect("a thumbprint input");
+    assert_eq!(jkt, URL_SAFE_NO_PAD.encode(sha256(canonical.as_bytes())), "not the RFC 7638 thumbprint");
+    assert_eq!(tollgate::auth::dpop::thumbprint(jwk, alg).as_deref(), Some(jkt));
+    assert_eq!(claims["htm"], "POST", "htm");
+    assert!(claims["htu"].as_str().is_some_and(htu_is_the_request), "htu {:?}", claims["htu"]);
+    assert_eq!(claims["ath"], URL_SAFE_NO_PAD.encode(sha256(DPOP_TOKEN.as_bytes())), "ath");
+    let iat = claims["iat"].as_f64().expect("a numeric iat");
+    assert!(iat <= (NOW + 5) as f64 && iat.ceil() + 60.0 >= NOW as f64, "iat {iat}");
+    let jti = claims["jti"].as_str().expect("a jti");
+    assert!(!jti.is_empty() && jti.len() <= 256, "jti of {} bytes", jti.len());
+}
+
+fn dpop_check(proof: &[u8]) -> Option<Result<tollgate::auth::dpop::Checked, tollgate::auth::dpop::ProofError>> {
+    use tollgate::auth::dpop::{check_proof, Origin, Request, DPOP};
+    let mut headers = HeaderMap::new();
+    headers.insert(DPOP.clone(), HeaderValue::from_bytes(proof).ok()?);
+    let origin = Origin { tls: true, trusted_proxy: false, authority: "api.example.com" };
+    let cert = tollgate::client_cert::Presented::NONE;
+    let req = Request { headers: &headers, method: &http::Method::POST, path: "/r/x", origin, cert };
+    let settings = tollgate::config::dpop::Dpop::default();
+    let result = check_proof(&settings, &req, DPOP_TOKEN, NOW);
+    if let Ok(c) = &result {
+        dpop_accepted(std::str::from_utf8(proof).unwrap(), &c.jkt);
+    }
+    Some(result)
+}
+
+/// Input: an op byte, a position (2 bytes), an xor byte, then header members and claims (JSON
+/// objects separated by a NUL), or (op bit 0) the whole `DPoP` header as sent. A proof signed by
+/// ec1 for this request, its jwk members in any order and spacing, is accepted with the RFC 7638
+/// thumbprint; with a private jwk, an HMAC or `none` alg it never is; changed in any byte it is
+/// accepted only when what it says still holds (see [`dpop_accepted`]).
+pub fn dpop_proof(data: &[u8]) {
+    let [op, p0, p1, xor, rest @ ..] = data else { return };
+    if op & 1 == 1 {
+        dpop_check(rest);
+        return;
+    }
+    let (x, y, d) = &*EC1_XY;
+    let (extra, claims_extra) = match rest.iter().position(|&b| b == 0) {
+        Some(i) => (&rest[..i], &rest[i + 1..]),
+        None => (&b""[..], rest),
+    };
+    let extra = serde_json::from_slice::<Value>(extra).ok().filter(Value::is_object);
+    let claims_extra = serde_json::from_slice::<Value>(claims_extra).ok().filter(Value::is_object);
+    let variant = op >> 5;
+    // The jwk's members in one of six orders, with or without spaces.
+    let mut members = vec![
+        r#""kty":"EC""#.to_string(),
+        r#""crv":"P-256""#.to_string(),
+        format!(r#""x":"{x}""#),
+        format!(r#""y":"{y}""#),
+    ];
+    members.rotate_left(usize::from(*p0 % 4));
+    if p1 & 1 == 1 {
+        members.swap(0, 1);
+    }
+    match variant {
+        4 => members.push(format!(r#""d":"{d}""#)),
+        7 => members = vec![r#""kty":"oct""#.into(), r#""k":"c2VjcmV0""#.into()],
+        _ => {}
+    }
+    let sep = if op & 2 == 2 { ", " } else { "," };
+    let alg = match variant {
+        5 => "HS256",
+        6 => "none",
+        _ => "ES256",
+    };
+    let jwk = format!("{{{}}}", members.join(sep));
+    let mut header = format!(r#"{{"typ":"dpop+jwt"{sep}"alg":"{alg}","jwk":{jwk}}}"#);
+    if let Some(Value::Object(extra)) = &extra {
+        let mut h: Value = serde_json::from_str(&header).unwrap();
+        h.as_object_mut().unwrap().extend(extra.clone());
+        header = h.to_string();
+    }
+    let mut claims = json!({
+        "jti": format!("j{}", u16::from_le_bytes([*p0, *p1])),
+        "htm": "POST",
+        "htu": DPOP_HTU,
+        "iat": NOW - u64::from(*xor % 8),
+        "ath": URL_SAFE_NO_PAD.encode(sha256(DPOP_TOKEN.as_bytes())),
+    });
+    if let Some(Value::Object(more)) = &claims_extra {
+        claims.as_object_mut().unwrap().extend(more.clone());
+    }
+    let message = format!("{}.{}", URL_SAFE_NO_PAD.encode(&header), b64json(&claims));
+    let signature = if alg == "none" {
+        String::new()
+    } else {
+        jsonwebtoken::crypto::sign(message.as_bytes(), &JWT.ec1, Algorithm::ES256).unwrap()
+    };
+    let proof = format!("{message}.{signature}");
+    let result = dpop_check(proof.as_bytes()).expect("a proof is a header value");
+    let plain = extra.is_none() && claims_extra.is_none();
+    match variant {
+        4..=7 => assert!(result.is_err(), "variant {variant}: a private, symmetric or unsigned proof was accepted"),
+        _ if plain => {
+            let want = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
+            let got = result.unwrap_or_else(|e| panic!("a good proof was refused: {e:?}"));
+            assert_eq!(
+                got.jkt,
+                URL_SAFE_NO_PAD.encode(sha256(want.as_bytes())),
+                "thumbprint depends on the jwk's form"
+            );
+        }
+        _ => {}
+    }
+    let mut bytes = proof.into_bytes();
+    mutate(&mut bytes, op >> 2, usize::from(u16::from_le_bytes([*p0, *p1])), *xor);
+    dpop_check(&bytes);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client certificate headers (src/client_cert/header.rs)
+
+/// A PEM certificate block of `der` (the parser does not look inside the DER), its base64 in
+/// 64-column lines.
+fn pem_block(der: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>();
+    format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", lines.join("\n"))
+}
+
+/// URL-encoded as nginx's `$ssl_client_escaped_cert` does (`+` and `/` kept when `keep`).
+fn url_encode(s: &str, keep: bool) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) || (keep && b"+/=".contains(&b)) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn hex_lower(b: &[u8]) -> String {
+    b.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A lenient percent-decoder (bad escapes kept as they are), for the oracle.
+fn percent_decode_lossy(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        let hex =
+            s.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (s[i], hex) {
+            (b'%', Some(v)) if s[i + 1].is_ascii_hexdigit() && s[i + 2].is_ascii_hexdigit() => {
+                out.push(v);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// The label of a `-----BEGIN LABEL-----` line as RFC 7468 parsers read it (rustls-pki-types
+/// also skips spaces among the five closing dashes).
+fn pem_label(line: &[u8]) -> &[u8] {
+    let tail = line.iter().rev().take_while(|b| b"- \r\n".contains(b)).count();
+    &line[11.min(line.len() - tail)..line.len() - tail]
+}
+
+/// The certificate blocks of a decoded PEM text, read by this model: each `-----BEGIN ` line
+/// counted, the base64 of CERTIFICATE blocks decoded (whitespace, vertical tab too, ignored; trailing bits and
+/// padding as lenient as the PEM reader is).
+fn pem_model(text: &[u8]) -> (usize, Vec<Vec<u8>>) {
+    use base64::engine::{general_purpose::GeneralPurpose, DecodePaddingMode, GeneralPurposeConfig};
+    let lenient = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new()
+            .with_decode_allow_trailing_bits(true)
+            .with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    let mut begins = 0;
+    let mut certs = Vec::new();
+    let mut body: Option<Vec<u8>> = None;
+    for line in text.split(|&b| b == b'\n' || b == b'\r') {
+        if line.starts_with(b"-----BEGIN ") {
+            begins += 1;
+            body = (pem_label(line) == b"CERTIFICATE").then(Vec::new);
+        } else if line.starts_with(b"-----END CERTIFICATE-----") {
+            if let Some(b) = body.take() {
+                let b64: Vec<u8> = b.into_iter().filter(|c| !b" \t\n\r\x0b\x0c".contains(c)).collect();
+                let no_pad: Vec<u8> = b64.iter().copied().filter(|&c| c != b'=').collect();
+                if let Ok(der) = lenient.decode(&no_pad) {
+                    certs.push(der);
+                }
+            }
+        } else if let Some(b) = &mut body {
+            b.extend_from_slice(line);
+        }
+    }
+    (begins, certs)
+}
+
+/// An accepted PEM header value holds exactly one PEM block, a certificate whose DER hashes to
+/// the thumbprint.
+fn pem_accepted(value: &[u8], t: tollgate::client_cert::Thumbprint) {
+    let (begins, certs) = pem_model(&percent_decode_lossy(value.trim_ascii()));
+    let shown = String::from_utf8_lossy(value);
+    assert_eq!(begins, 1, "{shown:?}: {begins} PEM blocks in an accepted header");
+    assert_eq!(certs.len(), 1, "{shown:?}");
+    assert_eq!(
+        t.to_base64url(),
+        URL_SAFE_NO_PAD.encode(sha256(&certs[0])),
+        "{shown:?}: the thumbprint is not the DER's"
+    );
+}
+
+/// An accepted XFCC value names its thumbprint: as hex (a `Hash`), or as a certificate (a
+/// `Cert`) whose DER hashes to it.
+fn xfcc_accepted(value: &[u8], t: tollgate::client_cert::Thumbprint) {
+    let want = URL_SAFE_NO_PAD.decode(t.to_base64url()).unwrap();
+    let lower = value.to_ascii_lowercase();
+    let hex = hex_lower(&want);
+    if lower.windows(64).any(|w| w == hex.as_bytes()) {
+        return;
+    }
+    // Each `Key=Value` (a URL-encoded PEM has no raw `;` or `,`), unquoted, then decoded.
+    let unquoted: Vec<u8> = value.iter().copied().filter(|&b| b != b'\\' && b != b'"').collect();
+    let certs: Vec<Vec<u8>> = unquoted
+        .split(|&b| b == b';' || b == b',')
+        .filter_map(|pair| pair.iter().position(|&b| b == b'=').map(|i| &pair[i + 1..]))
+        .flat_map(|v| pem_model(&percent_decode_lossy(v)).1)
+        .collect();
+    assert!(
+        certs.iter().any(|c| sha256(c) == want[..]),
+        "{:?}: the thumbprint is neither a Hash nor a Cert of the header",
+        String::from_utf8_lossy(value)
+    );
+}
+
+/// Input: an op byte, then (op bit 0) a header value as sent, or pieces of one XFCC element
+/// list and PEM value built from two certificates A and B. Accepted XFCC names its first
+/// element's `Hash` or `Cert`; a first element naming two certificates, or one twice, is
+/// refused; a PEM value is exactly one certificate.
+pub fn client_cert_header(data: &[u8]) {
+    use tollgate::client_cert::header::{pem, xfcc};
+    use tollgate::client_cert::Thumbprint;
+    let Some((&op, rest)) = data.split_first() else { return };
+    let check = |value: &[u8]| {
+        if let Ok(Some(t)) = pem(value) {
+            pem_accepted(value, t);
+        }
+        if let Ok(v) = HeaderValue::from_bytes(value) {
+            if let Ok(Some(t)) = xfcc(std::iter::once(&v)) {
+                xfcc_accepted(value, t);
+            }
+        }
+    };
+    if op & 1 == 1 {
+        check(rest);
+        return;
+    }
+    // Two certificates (DER need not be valid: the parsers hash it), then the pieces of the
+    // first element, one byte each: which piece.
+    let (a, b) = (b"certificate A DER".to_vec(), [b"certificate B DER ".as_slice(), rest].concat());
+    let (ta, tb) = (Thumbprint::of_der(&a), Thumbprint::of_der(&b));
+    let keep = op & 2 == 2;
+    let cert_value = |der: &[u8], quoted: bool| {
+        // `+`, `/` and `=` may stand as they are only inside quotes.
+        let v = url_encode(&pem_block(der), keep && quoted);
+        if quoted {
+            format!("\"{v}\"")
+        } else {
+            v
+        }
+    };
+    let mut pairs = Vec::new();
+    let (mut hashes, mut certs) = (Vec::new(), Vec::new());
+    for &piece in rest.iter().take(6) {
+        let (name, value) = match piece % 8 {
+            0 => ("Hash", hex_lower(&sha256(&a))),
+            1 => ("hash", hex_lower(&sha256(&b)).to_uppercase()),
+            2 => ("Cert", cert_value(&a, piece & 8 != 0)),
+            3 => ("CERT", cert_value(&b, piece & 8 != 0)),
+            4 => ("By", "spiffe://proxy.example/x".into()),
+            5 => ("Subject", "\"/C=US/CN=a,b;c=d \\\"q\\\"\"".into()),
+            6 => ("URI", "spiffe://client.example/y".into()),
+            _ => ("DNS", "client.example".into()),
+        };
+        match piece % 8 {
+            0 => hashes.push(ta),
+            1 => hashes.push(tb),
+            2 => certs.push(ta),
+            3 => certs.push(tb),
+            _ => {}
+        }
+        pairs.push(format!("{name}={value}"));
+    }
+    let first = pairs.join(";");
+    let later = if op & 4 == 4 { format!(",By=x;Hash={}", hex_lower(&sha256(b"another"))) } else { String::new() };
+    let value = format!("{first}{later}");
+    let expected = match (hashes.as_slice(), certs.as_slice()) {
+        ([h], [c]) if h != c => None,
+        ([t], []) | ([], [t]) | ([t], [_]) => Some(*t),
+        _ => None,
+    };
+    let v = HeaderValue::from_str(&value).unwrap();
+    let got = xfcc(std::iter::once(&v));
+    assert_eq!(got.ok().flatten(), expected, "{value:?}");
+    // A PEM value: A alone is A; A and B, or B twice, never.
+    let two = op & 8 == 8;
+    let pem_value = if two { url_encode(&(pem_block(&a) + &pem_block(&b)), keep) } else { cert_value(&a, false) };
+    let got = pem(pem_value.as_bytes());
+    assert_eq!(got.ok().flatten(), (!two).then_some(ta), "{pem_value:?}");
+    // Changed anywhere, either is accepted only for what it still says.
+    for mut bytes in [value.into_bytes(), pem_value.into_bytes()] {
+        mutate(&mut bytes, op >> 4, usize::from(rest.first().copied().unwrap_or(0)) * 37, op);
+        check(&bytes);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// W3C Trace Context (src/telemetry/traceparent.rs)
+
+/// A valid `traceparent` as this model reads the W3C text: version 00, lower-case hex ids not
+/// all zero, two hex digits of flags.
+fn traceparent_model(v: &[u8]) -> bool {
+    let lhex = |s: &[u8]| s.iter().all(|&c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
+    let parts: Vec<&[u8]> = v.split(|&b| b == b'-').collect();
+    matches!(parts.as_slice(), [ver, t, s, f]
+        if *ver == b"00" && t.len() == 32 && s.len() == 16 && f.len() == 2
+            && lhex(t) && lhex(s) && lhex(f)
+            && t.iter().any(|&c| c != b'0') && s.iter().any(|&c| c != b'0'))
+}
+
+/// The members of a `tracestate` that this model finds valid (W3C §3.3), or `None`.
+fn tracestate_model(joined: &str) -> Option<Vec<(String, String)>> {
+    if joined.is_empty() || joined.len() > 512 {
+        return None;
+    }
+    let key_part = |p: &str, digit_first: bool, max: usize| {
+        let b = p.as_bytes();
+        !b.is_empty()
+            && b.len() <= max
+            && (b[0].is_ascii_lowercase() || (digit_first && b[0].is_ascii_digit()))
+            && b.iter().all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"_-*/".contains(&c))
+    };
+    let mut out = Vec::new();
+    for m in joined.split(',') {
+        let m = m.trim_matches([' ', '\t']);
+        if m.is_empty() {
+            continue;
+        }
+        let (k, v) = m.split_once('=')?;
+        let key_ok = match k.split_once('@') {
+            None => key_part(k, false, 256),
+            Some((t, s)) => key_part(t, true, 241) && key_part(s, false, 14),
+        };
+        let value_ok = !v.is_empty()
+            && v.len() <= 256
+            && !v.ends_with(' ')
+            && v.bytes().all(|c| (0x20..=0x7e).contains(&c) && c != b',' && c != b'=');
+        if !key_ok || !value_ok {
+            return None;
+        }
+        out.push((k.to_string(), v.to_string()));
+    }
+    (out.len() <= 32).then_some(out)
+}
+
+/// Input: header lines (`traceparent`, `tracestate`, others). A parent is taken exactly when
+/// there is one `traceparent` that the W3C model accepts, and it re-formats to that value (the
+/// sampled flag kept); a `tracestate` is kept exactly when it is within the W3C limits.
+pub fn traceparent(data: &[u8]) {
+    use tollgate::telemetry::traceparent::{extract, header, TRACEPARENT, TRACESTATE};
+    let headers = header_lines(data);
+    let parents: Vec<&HeaderValue> = headers.get_all(&TRACEPARENT).iter().collect();
+    let got = extract(&headers);
+    let one_valid = matches!(parents.as_slice(), [v] if traceparent_model(v.as_bytes()));
+    assert_eq!(got.is_some(), one_valid, "{parents:?}: parent taken: {}", got.is_some());
+    let Some((cx, valid)) = got else { return };
+    let sent = parents[0].as_bytes();
+    let written = header(&cx);
+    let flags = u8::from_str_radix(std::str::from_utf8(&sent[53..]).unwrap(), 16).unwrap();
+    assert_eq!(&written.as_bytes()[..53], &sent[..53], "re-formatted differently");
+    assert_eq!(&written.as_bytes()[53..], format!("{:02x}", flags & 1).as_bytes());
+    assert!(cx.is_remote());
+    let states: Vec<&str> = headers.get_all(&TRACESTATE).iter().filter_map(|v| v.to_str().ok()).collect();
+    let all_text = states.len() == headers.get_all(&TRACESTATE).iter().count();
+    let model = all_text.then(|| tracestate_model(&states.join(","))).flatten();
+    let kept = cx.trace_state().header();
+    if valid {
+        let members = model.unwrap_or_else(|| panic!("{states:?} kept, outside the W3C limits"));
+        let want: Vec<String> = members.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        assert_eq!(kept, want.join(","), "tracestate changed");
+    } else {
+        assert_eq!(kept, "", "an invalid tracestate was passed on");
+        if let Some(m) = model {
+            // Only a repeated key (which the W3C text forbids) may make a model-valid list invalid.
+            let mut keys: Vec<&String> = m.iter().map(|(k, _)| k).collect();
+            keys.sort();
+            keys.dedup();
+            assert!(m.is_empty() || keys.len() < m.len(), "{states:?} is valid but was dropped");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// gRPC deadlines (src/upstream/grpc.rs)
+
+/// Any `grpc-timeout` value: a deadline exactly when it is 1 to 8 ASCII digits and one of
+/// `HMSmun`, equal to the value times the unit (computed here in u128 nanoseconds, so an
+/// overflow would show).
+pub fn grpc_timeout(value: &[u8]) {
+    let Ok(v) = HeaderValue::from_bytes(value) else { return };
+    let mut h = HeaderMap::new();
+    h.insert("grpc-timeout", v);
+    let got = tollgate::upstream::grpc::timeout(&h);
+    let want = value.split_last().and_then(|(&unit, digits)| {
+        let ns: u128 = match unit {
+            b'H' => 3_600_000_000_000,
+            b'M' => 60_000_000_000,
+            b'S' => 1_000_000_000,
+            b'm' => 1_000_000,
+            b'u' => 1_000,
+            b'n' => 1,
+            _ => return None,
+        };
+        let ok = (1..=8).contains(&digits.len()) && digits.iter().all(u8::is_ascii_digit);
+        ok.then(|| std::str::from_utf8(digits).unwrap().parse::<u128>().unwrap() * ns)
+    });
+    assert_eq!(got.map(|d| d.as_nanos()), want, "{:?}", String::from_utf8_lossy(value));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Redis replies and URLs (src/store/conn.rs, src/store/url.rs)
+
+/// The reply parser's bounds (src/store/conn.rs).
+const RESP_MAX_LINE: usize = 64 * 1024;
+const RESP_MAX_BULK: i64 = 16 << 20;
+const RESP_MAX_ARRAY: i64 = 100_000;
+const RESP_MAX_DEPTH: usize = 4;
+
+type RespResult = Result<Result<tollgate::store::conn::Reply, String>, ()>;
+
+/// A reference RESP2 reader over a slice: the same bounds, no buffering. Also records the
+/// largest bulk value it made room for.
+struct RespModel<'a> {
+    s: &'a [u8],
+    largest_bulk: usize,
+}
+
+impl RespModel<'_> {
+    fn line(&mut self) -> Result<&str, ()> {
+        let window = &self.s[..self.s.len().min(RESP_MAX_LINE)];
+        let end = window.iter().position(|&b| b == b'\n').ok_or(())?;
+        let (line, rest) = self.s.split_at(end + 1);
+        self.s = rest;
+        let line = std::str::from_utf8(line).map_err(|_| ())?;
+        line.strip_suffix("\r\n").ok_or(())
+    }
+
+    fn reply(&mut self, depth: usize) -> RespResult {
+        use tollgate::store::conn::Reply;
+        if depth > RESP_MAX_DEPTH {
+            return Err(());
+        }
+        let line = self.line()?;
+        // A line that starts with a multi-byte character is of no known type.
+        let Some(kind) = line.bytes().next().filter(u8::is_ascii) else { return Err(()) };
+        let rest = &line[1..];
+        let length = |s: &str| s.parse::<i64>().map_err(|_| ());
+        Ok(match kind {
+            b'+' => Ok(if rest == "OK" { Reply::Ok } else { Reply::Bytes(rest.as_bytes().to_vec()) }),
+            b'-' => Err(rest.to_string()),
+            b':' => Ok(Reply::Int(rest.parse().map_err(|_| ())?)),
+            b'$' => match length(rest)? {
+                n if n < 0 => Ok(Reply::Nil),
+                n if n > RESP_MAX_BULK => return Err(()),
+                n => {
+                    let n = n as usize;
+                    self.largest_bulk = self.largest_bulk.max(n + 2);
+                    if self.s.len() < n + 2 || &self.s[n..n + 2] != b"\r\n" {
+                        return Err(());
+                    }
+                    let v = self.s[..n].to_vec();
+                    self.s = &self.s[n + 2..];
+                    Ok(Reply::Bytes(v))
+                }
+            },
+            b'*' => match length(rest)? {
+                n if n < 0 => Ok(Reply::Nil),
+                n if n > RESP_MAX_ARRAY => return Err(()),
+                n => {
+                    let (mut items, mut refused) = (Vec::new(), None);
+                    for _ in 0..n {
+                        match self.reply(depth + 1)? {
+                            Ok(r) => items.push(r),
+                            Err(e) => refused = refused.or(Some(e)),
+                        }
+                    }
+                    match refused {
+                        Some(e) => Err(e),
+                        None => Ok(Reply::Array(items)),
+                    }
+                }
+            },
+            _ => return Err(()),
+        })
+    }
+}
+
+/// `f`'s result and the most heap it held at once, where it is counted: in the fuzz targets (a
+/// counting allocator, `fuzz/src/lib.rs`); the stable suite forbids the `unsafe` that takes.
+#[allow(unexpected_cfgs)]
+#[cfg(fuzzing)]
+use crate::heap::peak_of;
+
+#[allow(unexpected_cfgs)]
+#[cfg(not(fuzzing))]
+fn peak_of<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    (f(), 0)
+}
+
+/// Any bytes from a server: the reply the reference reader reads (a value, the server's
+/// error, or a protocol error), never a panic; and the heap held while reading is bounded by
+/// the largest bulk value the input claims (at most 16 MiB) plus a constant and a linear
+/// share of the input, whatever lengths it claims.
+pub fn redis_reply(data: &[u8]) {
+    let bytes = data.to_vec();
+    let (got, peak) = peak_of(|| run_now(tollgate::store::conn::read_reply_from(bytes)).map_err(|_| ()));
+    let mut model = RespModel { s: data, largest_bulk: 0 };
+    let want = model.reply(0);
+    assert_eq!(got, want, "{:?}", String::from_utf8_lossy(&data[..data.len().min(200)]));
+    let bound = model.largest_bulk + (1 << 20) + 64 * data.len();
+    assert!(peak <= bound, "{peak} bytes held reading {} bytes (bound {bound})", data.len());
+}
+
+/// A URL that reads as `u`, written plainly: every byte of a secret percent-encoded.
+fn redis_canonical(u: &tollgate::store::url::RedisUrl) -> String {
+    use tollgate::store::url::{Credentials, Target};
+    let enc = |s: &str| s.bytes().map(|b| format!("%{b:02X}")).collect::<String>();
+    let userinfo = |c: &Option<Credentials>| match c {
+        Some(c) => format!("{}:{}@", c.username.as_deref().map(enc).unwrap_or_default(), enc(&c.password)),
+        None => String::new(),
+    };
+    let scheme = match (&u.target, u.tls) {
+        (Target::Direct(_), false) => "redis",
+        (Target::Direct(_), true) => "rediss",
+        (Target::Sentinel { .. }, false) => "redis+sentinel",
+        (Target::Sentinel { .. }, true) => "rediss+sentinel",
+    };
+    match &u.target {
+        Target::Direct(ep) => format!("{scheme}://{}{ep}/{}", userinfo(&u.auth), u.db),
+        Target::Sentinel { sentinels, master, auth } => {
+            let hosts: Vec<String> = sentinels.iter().map(|e| e.to_string()).collect();
+            let query = match auth {
+                Some(c) => {
+                    let user =
+                        c.username.as_deref().map(|n| format!("sentinel_username={}&", enc(n))).unwrap_or_default();
+                    format!("?{user}sentinel_password={}", enc(&c.password))
+                }
+                None => String::new(),
+            };
+            format!("{scheme}://{}{}/{master}/{}{query}", userinfo(&u.auth), hosts.join(","), u.db)
+        }
+    }
+}
+
+/// Any text: a URL, or an error. What is accepted re-reads from its plain form as the same,
+/// has hosts, ports, master name and database within their forms, and its `Debug` never
+/// depends on a password.
+pub fn redis_url(raw: &str) {
+    use tollgate::store::url::{RedisUrl, Target};
+    let Ok(u) = RedisUrl::parse(raw) else { return };
+    let canonical = redis_canonical(&u);
+    assert_eq!(RedisUrl::parse(&canonical).as_ref(), Ok(&u), "{raw:?} -> {canonical:?} reads differently");
+    let endpoints = match &u.target {
+        Target::Direct(ep) => vec![ep],
+        Target::Sentinel { sentinels, master, .. } => {
+            assert!(!master.is_empty() && master.len() <= 128, "{master:?}");
+            assert!(master.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)), "{master:?}");
+            assert!((1..=16).contains(&sentinels.len()));
+            sentinels.iter().collect()
+        }
+    };
+    for ep in endpoints {
+        assert!(ep.port > 0);
+        let name = |h: &str| {
+            !h.is_empty() && h.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.".contains(&b))
+        };
+        assert!(name(&ep.host) || ep.host.parse::<Ipv6Addr>().is_ok(), "host {:?}", ep.host);
+    }
+    assert!(u.db < 1 << 16);
+    let mut blank = u.clone();
+    let hide = |c: &mut Option<tollgate::store::url::Credentials>| {
+        if let Some(c) = c {
+            c.password = "x".into();
+        }
+    };
+    hide(&mut blank.auth);
+    if let Target::Sentinel { auth, .. } = &mut blank.target {
+        hide(auth);
+    }
+    assert_eq!(format!("{u:?}"), format!("{blank:?}"), "a password shows in Debug");
+    for c in [&u.auth].into_iter().flatten() {
+        assert!(!c.password.is_empty());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Token exchange answers (src/upstream/exchange.rs)
+
+const EXCHANGE_STATUSES: [u16; 10] = [200, 201, 204, 302, 400, 401, 403, 404, 500, 503];
+const REQUESTED: [Option<&str>; 4] = [
+    None,
+    Some("urn:ietf:params:oauth:token-type:access_token"),
+    Some("urn:ietf:params:oauth:token-type:jwt"),
+    Some("urn:example:t"),
+];
+
+/// What RFC 8693 §2.2 and the module's rules make of an answer, read from its JSON by this
+/// model: `Ok((token, expires_in))`, `Err(Some((error, description)))` a refusal, `Err(None)`
+/// an outage.
+#[allow(clippy::type_complexity)]
+fn exchange_model(
+    status: StatusCode,
+    body: &Value,
+    requested: Option<&str>,
+) -> Result<(String, Option<u64>), Option<(String, Option<String>)>> {
+    // A member as `Option<String>` reads it: absent or null is none, a string is one, else an error.
+    let text = |v: &Value, name: &str| -> Result<Option<String>, ()> {
+        match v.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(()),
+        }
+    };
+    if !status.is_success() {
+        let Value::Object(_) = body else { return Err(None) };
+        let (Ok(Some(error)), Ok(description)) = (text(body, "error"), text(body, "error_description")) else {
+            return Err(None);
+        };
+        let code_ok = !error.is_empty()
+            && error.len() <= 64
+            && error.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
+        if !status.is_client_error() || error == "invalid_client" || !code_ok {
+            return Err(None);
+        }
+        let printable = |d: String| d.chars().take(200).map(|c| if c.is_control() { ' ' } else { c }).collect();
+        return Err(Some((error, description.map(printable))));
+    }
+    let Value::Object(_) = body else { return Err(None) };
+    let (Ok(token), Ok(token_type), Ok(issued)) =
+        (text(body, "access_token"), text(body, "token_type"), text(body, "issued_token_type"))
+    else {
+        return Err(None);
+    };
+    let expires_in = match body.get("expires_in") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.as_u64().ok_or(None)?),
+    };
+    let token = token.filter(|t| !t.is_empty()).ok_or(None)?;
+    if !token_type.is_some_and(|t| t.eq_ignore_ascii_case("bearer")) {
+        return Err(None);
+    }
+    let issued = issued.ok_or(None)?;
+    let issued_ok = match requested {
+        Some(r) => issued == r,
+        None => issued == REQUESTED[1].unwrap() || issued == REQUESTED[2].unwrap(),
+    };
+    let header_ok = token.len() <= 16 << 10 && token.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b));
+    if !issued_ok || !header_ok {
+        return Err(None);
+    }
+    Ok((token, expires_in))
+}
+
+/// Input: a status byte, a byte choosing the requested token type, then the body. A success is
+/// a non-empty Bearer token of an accepted `issued_token_type`; a refusal is a 4xx OAuth error
+/// other than `invalid_client`; everything else is an outage. Checked against the model both
+/// ways (for a body that is its own JSON's canonical form; any body one way).
+pub fn exchange_answer(data: &[u8]) {
+    use tollgate::upstream::exchange::{parse_answer, ExchangeError};
+    let [s, r, body @ ..] = data else { return };
+    let status = StatusCode::from_u16(EXCHANGE_STATUSES[usize::from(*s) % EXCHANGE_STATUSES.len()]).unwrap();
+    let requested = REQUESTED[usize::from(*r) % REQUESTED.len()];
+    let got = parse_answer(status, body, requested);
+    let Ok(doc) = serde_json::from_slice::<Value>(body) else {
+        // Not JSON (or JSON serde can skip but not hold): never a token or a refusal.
+        assert!(matches!(got, Err(ExchangeError::Unavailable(_))), "{got:?}");
+        return;
+    };
+    let want = exchange_model(status, &doc, requested);
+    // A body with repeated members is refused by the parser and read (last wins) by the model.
+    let exact = serde_json::to_vec(&doc).unwrap() == body;
+    match (&got, &want) {
+        (Ok(issued), Ok((token, expires_in))) => {
+            assert_eq!(issued.authorization.as_bytes(), format!("Bearer {token}").as_bytes());
+            assert_eq!(&issued.expires_in, expires_in);
+        }
+        (Err(ExchangeError::Refused { error, description }), Err(Some((e, d)))) => {
+            assert_eq!((error, description), (e, d));
+        }
+        (Err(ExchangeError::Unavailable(_)), Err(None)) => {}
+        (Err(ExchangeError::Unavailable(_)), _) if !exact => {}
+        (got, want) => {
+            panic!("{status} {requested:?} {:?}: got {got:?}, the model says {want:?}", String::from_utf8_lossy(body))
+        }
+    }
+}

@@ -58,6 +58,12 @@ pub fn pem(value: &[u8]) -> Result<Option<Thumbprint>, HeaderError> {
         return Ok(None);
     }
     let decoded = crate::util::percent_decode(text, false).ok_or(HeaderError::Malformed("invalid percent-encoding"))?;
+    // Exactly one PEM block: the PEM reader skips other sections, and reads a BEGIN line inside
+    // an open section as a restart that keeps the lines before it (found by the
+    // `client_cert_header` fuzz target).
+    if decoded.split(['\n', '\r']).filter(|l| l.starts_with("-----BEGIN ")).count() > 1 {
+        return Err(HeaderError::Ambiguous("more than one PEM block"));
+    }
     let mut certs = CertificateDer::pem_slice_iter(decoded.as_bytes());
     let cert = match certs.next() {
         Some(Ok(c)) => c,
@@ -344,7 +350,20 @@ mod tests {
         assert_eq!(pem(pem_value.as_bytes()), Ok(Some(t)));
         assert_eq!(pem(b""), Ok(None));
         assert_eq!(pem(b"  "), Ok(None));
-        for bad in ["%zz", "-----BEGIN CERTIFICATE-----", "hello", &format!("{pem_value}{pem_value}")] {
+        // Another block before the certificate, closed or not, or a BEGIN inside the block (the
+        // PEM reader joined both bodies into one "certificate").
+        let unknown = format!("-----BEGIN%20OTHER-----%0AAAAA%0A{pem_value}");
+        let inner = format!("-----BEGIN%20CERTIFICATE-----%0AAAAA%0A{pem_value}");
+        let other = format!("-----BEGIN%20X-----%0AAAAA%0A-----END%20X-----%0A{pem_value}");
+        for bad in [
+            "%zz",
+            "-----BEGIN CERTIFICATE-----",
+            "hello",
+            &format!("{pem_value}{pem_value}"),
+            &unknown,
+            &inner,
+            &other,
+        ] {
             assert!(pem(bad.as_bytes()).is_err(), "accepted {bad:?}");
         }
         let h = CertHeader { name: http::header::HeaderName::from_static("x-client-cert"), format: HeaderFormat::Pem };

@@ -339,7 +339,7 @@ pub fn parse_answer(status: StatusCode, body: &[u8], requested: Option<&str>) ->
         expires_in: Option<u64>,
     }
     let invalid = |why: String| ExchangeError::Unavailable(format!("invalid token exchange answer: {why}"));
-    let a: Answer = serde_json::from_slice(body).map_err(|e| invalid(e.to_string()))?;
+    let a: Answer = object(body).map_err(invalid)?;
     let token = a.access_token.filter(|t| !t.is_empty()).ok_or_else(|| invalid("no access_token".into()))?;
     match a.token_type.as_deref() {
         Some(t) if t.eq_ignore_ascii_case("bearer") => {}
@@ -368,13 +368,23 @@ fn refusal(status: StatusCode, body: &[u8]) -> ExchangeError {
         error: String,
         error_description: Option<String>,
     }
-    match serde_json::from_slice::<ErrorBody>(body) {
+    match object::<ErrorBody>(body) {
         Ok(b) if status.is_client_error() && b.error != "invalid_client" && is_error_code(&b.error) => {
             ExchangeError::Refused { error: b.error, description: b.error_description.map(|d| printable(&d)) }
         }
         Ok(b) => ExchangeError::Unavailable(format!("token endpoint answered {status}: {}", printable(&b.error))),
         Err(_) => ExchangeError::Unavailable(format!("token endpoint answered {status}")),
     }
+}
+
+/// `body` as `T` when it is a JSON object: serde reads a struct from an array too, by position,
+/// so `["invalid_grant"]` was a refusal and `["t","Bearer",...]` a token (found by the
+/// `exchange_answer` fuzz target).
+fn object<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, String> {
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err("not a JSON object".into());
+    }
+    serde_json::from_slice(body).map_err(|e| e.to_string())
 }
 
 /// RFC 6749 §5.2: error codes are `%x20-21 / %x23-5B / %x5D-7E`; anything else is not an
@@ -477,6 +487,8 @@ mod tests {
         unavailable(ok("<html>gateway error</html>"), "invalid token exchange answer");
         unavailable(ok(""), "invalid token exchange answer");
         unavailable(ok("[]"), "invalid token exchange answer");
+        let array = r#"["t","Bearer","urn:ietf:params:oauth:token-type:access_token",60]"#;
+        unavailable(ok(array), "not a JSON object");
         unavailable(ok(&format!(r#"{{"access_token":"t","token_type":"Bearer","expires_in":-1,{ty}}}"#)), "invalid");
         unavailable(ok(&format!(r#"{{"access_token":"a\nb","token_type":"Bearer",{ty}}}"#)), "not valid in a header");
         let huge = "x".repeat(MAX_TOKEN_BYTES + 1);
@@ -509,6 +521,7 @@ mod tests {
         assert_eq!(refused(503, "Service Unavailable"), None);
         assert_eq!(refused(404, "<html>not found</html>"), None);
         assert_eq!(refused(400, r#"{"error":"has \"quotes\""}"#), None);
+        assert_eq!(refused(400, r#"["invalid_grant","by position"]"#), None, "not an object");
         unavailable(parse_answer(StatusCode::BAD_GATEWAY, b"", None), "502");
     }
 
