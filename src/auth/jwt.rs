@@ -44,7 +44,7 @@ struct RawHeader {
 /// A header member that counts as present whatever its value, `null` included (an
 /// `Option` would read `"crit": null` as absent).
 #[derive(Default)]
-struct Present(bool);
+pub(super) struct Present(pub(super) bool);
 
 impl<'de> Deserialize<'de> for Present {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Present, D::Error> {

@@ -16,11 +16,11 @@ use base64::Engine;
 use http::header::{HeaderMap, HeaderName};
 use http::Method;
 use jsonwebtoken::Algorithm;
-use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::claims::{numeric_date, Round};
+use super::jwt::Present;
 use crate::config::dpop::Dpop;
 
 mod nonce;
@@ -200,16 +200,6 @@ struct Jwk {
     oth: Present,
     #[serde(default)]
     k: Present,
-}
-
-/// A member that counts as present whatever its value, `null` included.
-#[derive(Default)]
-struct Present(bool);
-
-impl<'de> Deserialize<'de> for Present {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Present, D::Error> {
-        IgnoredAny::deserialize(d).map(|_| Present(true))
-    }
 }
 
 /// A public key ready to verify, with its RFC 7638 thumbprint input.
