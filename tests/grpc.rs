@@ -260,10 +260,10 @@ fn h2_over_tls_needs_alpn_h2() {
 
     let v = call(&gw, "ServerStream", Some(&token), &["1"], None);
     assert_eq!(v["code"], "UNAVAILABLE", "{v}");
-    assert!(gw.logs().contains("NoApplicationProtocol"), "the cause is logged:\n{}", gw.logs());
+    gw.wait_log("NoApplicationProtocol");
     let v = call(&gw, "ClientStream", Some(&token), &["1"], None);
     assert_eq!(v["code"], "UNAVAILABLE", "{v}");
-    assert!(gw.logs().contains("NoH2(localhost:"), "the cause is logged:\n{}", gw.logs());
+    gw.wait_log("NoH2(localhost:");
 }
 
 // ---- raw HTTP/2 upstreams (the h2 crate) ---------------------------------------------------------

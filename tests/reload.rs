@@ -80,7 +80,7 @@ fn a_route_added_to_the_file_is_served_within_the_check_interval() {
     assert_eq!(get(gw.addr, "/a/x", &[]).status, 200, "the old route still serves");
     assert_eq!(reloads(&gw, "success"), 1.0);
     assert_eq!(reloads(&gw, "failure"), 0.0);
-    assert!(gw.logs().contains("configuration reloaded"), "{}", gw.logs());
+    gw.wait_log("configuration reloaded");
 }
 
 /// With the file check off, a tightened rule waits for SIGHUP; then it applies at once, while

@@ -163,6 +163,15 @@ impl Gateway {
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap().join("\n")
     }
+
+    /// Waits (bounded) until the log holds `needle`: lines reach the test through a reader
+    /// thread, so one written just before a response may not be here yet when it arrives.
+    pub fn wait_log(&self, needle: &str) {
+        let what = format!("a log line with {needle:?}");
+        wait_until(&what, Duration::from_secs(5), || {
+            self.logs.lock().unwrap().iter().any(|l| l.contains(needle)).then_some(())
+        });
+    }
 }
 
 impl Drop for Gateway {
