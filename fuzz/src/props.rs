@@ -1320,7 +1320,8 @@ fn xfcc_accepted(value: &[u8], t: tollgate::client_cert::Thumbprint) {
     let certs: Vec<Vec<u8>> = unquoted
         .split(|&b| b == b';' || b == b',')
         .filter_map(|pair| pair.iter().position(|&b| b == b'=').map(|i| &pair[i + 1..]))
-        .flat_map(|v| pem_model(&percent_decode_lossy(v)).1)
+        // The reader trims blanks around a value (` -----BEGIN`), as around the whole header.
+        .flat_map(|v| pem_model(&percent_decode_lossy(v.trim_ascii())).1)
         .collect();
     assert!(
         certs.iter().any(|c| sha256(c) == want[..]),
