@@ -30,19 +30,10 @@ const NONCE_SECRET: &str = "0123456789abcdef0123456789abcdef-dpop";
 
 // ---- harness ------------------------------------------------------------------------------------
 
+/// The provider as the one issuer: `at+jwt` access tokens, introspection as `gateway`.
 fn issuer_toml(url: &str) -> String {
-    format!(
-        r#"
-[[issuer]]
-name = "idp"
-url = "{url}"
-audiences = ["{API_RESOURCE}"]
-token_type = "at+jwt"
-[issuer.introspection]
-client_id = "gateway"
-client_secret = "gateway-secret"
-"#
-    )
+    common::issuer_toml("idp", url, API_RESOURCE)
+        + "token_type = \"at+jwt\"\n[issuer.introspection]\nclient_id = \"gateway\"\nclient_secret = \"gateway-secret\"\n"
 }
 
 fn route_toml(name: &str, path: &str, upstream: SocketAddr, keys: &str) -> String {
