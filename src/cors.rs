@@ -29,20 +29,20 @@ const PREFLIGHT_VARY: &str = "Origin, Access-Control-Request-Method, Access-Cont
 
 /// The answer to a preflight from an allowed origin, with the route of the method it asks
 /// about; `None` for anything else (then the request goes on as it is).
-pub fn preflight<'r>(
-    router: &'r Router,
+pub fn preflight<'r, R: std::borrow::Borrow<Route>>(
+    router: &'r Router<R>,
     host: &str,
     path: &str,
     method: &Method,
     headers: &HeaderMap,
-) -> Option<(&'r Route, Response<Body>)> {
+) -> Option<(&'r R, Response<Body>)> {
     if method != Method::OPTIONS {
         return None;
     }
     let origin = headers.get(ORIGIN)?;
     let asked = Method::from_bytes(headers.get(ACCESS_CONTROL_REQUEST_METHOD)?.as_bytes()).ok()?;
     let Found::Route(route) = router.find(host, &asked, path) else { return None };
-    let cors = route.cors.as_ref().filter(|c| c.origins.allows(origin.as_bytes()))?;
+    let cors = route.borrow().cors.as_ref().filter(|c| c.origins.allows(origin.as_bytes()))?;
     let mut resp = Response::new(Body::empty());
     *resp.status_mut() = StatusCode::NO_CONTENT;
     let h = resp.headers_mut();

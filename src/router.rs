@@ -5,7 +5,11 @@
 //! wildcard, then no host); within the slot a route whose `methods` lists the request's method
 //! wins over one without `methods`. A slot that has no route for the method answers 405: a
 //! method restriction never hands the request to a less specific route (which may be public).
+//!
+//! The table holds whatever stands for a configured route (`R`): the gateway's live routes,
+//! which carry handles to what they refer to, or plain configured ones.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 
 use http::{HeaderValue, Method};
@@ -26,14 +30,14 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
 
 /// What the table says about a request.
 #[derive(Debug)]
-pub enum Found<'r> {
-    Route(&'r Route),
+pub enum Found<'r, R = Route> {
+    Route(&'r R),
     /// The path's routes serve other methods only: 405 with `allow`. `route` is the slot's
     /// route whose CORS policy and metrics the answer uses (the first with `cors`, else the
     /// first in the file).
     MethodNotAllowed {
         allow: &'r HeaderValue,
-        route: &'r Route,
+        route: &'r R,
     },
     /// The method was not given ([`Router::find_any_method`]) and the path's routes differ by
     /// method.
@@ -41,9 +45,9 @@ pub enum Found<'r> {
     NoRoute,
 }
 
-impl<'r> Found<'r> {
+impl<'r, R> Found<'r, R> {
     /// The route, when one serves the request.
-    pub fn route(self) -> Option<&'r Route> {
+    pub fn route(self) -> Option<&'r R> {
         match self {
             Found::Route(r) => Some(r),
             _ => None,
@@ -66,22 +70,23 @@ struct Slot {
 
 /// The route table: slots grouped by host kind, each group sorted by prefix length, longest first.
 #[derive(Debug)]
-pub struct Router {
-    routes: Vec<Route>,
+pub struct Router<R = Route> {
+    routes: Vec<R>,
     slots: Vec<Slot>,
     exact: HashMap<String, Vec<usize>>,
     suffix: Vec<(String, Vec<usize>)>,
     any: Vec<usize>,
 }
 
-impl Router {
-    pub fn new(routes: Vec<Route>) -> Router {
+impl<R: Borrow<Route>> Router<R> {
+    pub fn new(routes: Vec<R>) -> Router<R> {
         let mut slots: Vec<Slot> = Vec::new();
         let mut slot_of: HashMap<(u8, &str, &str), usize> = HashMap::new();
         let mut exact: HashMap<String, Vec<usize>> = HashMap::new();
         let mut suffix: Vec<(String, Vec<usize>)> = Vec::new();
         let mut any = Vec::new();
         for (i, r) in routes.iter().enumerate() {
+            let r: &Route = r.borrow();
             let key = match &r.host {
                 Some(HostPattern::Exact(h)) => (1, h.as_str(), r.path.as_str()),
                 Some(HostPattern::Suffix(x)) => (2, x.as_str(), r.path.as_str()),
@@ -118,12 +123,12 @@ impl Router {
         Router { routes, slots, exact, suffix, any }
     }
 
-    pub fn routes(&self) -> &[Route] {
+    pub fn routes(&self) -> &[R] {
         &self.routes
     }
 
     /// The route for `host` (lower case, no port), `method` and a normalised `path`.
-    pub fn find(&self, host: &str, method: &Method, path: &str) -> Found<'_> {
+    pub fn find(&self, host: &str, method: &Method, path: &str) -> Found<'_, R> {
         match self.slot(host, path) {
             Some(slot) => self.pick(slot, Some(method)),
             None => Found::NoRoute,
@@ -132,7 +137,7 @@ impl Router {
 
     /// Like [`Router::find`] for a request whose method is not known (forward-auth without
     /// `X-Forwarded-Method`): found only where the method would not change the route.
-    pub fn find_any_method(&self, host: &str, path: &str) -> Found<'_> {
+    pub fn find_any_method(&self, host: &str, path: &str) -> Found<'_, R> {
         match self.slot(host, path) {
             Some(slot) => self.pick(slot, None),
             None => Found::NoRoute,
@@ -162,7 +167,7 @@ impl Router {
         best
     }
 
-    fn pick<'r>(&'r self, slot: &'r Slot, method: Option<&Method>) -> Found<'r> {
+    fn pick<'r>(&'r self, slot: &'r Slot, method: Option<&Method>) -> Found<'r, R> {
         let route = |i: usize| Found::Route(&self.routes[i]);
         if slot.by_method.is_empty() {
             // The common case: no `methods` on this path.
@@ -203,14 +208,18 @@ impl Slot {
         }
     }
 
-    fn finish(&mut self, routes: &[Route]) {
+    fn finish<R: Borrow<Route>>(&mut self, routes: &[R]) {
         let all = self.by_method.iter().fold(MethodSet::default(), |acc, (m, _)| acc.union(*m));
         self.allow = HeaderValue::from_str(&all.header_text()).unwrap_or(HeaderValue::from_static(""));
         let members = self.by_method.iter().map(|(_, i)| *i).chain(self.any);
         let mut members: Vec<usize> = members.collect();
         members.sort_unstable();
-        self.representative =
-            members.iter().copied().find(|&i| routes[i].cors.is_some()).or(members.first().copied()).unwrap_or(0);
+        self.representative = members
+            .iter()
+            .copied()
+            .find(|&i| routes[i].borrow().cors.is_some())
+            .or(members.first().copied())
+            .unwrap_or(0);
     }
 }
 

@@ -4,11 +4,13 @@
 
 use serde_json::Value;
 
+use super::issuer::IssuerState;
 use super::{claims, jwt, AuthError, Authenticator, Invalid};
 
 /// What the caller expects of the token.
 pub struct Expect<'a> {
-    pub issuer: usize,
+    /// The login's issuer: its keys verify the token, and `iss` must be its URL.
+    pub issuer: &'a IssuerState,
     pub client_id: &'a str,
     /// The nonce sent in the authorization request; `None` for refresh responses (OIDC Core
     /// §12.2: a refreshed ID token need not carry one) and for logout tokens, which must not.
@@ -21,7 +23,7 @@ pub struct Expect<'a> {
 pub async fn validate(auth: &Authenticator, token: &str, expect: &Expect<'_>, now: u64) -> Result<Value, AuthError> {
     let invalid = AuthError::InvalidToken;
     let parsed = jwt::parse(token).map_err(invalid)?;
-    let issuer = &auth.issuer(expect.issuer).config;
+    let issuer = &expect.issuer.config;
     if parsed.issuer().map_err(invalid)? != issuer.url {
         return Err(invalid(Invalid::UnknownIssuer));
     }

@@ -1,6 +1,11 @@
 //! Authentication: who is calling. Bearer tokens (JWT verified against the issuer's keys, or
 //! opaque tokens introspected) become a [`Principal`]; rules decide what it may do.
+//!
+//! Here: the [`Authenticator`]'s entry points, its caches of verified tokens and introspection
+//! answers, and [`RouteBearer`], a route's settings with its issuers resolved. What a token is
+//! bound to (a client certificate, a DPoP key) is checked in [`binding`].
 
+mod binding;
 pub mod claims;
 pub mod dpop;
 pub mod front;
@@ -14,15 +19,17 @@ pub mod principal;
 pub mod rules;
 pub mod token;
 
+use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::client_cert::{HeaderError, Presented};
-use crate::config::dpop::DpopMode;
-use crate::config::{Bearer, Config, SessionStore};
+use crate::client_cert::Presented;
+use crate::config::{self, Config};
 use crate::oidc::http::IdpClient;
 use crate::store::redis::Redis;
+pub use binding::check_cert_binding;
+use binding::dpop_redis;
 use introspection::Answer;
 use issuer::{IssuerId, IssuerState};
 use jwks::Lookup;
@@ -159,6 +166,26 @@ pub struct Authenticator {
     dpop_redis: Option<Arc<Redis>>,
 }
 
+/// A route's bearer settings with its issuers resolved to their states, built with the
+/// configuration's snapshot: the request path reaches an issuer through a handle here, never by
+/// a position or a name. Reads as the configured settings (`sources`, `dpop`, `realm`, ...);
+/// `issuers` shadows the configuration's list with the states it names.
+pub struct RouteBearer {
+    cfg: config::Bearer,
+    /// The issuers whose tokens the route accepts, in the configuration's order.
+    pub issuers: Box<[Arc<IssuerState>]>,
+    /// The largest `max_token_bytes` among them: a longer token is refused unread.
+    max_token_bytes: usize,
+}
+
+impl Deref for RouteBearer {
+    type Target = config::Bearer;
+
+    fn deref(&self) -> &config::Bearer {
+        &self.cfg
+    }
+}
+
 /// What verified tokens and introspection answers are remembered in.
 struct Caches {
     verified: moka::sync::Cache<TokenHash, Arc<Principal>, front::DigestHasherBuilder>,
@@ -215,48 +242,6 @@ fn inactive_ms(config: &Config) -> u64 {
 }
 
 pub use crate::util::unix_now;
-
-/// RFC 8705 §3.2: a token bound to a certificate passes only when the request's client
-/// certificate has that thumbprint. Unbound tokens cost one comparison here.
-pub fn check_cert_binding(p: &Principal, cert: &Presented<'_>) -> Result<(), AuthError> {
-    let refused = |why| Err(AuthError::InvalidToken(Invalid::CertBinding(why)));
-    let expected = match p.cert_binding {
-        CertBinding::Unbound => return Ok(()),
-        CertBinding::To(t) => t,
-        CertBinding::Unreadable => return refused("the binding is not a SHA-256 thumbprint"),
-    };
-    match cert.thumbprint() {
-        Ok(Some(t)) if t == expected => Ok(()),
-        Ok(Some(_)) => refused("the client certificate presented is another one"),
-        Ok(None) => refused("no client certificate was presented"),
-        Err(e) => {
-            tracing::debug!(error = %e, "the trusted proxy's client certificate header is unreadable");
-            match e {
-                HeaderError::Malformed(_) => refused("the proxy's client certificate header is malformed"),
-                HeaderError::Ambiguous(_) => refused("the proxy's client certificate header is ambiguous"),
-            }
-        }
-    }
-}
-
-/// The first login's Redis session store, if any (plain, TLS or through Sentinel, as its
-/// sessions reach it): DPoP proofs are remembered there too, so that a proof used at one replica
-/// is refused at the others. The URL and CA were validated with the configuration.
-fn dpop_redis(config: &Config) -> Option<Arc<Redis>> {
-    config.logins.iter().find_map(|l| match &l.store {
-        SessionStore::Redis(store) => {
-            let ca = store.ca_file.as_ref().map(|(_, pem)| pem.as_slice());
-            match Redis::new(store.url.expose(), ca, None) {
-                Ok(redis) => Some(Arc::new(redis)),
-                Err(e) => {
-                    tracing::error!(login = %l.name, error = %e, "DPoP replay checks cannot use the session store");
-                    None
-                }
-            }
-        }
-        SessionStore::Cookie => None,
-    })
-}
 
 fn hash(token: &str) -> TokenHash {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
@@ -335,8 +320,19 @@ impl Authenticator {
         self.issuers.iter().all(|i| i.is_ready())
     }
 
-    pub fn issuer(&self, index: usize) -> &IssuerState {
-        &self.issuers[index]
+    /// The state of the configuration's issuer number `index` (`new` and `next` keep the
+    /// file's order): how a snapshot resolves the configuration's references to issuers, once,
+    /// when it is built. Nothing on the request path calls it.
+    pub fn configured_issuer(&self, index: usize) -> Option<&Arc<IssuerState>> {
+        self.issuers.get(index)
+    }
+
+    /// `cfg`, a route's bearer settings, with its issuers resolved to this configuration's
+    /// states (see [`Authenticator::configured_issuer`]).
+    pub fn route_bearer(&self, cfg: &config::Bearer) -> RouteBearer {
+        let issuers: Box<[_]> = cfg.issuers.iter().filter_map(|&i| self.configured_issuer(i).cloned()).collect();
+        let max_token_bytes = issuers.iter().map(|i| i.config.max_token_bytes).max().unwrap_or(0);
+        RouteBearer { cfg: cfg.clone(), issuers, max_token_bytes }
     }
 
     /// Starts discovery and key refresh for every issuer on the current runtime.
@@ -349,7 +345,7 @@ impl Authenticator {
     /// Authenticates `token` as a bearer token presented with nothing else: no DPoP proof, no
     /// client certificate (so a token bound to either is refused). For callers without a
     /// request, such as benchmarks; the gateway uses [`Authenticator::authenticate_request`].
-    pub async fn authenticate(&self, route: &Bearer, token: &str) -> Result<Arc<Principal>, AuthError> {
+    pub async fn authenticate(&self, route: &RouteBearer, token: &str) -> Result<Arc<Principal>, AuthError> {
         let presented = token::Presented { token: std::borrow::Cow::Borrowed(token), scheme: token::Scheme::Bearer };
         let headers = http::HeaderMap::new();
         let origin = dpop::Origin { tls: false, trusted_proxy: false, authority: "" };
@@ -365,80 +361,13 @@ impl Authenticator {
     /// passes as a bearer token, and a proof must be from its key.
     pub async fn authenticate_request(
         &self,
-        route: &Bearer,
+        route: &RouteBearer,
         presented: &token::Presented<'_>,
         req: &dpop::Request<'_>,
     ) -> Result<Arc<Principal>, AuthError> {
         let result = self.authenticate_bound(route, presented, req).await;
         self.record(&result);
         result
-    }
-
-    async fn authenticate_bound(
-        &self,
-        route: &Bearer,
-        presented: &token::Presented<'_>,
-        req: &dpop::Request<'_>,
-    ) -> Result<Arc<Principal>, AuthError> {
-        let dpop = presented.scheme == token::Scheme::Dpop;
-        if !dpop && route.dpop.mode == DpopMode::Required {
-            return Err(AuthError::InvalidToken(Invalid::DpopRequired));
-        }
-        let principal = self.authenticate_inner(route, &presented.token).await?;
-        check_cert_binding(&principal, &req.cert)?;
-        match (dpop, principal.cnf_jkt.as_deref()) {
-            (false, None) => Ok(principal),
-            (false, Some(_)) => Err(AuthError::InvalidToken(Invalid::DpopBound)),
-            (true, None) => Err(AuthError::InvalidToken(Invalid::DpopUnbound)),
-            (true, Some(jkt)) => {
-                // Boxed like a miss: the Redis call's state stays out of the request future.
-                Box::pin(self.check_proof(route, &presented.token, jkt, req)).await?;
-                Ok(principal)
-            }
-        }
-    }
-
-    /// The request's proof, for `token` bound to `jkt`: valid, from that key, and first seen.
-    async fn check_proof(
-        &self,
-        route: &Bearer,
-        token: &str,
-        jkt: &str,
-        req: &dpop::Request<'_>,
-    ) -> Result<(), AuthError> {
-        let invalid = |e| AuthError::InvalidToken(Invalid::Dpop(e));
-        let now = unix_now();
-        let checked = dpop::check_proof(&route.dpop, req, token, now).map_err(invalid)?;
-        if checked.jkt != jkt {
-            return Err(invalid(dpop::ProofError::KeyMismatch));
-        }
-        // Every `iat` the route accepts, and once more the leeway: replicas sharing the Redis
-        // store may disagree on the time by that much.
-        let window = route.dpop.window() + route.dpop.leeway;
-        match self.caches.dpop_seen.first_use(checked.replay_key, &checked.jkt, now + window + 1, now) {
-            Ok(true) => {}
-            Ok(false) => return Err(invalid(dpop::ProofError::Replayed)),
-            Err(dpop::Full::KeyShare) => return Err(invalid(dpop::ProofError::TooMany)),
-            Err(dpop::Full::Memory) => {
-                return Err(AuthError::Unavailable("too many DPoP proofs in flight to remember"))
-            }
-        }
-        let Some(redis) = &self.dpop_redis else { return Ok(()) };
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut key = String::with_capacity(46);
-        key.push_str("tollgate:dpop:");
-        for b in checked.replay_key {
-            key.push(HEX[usize::from(b >> 4)] as char);
-            key.push(HEX[usize::from(b & 15)] as char);
-        }
-        match redis.lock(&key, Duration::from_secs(window + 1)).await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(invalid(dpop::ProofError::Replayed)),
-            Err(e) => {
-                tracing::warn!(error = %e, "DPoP replay check at the session store failed");
-                Err(AuthError::Unavailable("DPoP proofs cannot be checked for replay now"))
-            }
-        }
     }
 
     fn record(&self, result: &Result<Arc<Principal>, AuthError>) {
@@ -448,9 +377,8 @@ impl Authenticator {
         }
     }
 
-    async fn authenticate_inner(&self, route: &Bearer, token: &str) -> Result<Arc<Principal>, AuthError> {
-        let limit = route.issuers.iter().map(|&i| self.issuers[i].config.max_token_bytes).max().unwrap_or(0);
-        if token.len() > limit {
+    async fn authenticate_inner(&self, route: &RouteBearer, token: &str) -> Result<Arc<Principal>, AuthError> {
+        if token.len() > route.max_token_bytes {
             return Err(AuthError::InvalidToken(Invalid::TooLarge));
         }
         // This thread's front cache, then the shared cache: the same checks on a hit from either.
@@ -489,7 +417,7 @@ impl Authenticator {
 
     async fn authenticate_miss(
         &self,
-        route: &Bearer,
+        route: &RouteBearer,
         token: &str,
         key: TokenHash,
         now: u64,
@@ -509,8 +437,8 @@ impl Authenticator {
     /// A remembered principal, for this route. `Ok(None)` when the issuer that vouched for it
     /// is not one of this configuration's (a reload changed or removed it): the token is then
     /// checked again as if never seen.
-    fn accept_cached(&self, route: &Bearer, p: Arc<Principal>) -> Result<Option<Arc<Principal>>, AuthError> {
-        let Some(issuer) = route.issuers.iter().map(|&i| &self.issuers[i]).find(|i| i.id == p.issuer) else {
+    fn accept_cached(&self, route: &RouteBearer, p: Arc<Principal>) -> Result<Option<Arc<Principal>>, AuthError> {
+        let Some(issuer) = route.issuers.iter().find(|i| i.id == p.issuer) else {
             if self.issuers.iter().any(|i| i.id == p.issuer) {
                 return Err(AuthError::InvalidToken(Invalid::UnknownIssuer));
             }
@@ -522,20 +450,19 @@ impl Authenticator {
         Ok(Some(p))
     }
 
-    async fn verify_jwt(&self, route: &Bearer, token: &str) -> Result<Arc<Principal>, AuthError> {
+    async fn verify_jwt(&self, route: &RouteBearer, token: &str) -> Result<Arc<Principal>, AuthError> {
         let invalid = AuthError::InvalidToken;
         let parsed = jwt::parse(token).map_err(invalid)?;
         let iss = parsed.issuer().map_err(invalid)?;
-        let index = *route
+        let issuer = route
             .issuers
             .iter()
-            .find(|&&i| self.issuers[i].config.url == iss)
+            .find(|i| i.config.url == iss)
             .ok_or(AuthError::InvalidToken(Invalid::UnknownIssuer))?;
-        let issuer = &self.issuers[index];
         if token.len() > issuer.config.max_token_bytes {
             return Err(invalid(Invalid::TooLarge));
         }
-        let key = self.verification_key(index, &parsed).await?;
+        let key = self.verification_key(issuer, &parsed).await?;
         parsed.verify_signature(&key).map_err(invalid)?;
         let exp = parsed.check_claims(&issuer.config, unix_now()).map_err(invalid)?;
         let principal =
@@ -547,11 +474,10 @@ impl Authenticator {
     /// rate limited) and pinned to the token's `alg`.
     pub async fn verification_key(
         &self,
-        index: usize,
+        issuer: &IssuerState,
         parsed: &jwt::Token<'_>,
     ) -> Result<Arc<jwks::VerifyKey>, AuthError> {
         let invalid = AuthError::InvalidToken;
-        let issuer = &self.issuers[index];
         match issuer.keys().find(parsed.kid.as_deref(), parsed.alg) {
             Lookup::Found(k) => Ok(k),
             Lookup::AlgorithmMismatch => Err(invalid(Invalid::AlgorithmMismatch)),
@@ -576,13 +502,12 @@ impl Authenticator {
 
     /// Opaque tokens: the first of the route's issuers that introspects. Concurrent requests
     /// with the same token share one call.
-    async fn introspect(&self, route: &Bearer, token: &str, key: TokenHash) -> Result<Arc<Principal>, AuthError> {
-        let Some(&index) = route.issuers.iter().find(|&&i| self.issuers[i].config.introspection.is_some()) else {
+    async fn introspect(&self, route: &RouteBearer, token: &str, key: TokenHash) -> Result<Arc<Principal>, AuthError> {
+        let Some(issuer) = route.issuers.iter().find(|i| i.config.introspection.is_some()) else {
             return Err(AuthError::InvalidToken(Invalid::Malformed(
                 "not a JWT, and no issuer here introspects tokens",
             )));
         };
-        let issuer = &self.issuers[index];
         let name = issuer.config.name.as_str();
         let endpoint =
             issuer.introspection_endpoint().ok_or(AuthError::Unavailable("the issuer's metadata is not loaded yet"))?;
@@ -633,7 +558,7 @@ mod tests {
         (Authenticator::new(&config, IdpClient::new(tls, Duration::from_secs(1)), metrics), config)
     }
 
-    fn route(config: &Config, i: usize) -> &Bearer {
+    fn route(config: &Config, i: usize) -> &config::Bearer {
         match &config.routes[i].auth {
             RouteAuth::Bearer(b) => b,
             _ => panic!("not a bearer route"),
@@ -646,8 +571,9 @@ mod tests {
         Arc::new(Principal::from_claims(id, serde_json::json!({"sub": "u"}), expires_at).unwrap())
     }
 
-    fn run(auth: &Authenticator, route: &Bearer, token: &str) -> Result<Arc<Principal>, AuthError> {
-        auth.authenticate(route, token).now_or_never().expect("no waiting")
+    /// `route` resolved against `auth`'s issuers, as a snapshot built with `auth` holds it.
+    fn run(auth: &Authenticator, route: &config::Bearer, token: &str) -> Result<Arc<Principal>, AuthError> {
+        auth.authenticate(&auth.route_bearer(route), token).now_or_never().expect("no waiting")
     }
 
     // A JWS-shaped token no issuer signed: if a cache did not answer, verification refuses it.
@@ -719,7 +645,11 @@ mod tests {
             cert: Presented::NONE,
         };
         let present = |scheme| token::Presented { token: TOKEN.into(), scheme };
-        let run = |scheme| auth.authenticate_request(route(&config, 0), &present(scheme), &req).now_or_never().unwrap();
+        let run = |scheme| {
+            auth.authenticate_request(&auth.route_bearer(route(&config, 0)), &present(scheme), &req)
+                .now_or_never()
+                .unwrap()
+        };
         for fill_front in [true, false] {
             if fill_front {
                 front::put(auth.caches.front_owner, TOKEN, &bound, unix_now() + 60);
@@ -790,7 +720,7 @@ mod tests {
                 origin: dpop::Origin { tls: true, trusted_proxy: false, authority: "h" },
                 cert: Presented::new(t.as_ref(), None),
             };
-            auth.authenticate_request(route(&config, 0), &bearer, &req).now_or_never().unwrap()
+            auth.authenticate_request(&auth.route_bearer(route(&config, 0)), &bearer, &req).now_or_never().unwrap()
         };
         let refused =
             |r: Result<Arc<Principal>, AuthError>| matches!(r, Err(AuthError::InvalidToken(Invalid::CertBinding(_))));

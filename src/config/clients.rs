@@ -338,8 +338,6 @@ pub(super) fn egress(c: &mut Check, raw: Vec<RawEgress>, clients: &[Client], def
             }),
         };
         let route = Route {
-            // The only route of its listener's own route table.
-            id: 0,
             name: name.clone(),
             host: None,
             path: "/".into(),

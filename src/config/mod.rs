@@ -158,9 +158,6 @@ pub struct UpstreamClient {
 
 #[derive(Debug, Clone)]
 pub struct Route {
-    /// Position in its route table (the file's order; 0 for an egress listener's one route),
-    /// used to index per-route state.
-    pub id: usize,
     pub name: String,
     pub host: Option<HostPattern>,
     /// Normalised path prefix, starting with `/`.
@@ -311,7 +308,6 @@ impl Route {
     /// A public route on `path` to `http://127.0.0.1:9`, for unit tests to adjust.
     pub(crate) fn for_tests(name: &str, path: &str) -> Route {
         Route {
-            id: 0,
             name: name.into(),
             host: None,
             path: path.into(),

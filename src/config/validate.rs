@@ -399,7 +399,6 @@ fn routes(
         };
         let timeout = c.duration(&at("timeout"), r.timeout.as_deref(), client.timeout);
         out.push(Route {
-            id: i,
             name,
             host,
             path,

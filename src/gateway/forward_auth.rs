@@ -26,9 +26,8 @@ use hyper::body::Incoming;
 use crate::auth::AuthError;
 use crate::authority::Authority;
 use crate::body::Body;
-use crate::config::{Route, RouteAuth};
 use crate::error::GatewayError;
-use crate::gateway::{authorize, Caller, Conn, Gateway};
+use crate::gateway::{authorize, Auth, Caller, Conn, Gateway, Route};
 use crate::login::{is_browser, LoginService};
 use crate::oidc::http::form_encode;
 use crate::path::normalize_path;
@@ -104,7 +103,7 @@ async fn judge(
     let return_to = (traefik && is_browser(req.headers())).then(|| req.uri().to_string());
     let mut set_cookie = HeaderMap::new();
     // The login of this route, not of the host tollgate was asked on: each app its own.
-    let login = gw.logins().for_route(route).map(|l| &**l);
+    let login = route.auth.login().map(|l| &**l);
     // A DPoP proof names the original request's URI, as the proxy reported it.
     let origin = crate::auth::dpop::Origin {
         tls: req.uri().scheme_str() == Some("https"),
@@ -191,7 +190,7 @@ pub fn read_forwarded<'h>(headers: &'h HeaderMap, authority: Option<&'h str>) ->
 pub type ReadForwarded<'h> = (Option<&'h str>, Option<&'h str>, Option<&'h str>, Result<Uri, Refusal>);
 
 /// `?route=NAME` when given, else the route for the forwarded host and normalised path.
-fn find_route<'r>(router: &'r Router, fwd: &Forwarded<'_>, query: Option<&str>) -> Result<&'r Route, Refusal> {
+fn find_route<'r>(router: &'r Router<Route>, fwd: &Forwarded<'_>, query: Option<&str>) -> Result<&'r Route, Refusal> {
     if let Some(name) = query_param(query, "route") {
         let route = router.routes().iter().find(|r| r.name == name).ok_or("no route has the name given in ?route=")?;
         return match (route.methods, &fwd.method) {
@@ -268,7 +267,7 @@ fn accepted(route: &Route, caller: &Caller, login: Option<&LoginService>) -> Res
 /// On a 401 for a login route: where to send the browser to sign in and come back to
 /// `original`, the start endpoint of the route's login (under its `public_url` path).
 fn sign_in_hint(resp: &mut Response<Body>, route: &Route, login: Option<&LoginService>, original: &Uri) {
-    let Some(login) = login.filter(|_| matches!(route.auth, RouteAuth::Login | RouteAuth::LoginOrBearer(_))) else {
+    let Some(login) = login.filter(|_| matches!(route.auth, Auth::Login(_) | Auth::LoginOrBearer(..))) else {
         return;
     };
     let rd = original.to_string();

@@ -22,12 +22,13 @@ use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
 use crate::auth::dpop::{self, Origin};
+use crate::auth::RouteBearer;
 use crate::auth::{rules, token, AuthError, Authenticator, Principal};
 use crate::authority::{self, Authority};
 use crate::body::{Body, LimitedBody};
 use crate::client_cert::{CertHeader, Presented, Thumbprint};
 use crate::config::dpop::DpopMode;
-use crate::config::{Bearer, Config, IncomingAuthorization, IpRange, Route, RouteAuth};
+use crate::config::{Config, IncomingAuthorization, IpRange};
 use crate::error::GatewayError;
 use crate::login::{is_browser, page, Logins};
 use crate::metrics::{Metrics, RouteMetrics};
@@ -44,10 +45,12 @@ pub mod forward_auth;
 mod identity;
 pub mod request;
 pub mod request_id;
+mod route;
 
 use identity::set_identity;
 use request::{content_length, hidden_token_sources, set_forwarding, upstream_uri};
 use request_id::{RequestIds, X_REQUEST_ID};
+pub use route::{Auth, Route, UpstreamToken};
 
 /// What the gateway knows about one client connection, computed once per connection.
 #[derive(Debug)]
@@ -182,7 +185,8 @@ impl Worker {
 /// One configuration's pipeline for one listener: its routes and everything they refer to,
 /// shared by every worker and replaced as a whole on reload.
 pub struct Gateway {
-    router: Arc<Router>,
+    /// The live routes, each with handles to what it refers to.
+    router: Arc<Router<Route>>,
     auth: Arc<Authenticator>,
     logins: Arc<Logins>,
     credentials: Arc<Credentials>,
@@ -191,8 +195,7 @@ pub struct Gateway {
     cert_header: Option<CertHeader>,
     protected: Protected,
     metrics: Metrics,
-    /// Per-route handles by `Route::id` (its position in the route table), and one for "no route".
-    route_metrics: Vec<RouteMetrics>,
+    /// For requests no route took (each route has its own, `Route::metrics`).
     no_route_metrics: RouteMetrics,
     access_log: bool,
     /// `[telemetry]`: a span per request; `None` costs nothing.
@@ -202,7 +205,7 @@ pub struct Gateway {
 impl Gateway {
     pub fn new(
         config: &Config,
-        router: Arc<Router>,
+        router: Arc<Router<Route>>,
         auth: Arc<Authenticator>,
         logins: Arc<Logins>,
         credentials: Arc<Credentials>,
@@ -217,7 +220,6 @@ impl Gateway {
             });
             r.claim_headers.iter().map(|(h, _)| h.clone()).chain(moved)
         });
-        let route_metrics = router.routes().iter().map(|r| RouteMetrics::new(&metrics, &r.name)).collect();
         let no_route_metrics = RouteMetrics::new(&metrics, "-");
         let mut protected = Protected::configured(
             claim_headers.collect::<Vec<_>>().into_iter(),
@@ -229,7 +231,6 @@ impl Gateway {
             protected = protected.forwarding_from_trusted(&h.name, &config.server.strip_request_headers);
         }
         Gateway {
-            route_metrics,
             no_route_metrics,
             router,
             auth,
@@ -293,7 +294,7 @@ impl Gateway {
                     tracing::warn!(route = route_name, request_id = ?request_id, error = %e, cause = ?std::error::Error::source(&e), "upstream failure");
                 }
                 refused = Some(e.status());
-                e.respond(route, grpc)
+                e.respond(route.map(|r| &**r), grpc)
             }
         };
         let status = refused.unwrap_or(resp.status());
@@ -302,7 +303,7 @@ impl Gateway {
         }
         resp.headers_mut().insert(X_REQUEST_ID.clone(), request_id.clone());
         let elapsed = started.elapsed();
-        let stats = route.and_then(|r| self.route_metrics.get(r.id)).unwrap_or(&self.no_route_metrics);
+        let stats = route.map_or(&self.no_route_metrics, |r| &r.metrics);
         stats.record(&self.metrics, status, elapsed.as_secs_f64());
         let mut trace_hex = [0u8; 32];
         // Written only for the access log.
@@ -402,12 +403,8 @@ impl Gateway {
         (Some(route), result)
     }
 
-    pub(crate) fn router(&self) -> &Router {
+    pub(crate) fn router(&self) -> &Router<Route> {
         &self.router
-    }
-
-    pub(crate) fn logins(&self) -> &Logins {
-        &self.logins
     }
 
     /// Step 2: the caller's identity, from the credential the route accepts. A browser without
@@ -423,15 +420,14 @@ impl Gateway {
         set_cookie: &mut HeaderMap,
     ) -> Result<Caller, GatewayError> {
         match &route.auth {
-            RouteAuth::None => Ok(Caller::Anonymous),
-            RouteAuth::Bearer(b) => self.bearer(b, req, conn, origin).await,
-            RouteAuth::Login | RouteAuth::LoginOrBearer(_) => {
-                let login = self.logins.for_route(route).ok_or(AuthError::Unavailable("login is not configured"))?;
+            Auth::None => Ok(Caller::Anonymous),
+            Auth::Bearer(b) => self.bearer(b, req, conn, origin).await,
+            Auth::Login(login) | Auth::LoginOrBearer(login, _) => {
                 if let Some(s) = login.session(req.headers()).await? {
                     set_cookie.extend(s.set_cookie);
                     return Ok(Caller::Session { principal: s.principal, access_token: s.access_token });
                 }
-                if let RouteAuth::LoginOrBearer(b) = &route.auth {
+                if let Auth::LoginOrBearer(_, b) = &route.auth {
                     if token::extract(req.headers(), req.uri(), &b.sources, b.dpop.mode != DpopMode::Disabled)?
                         .is_some()
                     {
@@ -448,7 +444,7 @@ impl Gateway {
 
     async fn bearer<B>(
         &self,
-        bearer: &Bearer,
+        bearer: &RouteBearer,
         req: &Request<B>,
         conn: &Conn,
         origin: Origin<'_>,
@@ -542,8 +538,8 @@ impl Gateway {
             // is dropped below, its other copies were refused by the configuration (moved
             // Authorization, X-Forwarded-Access-Token) or hidden with the query and cookies.
             let minted = match t.exchange {
-                false => self.credentials.authorization(t.client).await,
-                true => self.credentials.exchanged(t.client, caller.subject()).await,
+                false => self.credentials.authorization(&t.client).await,
+                true => self.credentials.exchanged(&t.client, caller.subject()).await,
             };
             let minted = minted.map_err(GatewayError::UpstreamToken)?;
             // The caller's DPoP proof goes with the caller's token, or not at all: never beside
@@ -631,27 +627,27 @@ impl Gateway {
     /// and the next request gets the new token. Never more than one retry.
     async fn upstream_token_rejected(
         &self,
-        t: &crate::config::UpstreamToken,
+        t: &UpstreamToken,
         used: &HeaderValue,
         again: Option<Request<LimitedBody>>,
         first: Response<Incoming>,
         ctx: RetryCtx<'_>,
     ) -> Result<Response<Incoming>, GatewayError> {
         let subject = ctx.caller.subject();
-        let renewed = self.credentials.rejected(t.client, t.exchange, subject, used).await;
+        let renewed = self.credentials.rejected(&t.client, t.exchange, subject, used).await;
         let Some(mut req) = again.filter(|_| renewed) else { return Ok(first) };
         let minted = match t.exchange {
-            false => self.credentials.authorization(t.client).await,
-            true => self.credentials.exchanged(t.client, subject).await,
+            false => self.credentials.authorization(&t.client).await,
+            true => self.credentials.exchanged(&t.client, subject).await,
         };
         let Some(minted) = minted.ok().filter(|m| m != used) else { return Ok(first) };
         drop(first);
-        self.credentials.retried(t.client);
+        self.credentials.retried(&t.client);
         req.headers_mut().insert(http::header::AUTHORIZATION, minted.clone());
         let resp = send(ctx.proxy, ctx.route, req, ctx.deadline).await?;
         if resp.status() == StatusCode::UNAUTHORIZED && challenge::invalid_token(resp.headers()) {
             // Counted, and dropped when the floor allows; not retried again.
-            self.credentials.rejected(t.client, t.exchange, subject, &minted).await;
+            self.credentials.rejected(&t.client, t.exchange, subject, &minted).await;
         }
         Ok(resp)
     }

@@ -64,7 +64,7 @@ impl LoginService {
         if let (false, Some(s)) = (confirmed, &session) {
             return self.confirm_sign_out(s, &rd);
         }
-        let end_session = self.auth.issuer(self.cfg.issuer).metadata().and_then(|m| m.end_session_endpoint.clone());
+        let end_session = self.issuer.metadata().and_then(|m| m.end_session_endpoint.clone());
         let location = match (&end_session, &session) {
             (Some(endpoint), Some(s)) => {
                 let params = [
@@ -159,7 +159,7 @@ impl LoginService {
             Err(_) => return bad("body too large or unreadable"),
         };
         let Some(token) = form_param(&body, "logout_token") else { return bad("no logout_token") };
-        let expect = Expect { issuer: self.cfg.issuer, client_id: &self.cfg.client_id, nonce: None, logout: true };
+        let expect = Expect { issuer: &self.issuer, client_id: &self.cfg.client_id, nonce: None, logout: true };
         let claims = match id_token::validate(&self.auth, &token, &expect, unix_now()).await {
             Ok(c) => c,
             Err(e) => return bad(&describe(&e)),

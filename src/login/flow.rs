@@ -59,9 +59,7 @@ impl LoginService {
     /// state (several tabs can log in at once, up to [`MAX_FLOWS`]; older flow cookies in
     /// `req` are deleted), then off to the provider.
     pub fn begin_login(&self, req: &HeaderMap, rd: &str) -> Response<Body> {
-        let Some(endpoint) =
-            self.auth.issuer(self.cfg.issuer).metadata().and_then(|m| m.authorization_endpoint.clone())
-        else {
+        let Some(endpoint) = self.issuer.metadata().and_then(|m| m.authorization_endpoint.clone()) else {
             return page(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Sign-in unavailable",
@@ -183,7 +181,7 @@ impl LoginService {
         if unix_now() > flow.created + FLOW_TTL.as_secs() {
             return self.restart_page("The sign-in took too long.");
         }
-        let issuer = self.auth.issuer(self.cfg.issuer);
+        let issuer = &self.issuer;
         let metadata = issuer.metadata();
         let iss_param = query_param(q, "iss");
         let iss_required = metadata.as_ref().is_some_and(|m| m.authorization_response_iss_parameter_supported);
@@ -232,7 +230,7 @@ impl LoginService {
             .await?;
         let id_token = tokens.id_token.clone().ok_or(LoginFailure::Token("no ID token".into()))?;
         let expect =
-            Expect { issuer: self.cfg.issuer, client_id: &self.cfg.client_id, nonce: Some(&flow.nonce), logout: false };
+            Expect { issuer: &self.issuer, client_id: &self.cfg.client_id, nonce: Some(&flow.nonce), logout: false };
         let mut claims = id_token::validate(&self.auth, &id_token, &expect, unix_now())
             .await
             .map_err(|e| LoginFailure::Token(describe(&e)))?;
@@ -259,7 +257,7 @@ impl LoginService {
     }
 
     pub(super) async fn token_request(&self, params: &[(&str, &str)]) -> Result<TokenResponse, LoginFailure> {
-        let metadata = self.auth.issuer(self.cfg.issuer).metadata();
+        let metadata = self.issuer.metadata();
         let endpoint =
             metadata.and_then(|m| m.token_endpoint.clone()).ok_or(LoginFailure::Token("no token endpoint".into()))?;
         let client = token_client::Client { id: &self.cfg.client_id, auth: &self.cfg.client_auth };
@@ -274,8 +272,7 @@ impl LoginService {
 
     /// OIDC userinfo: its claims join the ID token's; its `sub` must be the same user.
     async fn merge_userinfo(&self, claims: &mut Value, access_token: &str) -> Result<(), LoginFailure> {
-        let Some(endpoint) = self.auth.issuer(self.cfg.issuer).metadata().and_then(|m| m.userinfo_endpoint.clone())
-        else {
+        let Some(endpoint) = self.issuer.metadata().and_then(|m| m.userinfo_endpoint.clone()) else {
             return Ok(());
         };
         let auth = HeaderValue::from_str(&format!("Bearer {access_token}"))

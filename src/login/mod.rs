@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use http::header::HeaderMap;
 
+use crate::auth::issuer::IssuerState;
 use crate::auth::{unix_now, AuthError, Authenticator, Principal};
 use crate::config::Login;
 use crate::session::cache::{Opened, OpenedCache};
@@ -27,7 +28,7 @@ use crate::session::{SessionError, Sessions, Write};
 use crate::store::metrics::RedisMetrics;
 use refresh::Refreshed;
 pub use render::{escape, is_browser, page, redirect};
-pub use set::{Logins, LoginsError};
+pub use set::{Logins, LoginsError, SetupError};
 
 /// A signed-in caller, the session's access token, and cookies to set on the response (after
 /// a refresh or to slide the idle timeout).
@@ -40,6 +41,8 @@ pub struct SessionCaller {
 /// One login: its settings, its sessions and what it remembers between requests.
 pub struct LoginService {
     cfg: Login,
+    /// The issuer it signs in with, resolved when the snapshot was built.
+    issuer: Arc<IssuerState>,
     auth: Arc<Authenticator>,
     sessions: Sessions,
     /// Refreshes in flight or just done, keyed by session id and refresh token, so a rotated
@@ -52,15 +55,19 @@ pub struct LoginService {
 }
 
 impl LoginService {
-    /// The service for one validated login; fails only when its session store cannot be set up.
+    /// The service for one validated login of the configuration `auth` was built from; fails
+    /// only when its session store cannot be set up (or, never after validation, its issuer
+    /// is not one of `auth`'s).
     pub fn new(
         cfg: Login,
         auth: Arc<Authenticator>,
         redis_metrics: Option<&RedisMetrics>,
-    ) -> Result<LoginService, crate::store::redis::RedisError> {
+    ) -> Result<LoginService, SetupError> {
+        let issuer = auth.configured_issuer(cfg.issuer).cloned().ok_or(SetupError::NoIssuer)?;
         let sessions = Sessions::with_metrics(&cfg, redis_metrics)?;
         Ok(LoginService {
             sessions,
+            issuer,
             auth,
             refreshes: moka::future::Cache::builder()
                 .max_capacity(10_000)
@@ -136,7 +143,7 @@ impl LoginService {
         let (id, access_token) =
             (std::mem::take(&mut session.id), Arc::<str>::from(std::mem::take(&mut session.access_token)));
         let principal = session
-            .into_principal(self.auth.issuer(self.cfg.issuer).id, self.cfg.lifetime)
+            .into_principal(self.issuer.id, self.cfg.lifetime)
             .ok_or(AuthError::Forbidden("session without subject"))?;
         let principal = Arc::new(principal);
         if now < fresh_until {

@@ -151,7 +151,7 @@ impl LoginService {
             }
         };
         if let Some(id_token) = &tokens.id_token {
-            let expect = Expect { issuer: self.cfg.issuer, client_id: &self.cfg.client_id, nonce: None, logout: false };
+            let expect = Expect { issuer: &self.issuer, client_id: &self.cfg.client_id, nonce: None, logout: false };
             match id_token::validate(&self.auth, id_token, &expect, unix_now()).await {
                 Ok(claims) if claims.get("sub") == session.claims.get("sub") => {
                     session.claims = claims;

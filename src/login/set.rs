@@ -1,5 +1,6 @@
-//! The logins of one configuration. Routes name theirs (`Route::login`) and find it here per
-//! request among a handful, by name: nothing refers to a login by position, so a rebuilt set
+//! The logins of one configuration. Routes name theirs (`Route::login`); the snapshot's routes
+//! hold the one they name (resolved here by name when the snapshot is built), and `/oauth2/*`
+//! is dispatched here by host and path. Nothing refers to a login by position, so a rebuilt set
 //! (hot reload) is simply another `Logins`.
 
 use std::sync::Arc;
@@ -9,17 +10,28 @@ use http::HeaderMap;
 use super::LoginService;
 use crate::auth::Authenticator;
 use crate::authority::Authority;
-use crate::config::{Config, Route};
+use crate::config::Config;
 use crate::store::metrics::RedisMetrics;
 use crate::store::redis::RedisError;
 
-/// A login whose session store could not be set up.
+/// A login that could not be set up.
 #[derive(Debug, thiserror::Error)]
 #[error("login {name:?}: {source}")]
 pub struct LoginsError {
     pub name: String,
     #[source]
-    pub source: RedisError,
+    pub source: SetupError,
+}
+
+/// Why one login could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// Its session store (Redis) could not be set up.
+    #[error(transparent)]
+    Store(#[from] RedisError),
+    /// Its issuer is not one of the configuration's (validation rules this out).
+    #[error("its issuer is not one of the configuration's")]
+    NoIssuer,
 }
 
 /// Every login of a configuration, in the file's order.
@@ -49,13 +61,9 @@ impl Logins {
         Ok(Arc::new(Logins { all }))
     }
 
+    /// The login routes call `name`: how a snapshot resolves a route's `login`, once.
     pub fn by_name(&self, name: &str) -> Option<&Arc<LoginService>> {
         self.all.iter().find(|l| l.name() == name)
-    }
-
-    /// The login of a route with `auth = "login"` or `"login_or_bearer"`.
-    pub fn for_route(&self, route: &Route) -> Option<&Arc<LoginService>> {
-        self.by_name(route.login.as_deref()?)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Arc<LoginService>> {

@@ -33,6 +33,8 @@ pub struct Reloader {
 enum ApplyError {
     #[error("login: {0}")]
     Login(String),
+    #[error(transparent)]
+    Build(#[from] super::BuildError),
 }
 
 impl Reloader {
@@ -135,7 +137,7 @@ impl Reloader {
             .map_err(|e| ApplyError::Login(e.to_string()))?;
         let telemetry = current.telemetry().cloned();
         let parts = Parts { auth: auth.clone(), logins, credentials: credentials.clone(), telemetry };
-        let (main, egress) = gateways(config, &parts, &self.metrics);
+        let (main, egress) = gateways(config, &parts, &self.metrics)?;
         self.live.main.store(Arc::new(main));
         for (name, gateway) in egress {
             // A new egress listener needs a socket: it waits for a restart (named below).

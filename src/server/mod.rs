@@ -63,6 +63,9 @@ pub enum StartError {
     /// The login settings cannot be used (such as a bad Redis URL).
     #[error("login: {0}")]
     Login(String),
+    /// A route names something the configuration does not have.
+    #[error(transparent)]
+    Build(#[from] runtime::BuildError),
     /// Metrics could not be registered.
     #[error("registering metrics: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -148,7 +151,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     let logins =
         Logins::new(&config, auth.clone(), Some(&metrics.redis)).map_err(|e| StartError::Login(e.to_string()))?;
     let parts = Parts { auth: auth.clone(), logins, credentials: credentials.clone(), telemetry: telemetry.clone() };
-    let (main, egress) = runtime::gateways(&config, &parts, &metrics);
+    let (main, egress) = runtime::gateways(&config, &parts, &metrics)?;
     let live = Live::new(main, egress);
     let mut listeners: Vec<Listener> = sockets
         .into_iter()

@@ -13,6 +13,7 @@ use http::HeaderValue;
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 
 use super::exchange::{self, ClientExchange, ExchangeError, ExchangeMetrics, Subject};
+use crate::auth::issuer::IssuerState;
 use crate::auth::Authenticator;
 use crate::config::{Client, Config, TokenEndpoint};
 use crate::oidc::token_client::{self, TokenError};
@@ -94,6 +95,10 @@ impl CredentialMetrics {
 /// One client's token.
 pub struct ClientToken {
     cfg: Client,
+    /// The issuer whose discovered token endpoint it uses (`TokenEndpoint::Issuer`), resolved
+    /// when it was made. A client kept across a reload kept its issuer too (the client's
+    /// identity includes the issuer's).
+    issuer: Option<Arc<IssuerState>>,
     held: ArcSwapOption<Held>,
     /// Serialises fetches: concurrent misses wait here and then find the fresh token.
     fetch: tokio::sync::Mutex<()>,
@@ -108,9 +113,14 @@ pub struct ClientToken {
 }
 
 impl ClientToken {
-    fn new(cfg: &Client, metrics: &CredentialMetrics) -> ClientToken {
+    fn new(cfg: &Client, auth: &Authenticator, metrics: &CredentialMetrics) -> ClientToken {
+        let issuer = match cfg.endpoint {
+            TokenEndpoint::Issuer(i) => auth.configured_issuer(i).cloned(),
+            TokenEndpoint::Url(_) => None,
+        };
         ClientToken {
             cfg: cfg.clone(),
+            issuer,
             held: ArcSwapOption::empty(),
             fetch: tokio::sync::Mutex::new(()),
             attempts: AtomicU64::new(0),
@@ -130,11 +140,18 @@ pub const REJECTION_FLOOR: Duration = Duration::from_secs(10);
 /// race it); later, an issuer still not discovered is unreachable and the request fails at once.
 const DISCOVERY_WAIT: Duration = Duration::from_secs(5);
 
+/// One configured client, as a route with `upstream_token` holds it: its token and, for a
+/// token-exchange client, its exchanged tokens (both carried over a reload by the client's
+/// identity).
+pub struct UpstreamClient {
+    token: Arc<ClientToken>,
+    exchange: Option<Arc<ClientExchange>>,
+}
+
 /// All configured clients' tokens.
 pub struct Credentials {
-    clients: Vec<Arc<ClientToken>>,
-    /// By the same index: the exchanged-token cache of each token-exchange client.
-    exchanges: Vec<Option<Arc<ClientExchange>>>,
+    /// In the configuration's order.
+    clients: Vec<Arc<UpstreamClient>>,
     auth: Arc<Authenticator>,
     metrics: CredentialMetrics,
     started: Instant,
@@ -145,12 +162,9 @@ pub struct Credentials {
 
 impl Credentials {
     pub fn new(config: &Config, auth: Arc<Authenticator>, metrics: CredentialMetrics) -> Arc<Credentials> {
-        let clients = config.clients.iter().map(|c| Arc::new(ClientToken::new(c, &metrics))).collect();
-        let exchanges =
-            config.clients.iter().map(|c| ClientExchange::new(c, &metrics.exchange).map(Arc::new)).collect();
+        let clients = config.clients.iter().map(|c| Arc::new(UpstreamClient::new(c, &auth, &metrics))).collect();
         Arc::new(Credentials {
             clients,
-            exchanges,
             auth,
             metrics,
             started: Instant::now(),
@@ -165,22 +179,13 @@ impl Credentials {
         let clients = config
             .clients
             .iter()
-            .map(|c| match self.clients.iter().find(|old| old.cfg.fingerprint == c.fingerprint) {
-                Some(old) => old.clone(),
-                None => Arc::new(ClientToken::new(c, &self.metrics)),
-            })
-            .collect();
-        let exchanges = config
-            .clients
-            .iter()
-            .map(|c| {
-                let kept = self.exchanges.iter().flatten().find(|old| old.cfg.fingerprint == c.fingerprint);
-                kept.cloned().or_else(|| ClientExchange::new(c, &self.metrics.exchange).map(Arc::new))
+            .map(|c| match self.clients.iter().find(|old| old.token.cfg.fingerprint == c.fingerprint) {
+                Some(old) => Arc::new(UpstreamClient { token: old.token.clone(), exchange: old.exchange.clone() }),
+                None => Arc::new(UpstreamClient::new(c, &auth, &self.metrics)),
             })
             .collect();
         Arc::new(Credentials {
             clients,
-            exchanges,
             auth,
             metrics: self.metrics.clone(),
             started: self.started,
@@ -197,9 +202,15 @@ impl Credentials {
         next.spawn_maintenance();
     }
 
+    /// The configuration's client number `index`: how a snapshot resolves a route's
+    /// `upstream_token`, once, when it is built.
+    pub fn configured_client(&self, index: usize) -> Option<&Arc<UpstreamClient>> {
+        self.clients.get(index)
+    }
+
     /// The `Authorization` value for `client`: the held token when still valid, else a fetch.
-    pub async fn authorization(&self, client: usize) -> Result<HeaderValue, CredentialError> {
-        let ct = &self.clients[client];
+    pub async fn authorization(&self, client: &UpstreamClient) -> Result<HeaderValue, CredentialError> {
+        let ct = &client.token;
         if let Some(v) = ct.valid() {
             ct.hits.inc();
             return Ok(v);
@@ -212,12 +223,16 @@ impl Credentials {
     /// The `Authorization` value for the token-exchange `client`: `subject` (the caller's
     /// token) exchanged, from the cache when it holds a current answer. Without a caller token
     /// (which the configuration rules out) there is nothing to exchange, and no token.
-    pub async fn exchanged(&self, client: usize, subject: Option<Subject<'_>>) -> Result<HeaderValue, CredentialError> {
+    pub async fn exchanged(
+        &self,
+        client: &UpstreamClient,
+        subject: Option<Subject<'_>>,
+    ) -> Result<HeaderValue, CredentialError> {
         let unavailable = |reason: &str| CredentialError::Unavailable {
-            client: self.clients.get(client).map_or("?", |c| c.cfg.name.as_str()).into(),
+            client: client.token.cfg.name.clone(),
             reason: reason.into(),
         };
-        let Some(ex) = self.exchanges.get(client).and_then(Option::as_ref) else {
+        let Some(ex) = &client.exchange else {
             return Err(unavailable("not a token-exchange client"));
         };
         let Some(subject) = subject else { return Err(unavailable("no caller token to exchange")) };
@@ -239,14 +254,14 @@ impl Credentials {
     /// asking again gives another token (a new one comes, or one came already).
     pub async fn rejected(
         &self,
-        client: usize,
+        client: &UpstreamClient,
         exchange: bool,
         subject: Option<Subject<'_>>,
         used: &HeaderValue,
     ) -> bool {
-        let Some(ct) = self.clients.get(client) else { return false };
+        let ct = &client.token;
         self.metrics.rejections.with_label_values(&[ct.cfg.name.as_str()]).inc();
-        let renew = match (exchange, self.exchanges.get(client).and_then(Option::as_ref), subject) {
+        let renew = match (exchange, &client.exchange, subject) {
             (false, _, _) => ct.rejected(used),
             (true, Some(ex), Some(s)) => ex.rejected(exchange::digest(s.token), used).await,
             (true, _, _) => false,
@@ -256,20 +271,19 @@ impl Credentials {
     }
 
     /// Counts a request sent again after [`Credentials::rejected`].
-    pub fn retried(&self, client: usize) {
-        if let Some(ct) = self.clients.get(client) {
-            self.metrics.retries.with_label_values(&[ct.cfg.name.as_str()]).inc();
-        }
+    pub fn retried(&self, client: &UpstreamClient) {
+        self.metrics.retries.with_label_values(&[client.token.cfg.name.as_str()]).inc();
     }
 
     async fn exchange_miss(
         &self,
-        client: usize,
+        client: &UpstreamClient,
         ex: &ClientExchange,
         key: [u8; 32],
         subject: Subject<'_>,
     ) -> Result<HeaderValue, ExchangeError> {
-        let endpoint = async { self.endpoint(&ex.cfg).await.map_err(|e| ExchangeError::Unavailable(e.to_string())) };
+        let endpoint =
+            async { self.endpoint(&client.token).await.map_err(|e| ExchangeError::Unavailable(e.to_string())) };
         let actor = async {
             if !ex.cfg.mints_own_token() {
                 return Ok(None);
@@ -306,14 +320,13 @@ impl Credentials {
     /// Background renewal for every client: before expiry, with jittered backoff on failure.
     /// Runs until the runtime stops.
     pub fn spawn_maintenance(self: &Arc<Self>) {
-        for i in 0..self.clients.len() {
-            let this = self.clone();
-            tokio::spawn(async move { this.maintain(i).await });
+        for client in &self.clients {
+            let (this, ct) = (self.clone(), client.token.clone());
+            tokio::spawn(async move { this.maintain(&ct).await });
         }
     }
 
-    async fn maintain(&self, index: usize) {
-        let ct = &self.clients[index];
+    async fn maintain(&self, ct: &ClientToken) {
         if !ct.cfg.mints_own_token() {
             return;
         }
@@ -396,7 +409,7 @@ impl Credentials {
     }
 
     async fn request(&self, ct: &ClientToken) -> Result<token_client::TokenResponse, TokenError> {
-        let endpoint = self.endpoint(&ct.cfg).await?;
+        let endpoint = self.endpoint(ct).await?;
         let mut params: Vec<(&str, &str)> = vec![("grant_type", "client_credentials")];
         params.extend(ct.cfg.client_credentials_params().iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let client = token_client::Client { id: &ct.cfg.client_id, auth: &ct.cfg.auth };
@@ -404,11 +417,13 @@ impl Credentials {
     }
 
     /// The client's token endpoint: configured, or from its issuer's discovery.
-    async fn endpoint(&self, cfg: &Client) -> Result<http::Uri, TokenError> {
-        Ok(match &cfg.endpoint {
-            TokenEndpoint::Url(u) => u.clone(),
-            TokenEndpoint::Issuer(i) => {
-                let issuer = self.auth.issuer(*i);
+    async fn endpoint(&self, ct: &ClientToken) -> Result<http::Uri, TokenError> {
+        Ok(match (&ct.cfg.endpoint, &ct.issuer) {
+            (TokenEndpoint::Url(u), _) => u.clone(),
+            (TokenEndpoint::Issuer(_), None) => {
+                return Err(TokenError::Invalid("the client's issuer is not one of the configuration's".into()))
+            }
+            (TokenEndpoint::Issuer(_), Some(issuer)) => {
                 // Right after start, discovery may still be under way: wait for it (bounded)
                 // rather than fail the first requests.
                 let deadline = self.started + DISCOVERY_WAIT;
@@ -426,6 +441,15 @@ impl Credentials {
                 })?
             }
         })
+    }
+}
+
+impl UpstreamClient {
+    fn new(cfg: &Client, auth: &Authenticator, metrics: &CredentialMetrics) -> UpstreamClient {
+        UpstreamClient {
+            token: Arc::new(ClientToken::new(cfg, auth, metrics)),
+            exchange: ClientExchange::new(cfg, &metrics.exchange).map(Arc::new),
+        }
     }
 }
 
