@@ -98,7 +98,8 @@ pub enum IncomingAuthorization {
 /// A route's upstream credential: a client's token, and the fate of the caller's.
 #[derive(Debug, Clone)]
 pub struct UpstreamToken {
-    /// Index into `Config::clients`.
+    /// Index into `Config::clients` (the snapshot holds the client itself:
+    /// `gateway::UpstreamToken`).
     pub client: usize,
     pub incoming: IncomingAuthorization,
     /// The client exchanges the caller's token (`grant = "token_exchange"`).

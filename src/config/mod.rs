@@ -260,7 +260,8 @@ impl RouteAuth {
 
 #[derive(Debug, Clone)]
 pub struct Bearer {
-    /// Indexes into `Config::issuers` of the issuers whose tokens this route accepts.
+    /// Indexes into `Config::issuers` of the issuers whose tokens this route accepts (the
+    /// snapshot holds their states instead: `auth::RouteBearer`).
     pub issuers: Vec<usize>,
     pub sources: Vec<TokenSource>,
     /// Pass the client's `Authorization` header upstream.

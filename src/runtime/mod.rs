@@ -109,3 +109,88 @@ impl Live {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::auth::AuthMetrics;
+    use crate::oidc::http::IdpClient;
+    use crate::upstream::credentials::CredentialMetrics;
+
+    const ISSUERS: &str = "[[issuer]]\nname = \"a\"\nurl = \"http://127.0.0.1:1/a\"\naudiences = [\"api\"]\n\n\
+                           [[issuer]]\nname = \"b\"\nurl = \"http://127.0.0.1:1/b\"\naudiences = [\"api\"]\n\n";
+    const REST: &str = "[login]\nissuer = \"b\"\nclient_id = \"web\"\nclient_secret = \"s\"\n\
+                        public_url = \"http://127.0.0.1:8080\"\n\
+                        cookie_secret = \"unit-test-cookie-secret-of-32-bytes-or-more\"\n\n\
+                        [[client]]\nname = \"orders\"\nissuer = \"a\"\nclient_id = \"svc\"\nclient_secret = \"s\"\n\n\
+                        [[route]]\nname = \"api\"\nauth = \"bearer\"\nissuers = [\"b\"]\npath = \"/api/\"\nupstream = \"http://127.0.0.1:9\"\n\n\
+                        [[route]]\nname = \"app\"\nauth = \"login\"\npath = \"/\"\nupstream = \"http://127.0.0.1:9\"\n\
+                        upstream_token = \"orders\"\n";
+
+    fn config(issuers: &str) -> Config {
+        Config::from_str(&format!("{issuers}{REST}"), std::path::Path::new("t.toml"), &|_| None).unwrap()
+    }
+
+    /// What `config`'s snapshot is built from; `before`: the parts of the configuration it
+    /// replaces (a reload), or none (start).
+    fn parts(config: &Config, before: Option<&Parts>) -> Parts {
+        let (auth, credentials) = match before {
+            Some(b) => {
+                let auth = b.auth.next(config);
+                (auth.clone(), b.credentials.next(config, auth))
+            }
+            None => {
+                let registry = prometheus::Registry::new();
+                let tls = crate::tls::client_config(&config.upstream).unwrap();
+                let idp = IdpClient::new(tls, std::time::Duration::from_secs(1));
+                let auth = Authenticator::new(config, idp, AuthMetrics::new(&registry).unwrap());
+                (auth.clone(), Credentials::new(config, auth, CredentialMetrics::new(&registry).unwrap()))
+            }
+        };
+        let logins = Logins::new(config, auth.clone(), None).unwrap();
+        Parts { auth, logins, credentials, telemetry: None }
+    }
+
+    fn routes(gateway: &Gateway) -> (&Route, &Route) {
+        match gateway.router().routes() {
+            [api, app] => (api, app),
+            other => panic!("{} routes", other.len()),
+        }
+    }
+
+    fn issuers(route: &Route) -> &[Arc<crate::auth::issuer::IssuerState>] {
+        match &route.auth {
+            Auth::Bearer(b) => &b.issuers,
+            _ => panic!("{} is not a bearer route", route.name),
+        }
+    }
+
+    /// The snapshot's routes hold the runtime objects they name, and a reload's snapshot holds
+    /// the very same ones for what did not change: state carries over by identity, never by a
+    /// position that a changed file may have moved.
+    #[test]
+    fn routes_hold_what_they_name_and_reloads_keep_it_by_identity() {
+        let metrics = Metrics::new().unwrap();
+        let first = config(ISSUERS);
+        let before = parts(&first, None);
+        let (gateway, _) = gateways(&first, &before, &metrics).unwrap();
+        let (api, app) = routes(&gateway);
+        let b = before.auth.configured_issuer(1).unwrap();
+        assert!(issuers(api).len() == 1 && Arc::ptr_eq(&issuers(api)[0], b), "api accepts issuer b itself");
+        let login = app.auth.login().unwrap();
+        assert!(Arc::ptr_eq(login, before.logins.by_name("default").unwrap()));
+        let client = &app.upstream_token.as_ref().unwrap().client;
+        assert!(Arc::ptr_eq(client, before.credentials.configured_client(0).unwrap()));
+
+        // The same issuers, listed the other way round: b is now number 0, and still itself.
+        let swapped = "[[issuer]]\nname = \"b\"\nurl = \"http://127.0.0.1:1/b\"\naudiences = [\"api\"]\n\n\
+                       [[issuer]]\nname = \"a\"\nurl = \"http://127.0.0.1:1/a\"\naudiences = [\"api\"]\n\n";
+        let second = config(swapped);
+        let after = parts(&second, Some(&before));
+        let (reloaded, _) = gateways(&second, &after, &metrics).unwrap();
+        let (api2, _) = routes(&reloaded);
+        assert!(Arc::ptr_eq(&issuers(api2)[0], b), "the reloaded route holds the kept issuer b");
+        assert!(Arc::ptr_eq(after.auth.configured_issuer(0).unwrap(), b));
+    }
+}
