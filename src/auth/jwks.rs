@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_lc_rs::signature::ParsedPublicKey;
+use aws_lc_rs::signature::{self as sig, ParsedPublicKey};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use http::header::{HeaderMap, HeaderValue, CACHE_CONTROL, ETAG};
@@ -46,35 +46,37 @@ impl VerifyKey {
     }
 }
 
-/// `key` parsed for `alg`, with the same aws-lc-rs parameters jsonwebtoken verifies with (RSA:
-/// 2048 to 8192-bit moduli; ECDSA: fixed-size signatures).
-fn prepare(key: &DecodingKey, alg: Algorithm) -> Option<ParsedPublicKey> {
-    use aws_lc_rs::signature as sig;
-    let rsa: &'static sig::RsaParameters = match alg {
-        Algorithm::RS256 => &sig::RSA_PKCS1_2048_8192_SHA256,
-        Algorithm::RS384 => &sig::RSA_PKCS1_2048_8192_SHA384,
-        Algorithm::RS512 => &sig::RSA_PKCS1_2048_8192_SHA512,
-        Algorithm::PS256 => &sig::RSA_PSS_2048_8192_SHA256,
-        Algorithm::PS384 => &sig::RSA_PSS_2048_8192_SHA384,
-        Algorithm::PS512 => &sig::RSA_PSS_2048_8192_SHA512,
-        Algorithm::ES256 | Algorithm::ES384 | Algorithm::EdDSA => {
-            let params: &'static dyn sig::VerificationAlgorithm = match alg {
-                Algorithm::ES256 => &sig::ECDSA_P256_SHA256_FIXED,
-                Algorithm::ES384 => &sig::ECDSA_P384_SHA384_FIXED,
-                _ => &sig::ED25519,
-            };
-            return match key.kind() {
-                DecodingKeyKind::SecretOrDer(bytes) => ParsedPublicKey::new(params, bytes).ok(),
-                DecodingKeyKind::RsaModulusExponent { .. } => None,
-            };
-        }
+/// The aws-lc-rs check for a JOSE `alg`: the parameters jsonwebtoken verifies with (RSA: 2048
+/// to 8192-bit moduli; ECDSA: fixed-size signatures). Issuers' keys and DPoP proofs' keys alike.
+pub(crate) enum Verification {
+    Rsa(&'static sig::RsaParameters),
+    /// An uncompressed EC point or a raw Ed25519 key.
+    Raw(&'static dyn sig::VerificationAlgorithm),
+}
+
+pub(crate) fn verification(alg: Algorithm) -> Option<Verification> {
+    Some(match alg {
+        Algorithm::RS256 => Verification::Rsa(&sig::RSA_PKCS1_2048_8192_SHA256),
+        Algorithm::RS384 => Verification::Rsa(&sig::RSA_PKCS1_2048_8192_SHA384),
+        Algorithm::RS512 => Verification::Rsa(&sig::RSA_PKCS1_2048_8192_SHA512),
+        Algorithm::PS256 => Verification::Rsa(&sig::RSA_PSS_2048_8192_SHA256),
+        Algorithm::PS384 => Verification::Rsa(&sig::RSA_PSS_2048_8192_SHA384),
+        Algorithm::PS512 => Verification::Rsa(&sig::RSA_PSS_2048_8192_SHA512),
+        Algorithm::ES256 => Verification::Raw(&sig::ECDSA_P256_SHA256_FIXED),
+        Algorithm::ES384 => Verification::Raw(&sig::ECDSA_P384_SHA384_FIXED),
+        Algorithm::EdDSA => Verification::Raw(&sig::ED25519),
         _ => return None,
-    };
-    match key.kind() {
-        DecodingKeyKind::RsaModulusExponent { n, e } => {
+    })
+}
+
+/// `key` parsed for `alg` (see [`verification`]).
+fn prepare(key: &DecodingKey, alg: Algorithm) -> Option<ParsedPublicKey> {
+    match (verification(alg)?, key.kind()) {
+        (Verification::Rsa(rsa), DecodingKeyKind::RsaModulusExponent { n, e }) => {
             sig::RsaPublicKeyComponents { n: n.as_slice(), e: e.as_slice() }.to_parsed_public_key(rsa).ok()
         }
-        DecodingKeyKind::SecretOrDer(_) => None,
+        (Verification::Raw(params), DecodingKeyKind::SecretOrDer(bytes)) => ParsedPublicKey::new(params, bytes).ok(),
+        _ => None,
     }
 }
 

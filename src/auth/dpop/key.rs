@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{sha256_b64, ProofError};
+use crate::auth::jwks::{verification, Verification};
 use crate::auth::jwt::Present;
 
 /// The members of a JWK that matter; any private member present is a refusal.
@@ -72,12 +73,9 @@ pub(super) fn public_key(jwk: Jwk, alg: Algorithm) -> Result<PublicKey, ProofErr
         Ok((s.to_string(), bytes))
     };
     let crv = jwk.crv.as_deref();
-    match (alg, jwk.kty.as_str()) {
-        (Algorithm::ES256 | Algorithm::ES384, "EC") => {
-            let (want_crv, len, params): (_, _, &'static dyn sig::VerificationAlgorithm) = match alg {
-                Algorithm::ES256 => ("P-256", 32, &sig::ECDSA_P256_SHA256_FIXED),
-                _ => ("P-384", 48, &sig::ECDSA_P384_SHA384_FIXED),
-            };
+    match (verification(alg).ok_or(ProofError::BadKey)?, alg, jwk.kty.as_str()) {
+        (Verification::Raw(params), Algorithm::ES256 | Algorithm::ES384, "EC") => {
+            let (want_crv, len) = if alg == Algorithm::ES256 { ("P-256", 32) } else { ("P-384", 48) };
             let ((xs, x), (ys, y)) = (member(&jwk.x)?, member(&jwk.y)?);
             if crv != Some(want_crv) || x.len() != len || y.len() != len {
                 return Err(ProofError::BadKey);
@@ -89,32 +87,16 @@ pub(super) fn public_key(jwk: Jwk, alg: Algorithm) -> Result<PublicKey, ProofErr
             let canonical = format!(r#"{{"crv":"{want_crv}","kty":"EC","x":"{xs}","y":"{ys}"}}"#);
             Ok(PublicKey { canonical, kind: KeyKind::Raw(point, params) })
         }
-        (Algorithm::EdDSA, "OKP") => {
+        (Verification::Raw(params), Algorithm::EdDSA, "OKP") => {
             let (xs, x) = member(&jwk.x)?;
             if crv != Some("Ed25519") || x.len() != 32 {
                 return Err(ProofError::BadKey);
             }
             let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{xs}"}}"#);
-            Ok(PublicKey { canonical, kind: KeyKind::Raw(x, &sig::ED25519) })
+            Ok(PublicKey { canonical, kind: KeyKind::Raw(x, params) })
         }
-        (
-            Algorithm::RS256
-            | Algorithm::RS384
-            | Algorithm::RS512
-            | Algorithm::PS256
-            | Algorithm::PS384
-            | Algorithm::PS512,
-            "RSA",
-        ) => {
+        (Verification::Rsa(params), _, "RSA") => {
             let ((ns, n), (es, e)) = (member(&jwk.n)?, member(&jwk.e)?);
-            let params: &'static sig::RsaParameters = match alg {
-                Algorithm::RS256 => &sig::RSA_PKCS1_2048_8192_SHA256,
-                Algorithm::RS384 => &sig::RSA_PKCS1_2048_8192_SHA384,
-                Algorithm::RS512 => &sig::RSA_PKCS1_2048_8192_SHA512,
-                Algorithm::PS256 => &sig::RSA_PSS_2048_8192_SHA256,
-                Algorithm::PS384 => &sig::RSA_PSS_2048_8192_SHA384,
-                _ => &sig::RSA_PSS_2048_8192_SHA512,
-            };
             let canonical = format!(r#"{{"e":"{es}","kty":"RSA","n":"{ns}"}}"#);
             Ok(PublicKey { canonical, kind: KeyKind::Rsa { n, e, params } })
         }
