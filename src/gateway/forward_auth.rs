@@ -27,7 +27,7 @@ use crate::auth::AuthError;
 use crate::authority::Authority;
 use crate::body::Body;
 use crate::error::GatewayError;
-use crate::gateway::{authorize, Auth, Caller, Conn, Gateway, Route};
+use crate::gateway::{authorize, Caller, Conn, Gateway, Route};
 use crate::login::{is_browser, LoginService};
 use crate::oidc::http::form_encode;
 use crate::path::normalize_path;
@@ -119,7 +119,7 @@ async fn judge(
         Err(e) => {
             let mut resp = e.into_response(Some(route));
             if resp.status() == StatusCode::UNAUTHORIZED {
-                sign_in_hint(&mut resp, route, login, req.uri());
+                sign_in_hint(&mut resp, route, req.uri());
             }
             resp
         }
@@ -266,10 +266,8 @@ fn accepted(route: &Route, caller: &Caller, login: Option<&LoginService>) -> Res
 
 /// On a 401 for a login route: where to send the browser to sign in and come back to
 /// `original`, the start endpoint of the route's login (under its `public_url` path).
-fn sign_in_hint(resp: &mut Response<Body>, route: &Route, login: Option<&LoginService>, original: &Uri) {
-    let Some(login) = login.filter(|_| matches!(route.auth, Auth::Login(_) | Auth::LoginOrBearer(..))) else {
-        return;
-    };
+fn sign_in_hint(resp: &mut Response<Body>, route: &Route, original: &Uri) {
+    let Some(login) = route.auth.login() else { return };
     let rd = original.to_string();
     let start = login.config().endpoint_path("start");
     if let Ok(v) = HeaderValue::from_str(&format!("{start}?rd={}", form_encode(&rd))) {

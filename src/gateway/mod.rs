@@ -22,8 +22,7 @@ use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
 use crate::auth::dpop::{self, Origin};
-use crate::auth::RouteBearer;
-use crate::auth::{rules, token, AuthError, Authenticator, Principal};
+use crate::auth::{rules, token, AuthError, Authenticator, Principal, RouteBearer};
 use crate::authority::{self, Authority};
 use crate::body::{Body, LimitedBody};
 use crate::client_cert::{CertHeader, Presented, Thumbprint};
