@@ -300,10 +300,45 @@ pub fn admin(gw: &Gateway, path: &str) -> RawResponse {
     get(gw.admin, path, &[])
 }
 
-/// A free loopback port with nothing listening (bound, then released).
+/// A free loopback port with nothing listening, for a server the test starts on it (or for a
+/// peer that must refuse connections). See [`free_port`].
 pub fn dead_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
+/// A loopback port nothing listens on, that nothing else will take before the test's server
+/// binds it. A port from `bind(0)` does not have that: it is in the kernel's ephemeral range,
+/// where the next `bind(0)` elsewhere (the test provider, an in-process upstream) or the local
+/// end of an outgoing connection may land on it once released (seen: tollgate refused to start
+/// on a port the provider had taken in between). So ports come from below that range, which the
+/// kernel never hands out itself, once each per process (one counter), from a place that
+/// differs between processes (test binaries, other checkouts' runs), and only when binding
+/// them succeeds now.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 10_000;
+    // The ephemeral range's first port ("32768	60999" by default).
+    let high = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse::<u32>().ok()))
+        .unwrap_or(32_768)
+        .min(65_536);
+    let span = high.saturating_sub(LOW);
+    if span < 1_000 {
+        // A machine whose ephemeral range starts low: the kernel's choice is all there is.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        return l.local_addr().unwrap().port();
+    }
+    let start = std::process::id().wrapping_mul(2_654_435_761) % span;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (LOW + (start + n) % span) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {LOW}..{high}");
 }
 
 /// An echo upstream (see [`echo_upstream`]) on its own small runtime, so tests can stay plain

@@ -53,10 +53,8 @@ pub fn find_binary(name: &str, package: &str) -> PathBuf {
     }
 }
 
-/// A free loopback port (bound, then released; the service binds it right after).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap()
-}
+/// A free loopback port for a service (the harness's one allocator; see there).
+pub use crate::common::free_port;
 
 /// A private directory under the system temp dir, removed on drop.
 struct Dir(PathBuf);
