@@ -270,7 +270,7 @@ fn cold(c: &mut Criterion, name: &str, setup: &Setup, tokens: &[String]) {
 /// `bearer` is resolved against `auth` once, as a snapshot resolves it when built (one clone
 /// per batch, next to a batch of signature checks).
 fn authenticate_all(auth: &Authenticator, bearer: &Bearer, tokens: &[String]) {
-    let bearer = auth.route_bearer(bearer);
+    let bearer = auth.route_bearer(bearer).expect("the bench's issuers");
     for token in tokens {
         let principal = auth.authenticate(&bearer, token).now_or_never();
         std::hint::black_box(principal.expect("completed without waiting").expect("a valid token"));
@@ -397,7 +397,7 @@ fn benches(c: &mut Criterion) {
     }
 
     let auth = setup.authenticator();
-    let bearer = &auth.route_bearer(setup.bearer());
+    let bearer = &auth.route_bearer(setup.bearer()).expect("the bench's issuers");
     let token = &rs256[0];
     c.bench_function("cache_hit", |b| {
         b.iter(|| {

@@ -215,11 +215,13 @@ impl Authenticator {
     }
 
     /// `cfg`, a route's bearer settings, with its issuers resolved to this configuration's
-    /// states (see [`Authenticator::configured_issuer`]).
-    pub fn route_bearer(&self, cfg: &config::Bearer) -> RouteBearer {
-        let issuers: Box<[_]> = cfg.issuers.iter().filter_map(|&i| self.configured_issuer(i).cloned()).collect();
+    /// states (see [`Authenticator::configured_issuer`]); `None` when it names an issuer this
+    /// configuration does not have (validation rules that out; never a route with fewer).
+    pub fn route_bearer(&self, cfg: &config::Bearer) -> Option<RouteBearer> {
+        let issuers: Box<[_]> =
+            cfg.issuers.iter().map(|&i| self.configured_issuer(i).cloned()).collect::<Option<_>>()?;
         let max_token_bytes = issuers.iter().map(|i| i.config.max_token_bytes).max().unwrap_or(0);
-        RouteBearer { cfg: cfg.clone(), issuers, max_token_bytes }
+        Some(RouteBearer { cfg: cfg.clone(), issuers, max_token_bytes })
     }
 
     /// Starts discovery and key refresh for every issuer on the current runtime.
@@ -460,7 +462,7 @@ mod tests {
 
     /// `route` resolved against `auth`'s issuers, as a snapshot built with `auth` holds it.
     fn run(auth: &Authenticator, route: &config::Bearer, token: &str) -> Result<Arc<Principal>, AuthError> {
-        auth.authenticate(&auth.route_bearer(route), token).now_or_never().expect("no waiting")
+        auth.authenticate(&auth.route_bearer(route).unwrap(), token).now_or_never().expect("no waiting")
     }
 
     // A JWS-shaped token no issuer signed: if a cache did not answer, verification refuses it.
@@ -533,7 +535,7 @@ mod tests {
         };
         let present = |scheme| token::Presented { token: TOKEN.into(), scheme };
         let run = |scheme| {
-            auth.authenticate_request(&auth.route_bearer(route(&config, 0)), &present(scheme), &req)
+            auth.authenticate_request(&auth.route_bearer(route(&config, 0)).unwrap(), &present(scheme), &req)
                 .now_or_never()
                 .unwrap()
         };
@@ -607,7 +609,7 @@ mod tests {
                 origin: dpop::Origin { tls: true, trusted_proxy: false, authority: "h" },
                 cert: Presented::new(t.as_ref(), None),
             };
-            auth.authenticate_request(&auth.route_bearer(route(&config, 0)), &bearer, &req).now_or_never().unwrap()
+            auth.authenticate_request(&auth.route_bearer(route(&config, 0)).unwrap(), &bearer, &req).now_or_never().unwrap()
         };
         let refused =
             |r: Result<Arc<Principal>, AuthError>| matches!(r, Err(AuthError::InvalidToken(Invalid::CertBinding(_))));

@@ -44,6 +44,8 @@ pub enum BuildError {
     NoLogin { route: String, login: String },
     #[error("route {route:?}: its upstream_token client is not one of the configuration's")]
     NoClient { route: String },
+    #[error("route {route:?}: an issuer it accepts is not one of the configuration's")]
+    NoIssuer { route: String },
 }
 
 /// The traffic listener's gateway and the egress listeners' (one route each), by name.
@@ -80,11 +82,12 @@ fn route(cfg: &config::Route, parts: &Parts, metrics: &Metrics) -> Result<Route,
         let found = parts.logins.by_name(name).cloned();
         found.ok_or_else(|| BuildError::NoLogin { route: cfg.name.clone(), login: name.to_string() })
     };
+    let bearer = |b| parts.auth.route_bearer(b).ok_or_else(|| BuildError::NoIssuer { route: cfg.name.clone() });
     let auth = match &cfg.auth {
         RouteAuth::None => Auth::None,
-        RouteAuth::Bearer(b) => Auth::Bearer(parts.auth.route_bearer(b)),
+        RouteAuth::Bearer(b) => Auth::Bearer(bearer(b)?),
         RouteAuth::Login => Auth::Login(login()?),
-        RouteAuth::LoginOrBearer(b) => Auth::LoginOrBearer(login()?, parts.auth.route_bearer(b)),
+        RouteAuth::LoginOrBearer(b) => Auth::LoginOrBearer(login()?, bearer(b)?),
     };
     let upstream_token = match &cfg.upstream_token {
         None => None,

@@ -180,7 +180,7 @@ impl Credentials {
             .clients
             .iter()
             .map(|c| match self.clients.iter().find(|old| old.token.cfg.fingerprint == c.fingerprint) {
-                Some(old) => Arc::new(UpstreamClient { token: old.token.clone(), exchange: old.exchange.clone() }),
+                Some(old) => old.clone(),
                 None => Arc::new(UpstreamClient::new(c, &auth, &self.metrics)),
             })
             .collect();
