@@ -1446,7 +1446,8 @@ fn tracestate_model(joined: &str) -> Option<Vec<(String, String)>> {
         let (k, v) = m.split_once('=')?;
         let key_ok = match k.split_once('@') {
             None => key_part(k, false, 256),
-            Some((t, s)) => key_part(t, true, 241) && key_part(s, false, 14),
+            // 13, not the W3C text's 14: opentelemetry's limit, which src/telemetry/traceparent.rs keeps.
+            Some((t, s)) => key_part(t, true, 241) && key_part(s, false, 13),
         };
         let value_ok = !v.is_empty()
             && v.len() <= 256

@@ -2,8 +2,6 @@
 //! lengths, lower-case hex, non-zero ids. Anything else is no parent at all (a new trace
 //! starts), never an error for the request.
 
-use std::str::FromStr;
-
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
 
@@ -53,13 +51,18 @@ fn tracestate(headers: &HeaderMap) -> Option<TraceState> {
     if joined.is_empty() || joined.len() > 512 || !valid_tracestate(&joined) {
         return None;
     }
-    TraceState::from_str(&joined).ok()
+    // Built from the members themselves, not by `TraceState::from_str`: that one counts blank
+    // members towards the 32 and silently drops what lies past them.
+    let members = joined.split(',').map(|m| m.trim_matches([' ', '\t'])).filter(|m| !m.is_empty());
+    TraceState::from_key_value(members.filter_map(|m| m.split_once('='))).ok()
 }
 
 /// W3C Trace Context §3.3: at most 32 `key=value` members separated by commas (blank members
 /// and spaces around them allowed); keys `lcalpha *(lcalpha / digit / "_-*/")` up to 256
 /// characters, optionally `tenant@system`; values up to 256 printable characters other than
-/// `,` and `=`, not ending in a space.
+/// `,` and `=`, not ending in a space. A system id is held to 13 characters, one fewer than
+/// the W3C text's 14, because opentelemetry's `TraceState` refuses 14 (such a list is dropped
+/// whole, the parent kept, rather than passed on changed).
 fn valid_tracestate(s: &str) -> bool {
     let mut members = 0;
     for member in s.split(',').map(|m| m.trim_matches([' ', '\t'])) {
@@ -86,7 +89,7 @@ fn valid_key(key: &str) -> bool {
     match key.split_once('@') {
         None => part(key, false),
         Some((tenant, system)) => {
-            part(tenant, true) && tenant.len() <= 241 && part(system, false) && system.len() <= 14
+            part(tenant, true) && tenant.len() <= 241 && part(system, false) && system.len() <= 13
         }
     }
 }
@@ -204,6 +207,14 @@ mod tests {
             assert_eq!(cx.trace_state().header(), "", "{bad:?}: a bad tracestate is dropped, the parent kept");
         }
         let many = (0..33).map(|i| format!("k{i}=v")).collect::<Vec<_>>().join(",");
+        let full = (0..32).map(|i| format!("k{i}=v")).collect::<Vec<_>>().join(",");
+        let (cx, valid) = extract(&headers(&[(&TRACEPARENT, GOOD), (&TRACESTATE, &format!(" ,{full}, ,"))])).unwrap();
+        assert!(valid, "32 members and blank ones");
+        assert_eq!(cx.trace_state().header(), full, "blank members do not count towards the 32");
+        let system13 = extract(&headers(&[(&TRACEPARENT, GOOD), (&TRACESTATE, "t@abcdefghijklm=1")])).unwrap();
+        assert_eq!((system13.1, system13.0.trace_state().header().as_str()), (true, "t@abcdefghijklm=1"));
+        let system14 = extract(&headers(&[(&TRACEPARENT, GOOD), (&TRACESTATE, "t@abcdefghijklmn=1")])).unwrap();
+        assert_eq!((system14.1, system14.0.trace_state().header().as_str()), (false, ""), "dropped whole");
         assert!(!extract(&headers(&[(&TRACEPARENT, GOOD), (&TRACESTATE, &many)])).unwrap().1, "33 members");
     }
 }
