@@ -609,7 +609,9 @@ mod tests {
                 origin: dpop::Origin { tls: true, trusted_proxy: false, authority: "h" },
                 cert: Presented::new(t.as_ref(), None),
             };
-            auth.authenticate_request(&auth.route_bearer(route(&config, 0)).unwrap(), &bearer, &req).now_or_never().unwrap()
+            auth.authenticate_request(&auth.route_bearer(route(&config, 0)).unwrap(), &bearer, &req)
+                .now_or_never()
+                .unwrap()
         };
         let refused =
             |r: Result<Arc<Principal>, AuthError>| matches!(r, Err(AuthError::InvalidToken(Invalid::CertBinding(_))));

@@ -78,13 +78,17 @@ pub fn parse_response(status: http::StatusCode, body: &[u8]) -> Result<TokenResp
             error: String,
             error_description: Option<String>,
         }
-        let body: Option<ErrorBody> = serde_json::from_slice(body).ok();
+        let body: Option<ErrorBody> = super::answer_object(body).ok();
         return Err(match body {
-            Some(b) => TokenError::Refused { status, error: b.error, description: b.error_description },
+            Some(b) => TokenError::Refused {
+                status,
+                error: super::printable(&b.error),
+                description: b.error_description.map(|d| super::printable(&d)),
+            },
             None => TokenError::Refused { status, error: format!("HTTP {status}"), description: None },
         });
     }
-    let resp: TokenResponse = serde_json::from_slice(body).map_err(|e| TokenError::Invalid(e.to_string()))?;
+    let resp: TokenResponse = super::answer_object(body).map_err(TokenError::Invalid)?;
     if resp.access_token.is_empty() {
         return Err(TokenError::Invalid("empty access_token".into()));
     }

@@ -23,6 +23,9 @@ use crate::auth::front::DigestHasherBuilder;
 use crate::config::{Client, Exchange, ACCESS_TOKEN_TYPE};
 use crate::oidc::http::IdpClient;
 use crate::oidc::token_client;
+#[cfg(test)]
+use crate::oidc::MAX_DESCRIPTION;
+use crate::oidc::{answer_object as object, printable};
 
 /// The grant type of RFC 8693 §2.1.
 pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -42,8 +45,6 @@ const DROPPED_KEYS: u64 = 10_000;
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
 /// The longest exchanged token accepted: it becomes a header, and upstreams limit those.
 const MAX_TOKEN_BYTES: usize = 16 << 10;
-/// How much of the provider's `error_description` a response body repeats.
-const MAX_DESCRIPTION: usize = 200;
 
 /// The caller's token to exchange, and when it expires (Unix seconds).
 #[derive(Debug, Clone, Copy)]
@@ -377,26 +378,10 @@ fn refusal(status: StatusCode, body: &[u8]) -> ExchangeError {
     }
 }
 
-/// `body` as `T` when it is a JSON object: serde reads a struct from an array too, by position,
-/// so `["invalid_grant"]` was a refusal and `["t","Bearer",...]` a token (found by the
-/// `exchange_answer` fuzz target).
-fn object<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, String> {
-    if body.trim_ascii_start().first() != Some(&b'{') {
-        return Err("not a JSON object".into());
-    }
-    serde_json::from_slice(body).map_err(|e| e.to_string())
-}
-
 /// RFC 6749 §5.2: error codes are `%x20-21 / %x23-5B / %x5D-7E`; anything else is not an
 /// OAuth error this gateway repeats to callers.
 fn is_error_code(e: &str) -> bool {
     !e.is_empty() && e.len() <= 64 && e.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
-}
-
-/// At most [`MAX_DESCRIPTION`] characters, control characters replaced: the text is the
-/// provider's and goes into a response body and logs.
-fn printable(s: &str) -> String {
-    s.chars().take(MAX_DESCRIPTION).map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
 /// The `exp` of a JWT, read without verification: only used to bound a cache entry's life by
