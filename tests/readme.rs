@@ -20,10 +20,8 @@ use tollgate::config::Config;
 use toml::Value;
 
 /// The environment README's examples are checked with: what a user would export.
-const ENV: &[(&str, &str)] = &[
-    ("REDIS_PASSWORD", "redis-password"),
-    ("DPOP_NONCE_SECRET", "0123456789abcdef0123456789abcdef-dpop"),
-];
+const ENV: &[(&str, &str)] =
+    &[("REDIS_PASSWORD", "redis-password"), ("DPOP_NONCE_SECRET", "0123456789abcdef0123456789abcdef-dpop")];
 
 /// A ```toml block: the README line of its first line, and its text.
 struct Block {
@@ -93,7 +91,8 @@ fn make_files(v: &mut Value, dir: &Path, pems: &Pems, made: &mut BTreeMap<String
                         let local = made
                             .entry(path.clone())
                             .or_insert_with(|| {
-                                let name = Path::new(path.as_str()).file_name().map(|f| f.to_string_lossy().into_owned());
+                                let name =
+                                    Path::new(path.as_str()).file_name().map(|f| f.to_string_lossy().into_owned());
                                 let local = dir.join(format!("{n}-{}", name.unwrap_or_default()));
                                 std::fs::write(&local, file_contents(key, pems)).unwrap();
                                 local
