@@ -98,6 +98,10 @@ fn printed_curl_line_returns_json_from_the_api() {
     let dev = start_dev();
     wait_ready(&dev);
     assert!(std::path::Path::new(&dev.config).exists(), "config not written at {}", dev.config);
+    // A development run holds few connections: capped, so that on a low open-file limit a burst
+    // cannot take the descriptors the issuer and demo app (in the same process) need.
+    let config = tollgate::config::Config::load(std::path::Path::new(&dev.config)).unwrap();
+    assert_eq!((config.server.max_connections, config.admin.max_connections), (256, 64));
     let out = Command::new("bash").arg("-c").arg(&dev.curl).output().unwrap();
     assert!(out.status.success());
     let json: serde_json::Value = serde_json::from_slice(&out.stdout)

@@ -179,3 +179,55 @@ async fn drain_timeout_bounds_shutdown() {
     assert_eq!(gw.wait_exit(Duration::from_secs(10)), Some(0));
     assert!(started.elapsed() < Duration::from_secs(5), "drain took {:?}", started.elapsed());
 }
+
+/// A second tollgate on a port another one serves is refused at start, naming the address:
+/// SO_REUSEPORT (one listener per worker) would otherwise let the two split the traffic.
+/// Likewise an egress listener's address.
+#[test]
+fn a_listen_address_in_use_is_refused() {
+    let port = free_port();
+    let egress = free_port();
+    let config = |listen: u16, egress_listen: u16| {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{listen}\"\nworkers = 2\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+             [log]\nformat = \"json\"\n\
+             [[client]]\nname = \"c\"\ntoken_endpoint = \"http://127.0.0.1:9/token\"\nclient_id = \"c\"\nclient_secret = \"s\"\n\
+             [[egress]]\nname = \"out\"\nlisten = \"127.0.0.1:{egress_listen}\"\nupstream = \"http://127.0.0.1:9\"\nclient = \"c\"\n{ROUTE}"
+        )
+    };
+    let first = Gateway::start(&config(port, egress));
+    assert_eq!(first.addr.port(), port);
+    let dir = TempDir::new("in-use");
+    for (listen, egress_listen, want) in [
+        (port, free_port(), format!("address 127.0.0.1:{port} is in use")),
+        (free_port(), egress, format!("address 127.0.0.1:{egress} is in use (egress)")),
+    ] {
+        let file = write(&dir, &config(listen, egress_listen));
+        let log = dir.path("stderr");
+        let mut second = std::process::Command::new(bin())
+            .arg("run")
+            .arg("--config")
+            .arg(&file)
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        // Bounded: on the old code the second one started and served until killed.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let code = loop {
+            match second.try_wait().unwrap() {
+                Some(status) => break status.code(),
+                None if std::time::Instant::now() > deadline => {
+                    let _ = second.kill();
+                    let _ = second.wait();
+                    break None;
+                }
+                None => std::thread::sleep(Duration::from_millis(25)),
+            }
+        };
+        let stderr = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(code, Some(1), "the second tollgate must not start: {stderr}");
+        assert!(stderr.contains(&want), "want {want:?} in: {stderr}");
+    }
+}

@@ -305,7 +305,11 @@ upstream = \"http://{}\"
     let jwks = rx.wait_span("the key set fetch", |s| s["name"] == "idp jwks");
     assert_eq!((jwks["kind"].as_u64(), attr(&jwks, "tollgate.idp.call").as_str()), (Some(CLIENT), Some("jwks")));
     assert_eq!(attr(&jwks, "http.response.status_code"), 200);
-    assert!(attr(&jwks, "url.full").as_str().is_some_and(|u| u.starts_with("http") && !u.contains('?')), "{jwks}");
+    // The URL as called, port included (the provider is on a loopback port), no query.
+    let port: u16 = idp.issuer.rsplit(':').next().and_then(|p| p.split('/').next()?.parse().ok()).unwrap();
+    let full = attr(&jwks, "url.full").as_str().unwrap_or_default();
+    assert!(full.starts_with(&format!("http://127.0.0.1:{port}/")) && !full.contains('?'), "{jwks}");
+    assert_eq!(attr(&jwks, "server.port"), i64::from(port), "{jwks}");
     rx.wait_span("discovery", |s| s["name"] == "idp discovery" && attr(s, "tollgate.idp.call") == "discovery");
 
     let jwt = idp.access_token("m2m", "m2m-secret", Some("api:read"), Some(API_RESOURCE));

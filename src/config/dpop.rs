@@ -190,6 +190,32 @@ mod tests {
     }
 
     #[test]
+    fn nonce_secret_from_a_file() {
+        let dir = std::env::temp_dir().join(format!("tollgate-dpop-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("nonce"), "0123456789abcdef0123456789abcdef\n").unwrap();
+        let file = dir.join("t.toml");
+        let toml = |dpop: &str| {
+            format!(
+                "[dpop]\n{dpop}\n[[issuer]]\nurl = \"https://a.example\"\naudiences = [\"api\"]\n\n\
+                 [[route]]\nauth = \"bearer\"\npath = \"/\"\nupstream = \"http://127.0.0.1:9\"\ndpop_nonce = true\n"
+            )
+        };
+        let c = Config::from_str(&toml("nonce_secret_file = \"nonce\""), &file, &|_| None).unwrap();
+        let RouteAuth::Bearer(b) = &c.routes[0].auth else { panic!() };
+        assert!(b.dpop.nonce.is_some());
+        let e = Config::from_str(&toml("nonce_secret_file = \"absent\""), &file, &|_| None).unwrap_err().to_string();
+        assert!(e.contains("dpop.nonce_secret_file") && e.contains("absent"), "{e}");
+        std::fs::write(dir.join("short"), "short\n").unwrap();
+        let e = Config::from_str(&toml("nonce_secret_file = \"short\""), &file, &|_| None).unwrap_err().to_string();
+        assert!(e.contains("dpop.nonce_secret"), "{e}");
+        let both = "nonce_secret = \"0123456789abcdef0123456789abcdef\"\nnonce_secret_file = \"nonce\"";
+        let e = Config::from_str(&toml(both), &file, &|_| None).unwrap_err().to_string();
+        assert!(e.contains("dpop.nonce_secret_file") && e.contains("not both"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn errors_name_the_field() {
         assert!(errors("", "dpop = \"sometimes\"").contains("route[0].dpop"));
         for alg in ["HS256", "none"] {

@@ -8,7 +8,7 @@ use toml::Value;
 use super::ConfigError;
 
 /// Keys whose value may instead be read from a file named by `KEY_file` (Kubernetes Secret mounts).
-pub const SECRET_KEYS: &[&str] = &["client_secret", "cookie_secret", "redis_url"];
+pub const SECRET_KEYS: &[&str] = &["client_secret", "cookie_secret", "redis_url", "nonce_secret"];
 
 /// Replaces variables in every string of `value`; `lookup` returns an environment variable.
 /// Every missing variable is reported, each with the field path where it was used.

@@ -494,6 +494,14 @@ pub(super) fn parse_upstream(s: &str) -> Result<Upstream, String> {
     if authority.host().is_empty() {
         return Err(format!("invalid URL {s:?}: no host"));
     }
+    match authority.port_u16() {
+        Some(0) => return Err(format!("invalid URL {s:?}: port 0 is not a port to connect to")),
+        // `host:` with nothing after the colon.
+        None if authority.as_str() != authority.host() => {
+            return Err(format!("invalid URL {s:?}: empty port (leave out the `:` for the scheme's default)"))
+        }
+        _ => {}
+    }
     if uri.query().is_some() {
         return Err(format!("invalid URL {s:?}: a query string is not allowed"));
     }
@@ -543,5 +551,23 @@ mod tests {
         for bad in ["ftp://x", "not a url", "http://user:pw@x/", "http://x/?q=1", "/relative"] {
             assert!(parse_upstream(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn upstream_ports_are_real_ports() {
+        for bad in
+            ["http://127.0.0.1:", "http://127.0.0.1:/base", "http://127.0.0.1:0", "https://[::1]:0/", "http://x:00"]
+        {
+            let e = parse_upstream(bad).map(|_| ()).unwrap_err();
+            assert!(e.contains("port"), "{bad}: {e}");
+        }
+        assert_eq!(parse_upstream("http://[::1]:8080").unwrap().authority.port_u16(), Some(8080));
+        assert_eq!(parse_upstream("http://[::1]").unwrap().authority.port_u16(), None);
+        let text = "[[route]]\nauth = \"none\"\nupstream = \"http://127.0.0.1:\"\n\
+                    [[client]]\nname = \"c\"\ntoken_endpoint = \"http://127.0.0.1:9/t\"\nclient_id = \"c\"\nclient_secret = \"s\"\n\
+                    [[egress]]\nname = \"e\"\nlisten = \"127.0.0.1:15001\"\nupstream = \"http://127.0.0.1:0\"\nclient = \"c\"\n";
+        let e = crate::config::Config::from_str(text, Path::new("/etc/t.toml"), &|_| None).unwrap_err().to_string();
+        assert!(e.contains("/etc/t.toml: route[0].upstream: ") && e.contains("port"), "{e}");
+        assert!(e.contains("/etc/t.toml: egress[0].upstream: ") && e.contains("port 0"), "{e}");
     }
 }

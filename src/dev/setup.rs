@@ -70,6 +70,9 @@ scopes = ["openid", "email", "profile", "offline_access"]
 [server]
 listen = "{gateway}"
 workers = 1
+# A development run needs few connections; a low open-file limit then still leaves
+# descriptors for the development issuer and the demo app, which share this process.
+max_connections = 256
 
 [admin]
 listen = "{admin}"

@@ -50,6 +50,10 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// Another process listens on the address (refused rather than shared: with
+    /// SO_REUSEPORT a second gateway would silently split the traffic with the first).
+    #[error("address {addr} is in use ({what}): another process listens there, perhaps another tollgate")]
+    InUse { addr: SocketAddr, what: &'static str },
     /// TLS files or settings are unusable.
     #[error(transparent)]
     Tls(#[from] TlsError),
@@ -117,17 +121,22 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         Some(c) => Some(TlsAcceptor::from(Arc::new(tls::server_config(c.clone())?))),
         None => None,
     };
-    let first = bind_reuseport(config.server.listen)?;
+    // Probes first, so that neither listener is bound while the other is refused.
+    refuse_if_in_use(config.server.listen, "server")?;
+    for e in &config.egress {
+        refuse_if_in_use(e.listen, "egress")?;
+    }
+    let first = bind_reuseport(config.server.listen, "server")?;
     let addr =
         first.local_addr().map_err(|source| StartError::Bind { addr: config.server.listen, what: "server", source })?;
     let mut sockets = vec![first];
     for _ in 1..config.server.workers {
-        sockets.push(bind_reuseport(addr)?);
+        sockets.push(bind_reuseport(addr, "server")?);
     }
     // Egress listeners: one thread each, plain HTTP on loopback, one route.
     let mut egress_sockets = Vec::new();
     for e in &config.egress {
-        let socket = bind_reuseport(e.listen)?;
+        let socket = bind_reuseport(e.listen, "egress")?;
         let bound =
             socket.local_addr().map_err(|source| StartError::Bind { addr: e.listen, what: "egress", source })?;
         egress_sockets.push((e.name.clone(), bound, socket));
@@ -270,9 +279,27 @@ fn open_file_limit() -> Option<u64> {
     line.trim_start_matches("Max open files").split_whitespace().next()?.parse().ok()
 }
 
-fn bind_reuseport(addr: SocketAddr) -> Result<std::net::TcpListener, StartError> {
+/// Binds `addr` once without SO_REUSEPORT (and closes it again): that fails while any other
+/// socket listens there, where the SO_REUSEPORT listeners would join it. Port 0 is always free.
+fn refuse_if_in_use(addr: SocketAddr, what: &'static str) -> Result<(), StartError> {
     use socket2::{Domain, Protocol, Socket, Type};
-    let err = |source| StartError::Bind { addr, what: "server", source };
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let err = |source| StartError::Bind { addr, what, source };
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
+    // Connections of an earlier run in TIME_WAIT do not make the address busy.
+    socket.set_reuse_address(true).map_err(err)?;
+    match socket.bind(&addr.into()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(StartError::InUse { addr, what }),
+        Err(source) => Err(StartError::Bind { addr, what, source }),
+    }
+}
+
+fn bind_reuseport(addr: SocketAddr, what: &'static str) -> Result<std::net::TcpListener, StartError> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let err = |source| StartError::Bind { addr, what, source };
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
     socket.set_reuse_address(true).map_err(err)?;
     socket.set_reuse_port(true).map_err(err)?;

@@ -134,18 +134,32 @@ impl Telemetry {
             .start_with_context(&self.tracer, &parent);
         let mut call_span = CallSpan { span, started: Instant::now() };
         if call_span.recording() {
-            let uri = req.uri();
             let (_, method) = method_name(req.method());
-            let full = format!("{}://{}{}", uri.scheme_str().unwrap_or("http"), uri.host().unwrap_or(""), uri.path());
+            let (full, host, port) = idp_url(req.uri());
             call_span.set_all([
                 KeyValue::new("tollgate.idp.call", call),
                 KeyValue::new("http.request.method", method),
-                KeyValue::new("server.address", uri.host().unwrap_or("").to_owned()),
+                KeyValue::new("server.address", host.to_owned()),
+                KeyValue::new("server.port", i64::from(port)),
                 KeyValue::new("url.full", full),
             ]);
         }
         call_span
     }
+}
+
+/// `url.full`, `server.address` and `server.port` of a call to a provider: the URL as called,
+/// port included, without userinfo, query or fragment; the port is the scheme's default when
+/// the URL names none.
+fn idp_url(uri: &http::Uri) -> (String, &str, u16) {
+    let scheme = uri.scheme_str().unwrap_or("http");
+    let host = uri.host().unwrap_or("");
+    let full = match uri.port_u16() {
+        Some(port) => format!("{scheme}://{host}:{port}{}", uri.path()),
+        None => format!("{scheme}://{host}{}", uri.path()),
+    };
+    let port = uri.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
+    (full, host, port)
 }
 
 /// One request's server span (held in a [`Context`] so that identity-provider calls made
@@ -322,5 +336,28 @@ fn idp_span_name(call: &'static str) -> &'static str {
         "token" => "idp token",
         "introspection" => "idp introspection",
         _ => "idp",
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    #[test]
+    fn idp_url_keeps_the_port_and_drops_query_and_userinfo() {
+        let url = |u: &str| {
+            let uri: http::Uri = u.parse().unwrap();
+            let (full, host, port) = super::idp_url(&uri);
+            (full, host.to_owned(), port)
+        };
+        assert_eq!(
+            url("http://127.0.0.1:4455/jwks?x=1"),
+            ("http://127.0.0.1:4455/jwks".into(), "127.0.0.1".into(), 4455)
+        );
+        assert_eq!(
+            url("https://idp.example.com/token"),
+            ("https://idp.example.com/token".into(), "idp.example.com".into(), 443)
+        );
+        assert_eq!(url("http://idp.example.com/a"), ("http://idp.example.com/a".into(), "idp.example.com".into(), 80));
+        assert_eq!(url("https://u:p@[::1]:8443/k#f"), ("https://[::1]:8443/k".into(), "[::1]".into(), 8443));
     }
 }
