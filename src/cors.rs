@@ -36,13 +36,27 @@ pub fn preflight<'r, R: std::borrow::Borrow<Route>>(
     method: &Method,
     headers: &HeaderMap,
 ) -> Option<(&'r R, Response<Body>)> {
-    if method != Method::OPTIONS {
+    let asked = preflight_method(method, headers)?;
+    let Found::Route(route) = router.find(host, &asked, path) else { return None };
+    let resp = preflight_answer(route.borrow(), headers)?;
+    Some((route, resp))
+}
+
+/// The method a preflight asks about (`Access-Control-Request-Method`) when `method` and
+/// `headers` make one (`OPTIONS` with `Origin`); `None` for any other request.
+pub fn preflight_method(method: &Method, headers: &HeaderMap) -> Option<Method> {
+    if method != Method::OPTIONS || !headers.contains_key(ORIGIN) {
         return None;
     }
+    Method::from_bytes(headers.get(ACCESS_CONTROL_REQUEST_METHOD)?.as_bytes()).ok()
+}
+
+/// The 204 for a preflight (see [`preflight_method`]) on `route`, the route of the method it
+/// asks about, when the route's policy admits the origin; `None` otherwise. Forward-auth uses
+/// it for the preflight a proxy asks about.
+pub fn preflight_answer(route: &Route, headers: &HeaderMap) -> Option<Response<Body>> {
     let origin = headers.get(ORIGIN)?;
-    let asked = Method::from_bytes(headers.get(ACCESS_CONTROL_REQUEST_METHOD)?.as_bytes()).ok()?;
-    let Found::Route(route) = router.find(host, &asked, path) else { return None };
-    let cors = route.borrow().cors.as_ref().filter(|c| c.origins.allows(origin.as_bytes()))?;
+    let cors = route.cors.as_ref().filter(|c| c.origins.allows(origin.as_bytes()))?;
     let mut resp = Response::new(Body::empty());
     *resp.status_mut() = StatusCode::NO_CONTENT;
     let h = resp.headers_mut();
@@ -62,7 +76,7 @@ pub fn preflight<'r, R: std::borrow::Borrow<Route>>(
         h.insert(ACCESS_CONTROL_MAX_AGE, age.clone());
     }
     h.insert(VARY, HeaderValue::from_static(PREFLIGHT_VARY));
-    Some((route, resp))
+    Some(resp)
 }
 
 /// Drops the upstream's CORS headers on a route with `cors`: the route's policy replaces them.
