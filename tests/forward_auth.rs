@@ -480,7 +480,11 @@ fn nginx_auth_request_passes_the_routes_cors_to_the_browser() {
     assert!((200..300).contains(&pre.status), "{} {}\nnginx: {}", pre.status, pre.body, nginx.output());
     assert_eq!(pre.header("access-control-allow-origin"), Some(APP_ORIGIN));
     assert!(pre.header("access-control-allow-methods").is_some_and(|m| m.contains("PUT")), "{:?}", pre.headers);
-    assert_eq!(pre.header("access-control-allow-headers"), Some("authorization, content-type"));
+    assert_eq!(
+        pre.header("access-control-allow-headers"),
+        Some("authorization, content-type, dpop"),
+        "DPoP: the route accepts it"
+    );
     assert_eq!(pre.header("access-control-max-age"), Some("600"));
     assert!(vary(&pre).contains(&"origin".to_string()), "{:?}", pre.headers);
     assert_eq!(pre.json()["method"], "OPTIONS", "the app answers the allowed preflight");

@@ -377,7 +377,8 @@ fn routes(
         }
         let methods = r.methods.as_deref().and_then(|m| route_methods(c, &at("methods"), m));
         keys.check(c, i, (r.host.as_deref().map(|h| h.trim().to_ascii_lowercase()), path.clone()), methods);
-        let cors = r.cors.take().and_then(|raw| super::cors::cors(c, &format!("route[{i}]"), raw, methods));
+        let dpop = parts.auth.bearer().is_some_and(|b| b.dpop.mode != super::dpop::DpopMode::Disabled);
+        let cors = r.cors.take().and_then(|raw| super::cors::cors(c, &format!("route[{i}]"), raw, methods, dpop));
         let mut upstream = parse_upstream(&r.upstream).unwrap_or_else(|e| {
             c.err(at("upstream"), e);
             Upstream {
