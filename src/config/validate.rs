@@ -342,7 +342,26 @@ fn upstream_client(c: &mut Check, raw: RawUpstreamClient, base_dir: &Path) -> Up
             raw.pool_wait_timeout.as_deref(),
             Duration::from_secs(1),
         ),
+        h2_keepalive_interval: Some(c.duration(
+            "upstream.h2_keepalive_interval",
+            raw.h2_keepalive_interval.as_deref(),
+            Duration::from_secs(300),
+        ))
+        .filter(|d| !d.is_zero()),
+        h2_keepalive_timeout: h2_keepalive_timeout(c, raw.h2_keepalive_timeout.as_deref()),
     }
+}
+
+/// `upstream.h2_keepalive_timeout`: more than zero (a PING cannot be answered in no time).
+fn h2_keepalive_timeout(c: &mut Check, raw: Option<&str>) -> Duration {
+    const FIELD: &str = "upstream.h2_keepalive_timeout";
+    let default = Duration::from_secs(20);
+    let d = c.duration(FIELD, raw, default);
+    if d.is_zero() {
+        c.err(FIELD, "must be more than 0 (the time a PING's answer may take); turn pings off with h2_keepalive_interval = \"0\"");
+        return default;
+    }
+    d
 }
 
 fn routes(
