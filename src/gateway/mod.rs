@@ -600,10 +600,10 @@ struct Replay {
 
 impl Head<'_> {
     /// The upstream request's head from `parts` (the method and the cleaned client headers;
-    /// their URI is replaced) and the origin-form target `uri`: forwarding headers, the request id, the caller's identity, the upstream
-    /// token `minted` (when the route sends one), `:authority` or `Host`, and the upgrade asked
-    /// for. The first attempt and a retry both go through here; `traceparent` is set after, by
-    /// each attempt's own span.
+    /// their URI is replaced) and the origin-form target `uri`: forwarding headers, the request
+    /// id, the caller's identity, the upstream token `minted` (when the route sends one),
+    /// `:authority` or `Host`, and the upgrade asked for. The first attempt and a retry both go
+    /// through here; `traceparent` is set after, by each attempt's own span.
     fn build(
         &self,
         parts: &mut http::request::Parts,
@@ -701,8 +701,10 @@ impl Gateway {
         let call = ctx.trace.and_then(|tr| tr.upstream(route, &mut parts.headers, 1));
         let req = Request::from_parts(parts, LimitedBody::empty());
         let sent = send(ctx.proxy, route, req, ctx.deadline).await;
-        if let (Some(tr), Some(call)) = (ctx.trace, call) {
-            tr.upstream_done(call, sent.as_ref().map(Response::status).map_err(GatewayError::kind));
+        // Its own span has its time; the request span's `tollgate.upstream.duration_ms` stays
+        // the first attempt's (set once: a span keeps every value set, duplicates included).
+        if let Some(call) = call {
+            call.finish(sent.as_ref().map(Response::status).map_err(GatewayError::kind));
         }
         let resp = sent?;
         if resp.status() == StatusCode::UNAUTHORIZED && challenge::invalid_token(resp.headers()) {
