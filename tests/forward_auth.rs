@@ -1,8 +1,9 @@
 //! `/oauth2/auth` judges the proxy's original request by its route, through the real binary,
 //! two real OpenID Providers (`tests/idp`) and real nginx `auth_request`: the route's `auth`,
 //! issuers and rules hold exactly as when tollgate proxies; a request no route covers, a bad
-//! path or contradicting forwarding headers are refused; `?route=NAME` names the route; and a
-//! bearer-only gateway (no `[login]`) answers too.
+//! path or contradicting forwarding headers are refused; `?route=NAME` names the route; a
+//! bearer-only gateway (no `[login]`) answers too; and a route's CORS holds behind nginx (the
+//! README's "CORS behind a proxy" snippet, run as written).
 //!
 //! Needs node with `cd tests/idp && npm ci` and nginx (`bash tests/run.sh` installs everything).
 
