@@ -632,7 +632,7 @@ fn telemetry(c: &mut Criterion) {
                 let span = t.request(black_box(&headers), &Method::GET, "/api/things/1");
                 span.auth_outcome("anonymous");
                 let mut up = HeaderMap::with_capacity(8);
-                if let Some(call) = span.upstream(route, &mut up) {
+                if let Some(call) = span.upstream(route, &mut up, 0) {
                     span.upstream_done(call, Ok(StatusCode::OK));
                 }
                 span.finish(Some(&route.name), Some(&authority), StatusCode::OK);

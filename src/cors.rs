@@ -36,13 +36,27 @@ pub fn preflight<'r, R: std::borrow::Borrow<Route>>(
     method: &Method,
     headers: &HeaderMap,
 ) -> Option<(&'r R, Response<Body>)> {
-    if method != Method::OPTIONS {
+    let asked = preflight_method(method, headers)?;
+    let Found::Route(route) = router.find(host, &asked, path) else { return None };
+    let resp = preflight_answer(route.borrow(), headers)?;
+    Some((route, resp))
+}
+
+/// The method a preflight asks about (`Access-Control-Request-Method`) when `method` and
+/// `headers` make one (`OPTIONS` with `Origin`); `None` for any other request.
+pub fn preflight_method(method: &Method, headers: &HeaderMap) -> Option<Method> {
+    if method != Method::OPTIONS || !headers.contains_key(ORIGIN) {
         return None;
     }
+    Method::from_bytes(headers.get(ACCESS_CONTROL_REQUEST_METHOD)?.as_bytes()).ok()
+}
+
+/// The 204 for a preflight (see [`preflight_method`]) on `route`, the route of the method it
+/// asks about, when the route's policy admits the origin; `None` otherwise. Forward-auth uses
+/// it for the preflight a proxy asks about.
+pub fn preflight_answer(route: &Route, headers: &HeaderMap) -> Option<Response<Body>> {
     let origin = headers.get(ORIGIN)?;
-    let asked = Method::from_bytes(headers.get(ACCESS_CONTROL_REQUEST_METHOD)?.as_bytes()).ok()?;
-    let Found::Route(route) = router.find(host, &asked, path) else { return None };
-    let cors = route.borrow().cors.as_ref().filter(|c| c.origins.allows(origin.as_bytes()))?;
+    let cors = route.cors.as_ref().filter(|c| c.origins.allows(origin.as_bytes()))?;
     let mut resp = Response::new(Body::empty());
     *resp.status_mut() = StatusCode::NO_CONTENT;
     let h = resp.headers_mut();
@@ -62,7 +76,7 @@ pub fn preflight<'r, R: std::borrow::Borrow<Route>>(
         h.insert(ACCESS_CONTROL_MAX_AGE, age.clone());
     }
     h.insert(VARY, HeaderValue::from_static(PREFLIGHT_VARY));
-    Some((route, resp))
+    Some(resp)
 }
 
 /// Drops the upstream's CORS headers on a route with `cors`: the route's policy replaces them.
@@ -112,8 +126,102 @@ fn varies_by_origin(headers: &HeaderMap) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+
+    /// The one route of a config with `route` (after `auth = "bearer"`, `path`, `upstream`).
+    fn route(route: &str) -> Route {
+        let toml = format!(
+            "[[issuer]]\nurl = \"https://a.example\"\naudiences = [\"api\"]\n\n\
+             [[route]]\nauth = \"bearer\"\npath = \"/\"\nupstream = \"http://127.0.0.1:9\"\n{route}\n"
+        );
+        let mut c = Config::from_str(&toml, std::path::Path::new("t.toml"), &|_| None).unwrap();
+        c.routes.remove(0)
+    }
+
+    const APP: &str = "https://app.example.com";
+
+    fn preflight_for(route: &Route, asked_headers: Option<&'static str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(ORIGIN, HeaderValue::from_static(APP));
+        h.insert(ACCESS_CONTROL_REQUEST_METHOD, HeaderValue::from_static("POST"));
+        if let Some(a) = asked_headers {
+            h.insert(ACCESS_CONTROL_REQUEST_HEADERS, HeaderValue::from_static(a));
+        }
+        let mut resp = preflight_answer(route, &h).expect("an allowed preflight");
+        respond(route, h.get(ORIGIN), resp.headers_mut());
+        resp.headers().clone()
+    }
+
+    fn answer_for(route: &Route) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        respond(route, Some(&HeaderValue::from_static(APP)), &mut h);
+        h
+    }
+
+    fn get<'h>(h: &'h HeaderMap, name: http::header::HeaderName) -> Option<&'h str> {
+        h.get(name).map(|v| v.to_str().unwrap())
+    }
+
+    #[test]
+    fn a_dpop_route_allows_the_proof_and_exposes_the_nonce() {
+        let cors = "cors = { allowed_origins = [\"https://app.example.com\"], allowed_headers = [\"Authorization\"] }";
+        // DPoP is accepted by default on a bearer route.
+        let r = route(cors);
+        let pre = preflight_for(&r, Some("authorization, dpop"));
+        assert_eq!(get(&pre, ACCESS_CONTROL_ALLOW_HEADERS), Some("authorization, dpop"));
+        let h = answer_for(&r);
+        assert_eq!(get(&h, ACCESS_CONTROL_EXPOSE_HEADERS), Some("www-authenticate, dpop-nonce"));
+        assert_eq!(get(&h, ACCESS_CONTROL_ALLOW_ORIGIN), Some(APP));
+        // Required: the same.
+        let r = route(&format!("dpop = \"required\"\n{cors}"));
+        assert_eq!(get(&preflight_for(&r, None), ACCESS_CONTROL_ALLOW_HEADERS), Some("authorization, dpop"));
+        // Nothing listed: DPoP alone (Authorization is the user's to list).
+        let r = route("cors = { allowed_origins = [\"https://app.example.com\"] }");
+        assert_eq!(get(&preflight_for(&r, None), ACCESS_CONTROL_ALLOW_HEADERS), Some("dpop"));
+        // Listed already, in any case: once.
+        let r = route(
+            "cors = { allowed_origins = [\"https://app.example.com\"], allowed_headers = [\"DPoP\", \"Authorization\"], \
+             exposed_headers = [\"X-Total-Count\", \"DPoP-Nonce\"] }",
+        );
+        assert_eq!(get(&preflight_for(&r, None), ACCESS_CONTROL_ALLOW_HEADERS), Some("dpop, authorization"));
+        assert_eq!(
+            get(&answer_for(&r), ACCESS_CONTROL_EXPOSE_HEADERS),
+            Some("www-authenticate, x-total-count, dpop-nonce")
+        );
+        // "*": whatever the preflight asks, DPoP among it; exposed beside the user's.
+        let r = route(
+            "cors = { allowed_origins = [\"https://app.example.com\"], allowed_headers = [\"*\"], exposed_headers = [\"X-Total-Count\"] }",
+        );
+        assert_eq!(
+            get(&preflight_for(&r, Some("dpop, authorization")), ACCESS_CONTROL_ALLOW_HEADERS),
+            Some("dpop, authorization")
+        );
+        assert_eq!(
+            get(&answer_for(&r), ACCESS_CONTROL_EXPOSE_HEADERS),
+            Some("www-authenticate, dpop-nonce, x-total-count")
+        );
+    }
+
+    #[test]
+    fn a_route_without_dpop_lists_only_what_it_is_told() {
+        let cors = "cors = { allowed_origins = [\"https://app.example.com\"], allowed_headers = [\"Authorization\"] }";
+        let r = route(&format!("dpop = \"disabled\"\n{cors}"));
+        assert_eq!(get(&preflight_for(&r, None), ACCESS_CONTROL_ALLOW_HEADERS), Some("authorization"));
+        assert_eq!(get(&answer_for(&r), ACCESS_CONTROL_EXPOSE_HEADERS), Some("www-authenticate"));
+        let r = route(&format!("dpop = \"disabled\"\ncors = {{ allowed_origins = [\"{APP}\"] }}"));
+        assert_eq!(get(&preflight_for(&r, None), ACCESS_CONTROL_ALLOW_HEADERS), None);
+        // A route with no bearer tokens has no DPoP either.
+        let toml = format!(
+            "[[route]]\nauth = \"none\"\npath = \"/\"\nupstream = \"http://127.0.0.1:9\"\ncors = {{ allowed_origins = [\"{APP}\"] }}\n"
+        );
+        let mut c = Config::from_str(&toml, std::path::Path::new("t.toml"), &|_| None).unwrap();
+        let r = c.routes.remove(0);
+        assert_eq!(get(&preflight_for(&r, None), ACCESS_CONTROL_ALLOW_HEADERS), None);
+        assert_eq!(get(&answer_for(&r), ACCESS_CONTROL_EXPOSE_HEADERS), Some("www-authenticate"));
+    }
 
     #[test]
     fn vary_is_added_once() {

@@ -200,7 +200,8 @@ fn preflight_from_an_allowed_origin_is_answered_before_authentication() {
         assert_eq!(r.status, 204, "{origin}: the old code answered 401 here: {r:?}");
         assert_eq!(r.header("access-control-allow-origin"), Some(origin), "{r:?}");
         assert_eq!(r.header("access-control-allow-methods"), Some("GET, HEAD, POST, DELETE"), "{r:?}");
-        assert_eq!(r.header("access-control-allow-headers"), Some("authorization, content-type"), "{r:?}");
+        assert_eq!(r.header("access-control-allow-headers"), Some("authorization, content-type, dpop"), "{r:?}");
+        // The route accepts DPoP (a bearer route does by default): its proof header too.
         assert_eq!(r.header("access-control-max-age"), Some("600"), "{r:?}");
         assert_eq!(r.header("access-control-allow-credentials"), None, "{r:?}");
         assert_eq!(r.header("www-authenticate"), None, "no challenge on a preflight: {r:?}");
@@ -345,7 +346,7 @@ fn the_preflight_is_answered_by_the_route_of_the_method_it_asks_about() {
     let p = preflight(b.gw.addr, "/articles/1", APP, "POST", Some("authorization"));
     assert_eq!(p.status, 204, "{p:?}");
     assert_eq!(p.header("access-control-allow-methods"), Some("POST, PUT"), "the write route's: {p:?}");
-    assert_eq!(p.header("access-control-allow-headers"), Some("authorization, content-type"), "{p:?}");
+    assert_eq!(p.header("access-control-allow-headers"), Some("authorization, content-type, dpop"), "{p:?}");
     let p = preflight(b.gw.addr, "/articles/1", APP, "GET", Some("x-a"));
     assert_eq!(p.status, 204, "{p:?}");
     assert_eq!(p.header("access-control-allow-methods"), Some("GET, HEAD"), "the read route's: {p:?}");

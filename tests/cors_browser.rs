@@ -14,6 +14,10 @@
 //!   address; ports do not count), so the `SameSite=Lax` session cookie goes with the request;
 //!   between two sites it would not, whatever CORS says.
 //!
+//! - behind nginx: the same bearer calls through nginx `auth_request` to tollgate's
+//!   `/oauth2/auth` with the README's "CORS behind a proxy" snippet, nginx copying the CORS
+//!   headers of forward-auth's answers (the preflight's 204 among them) to the browser.
+//!
 //! Request interception stays off in these runs: with it Playwright answers every preflight
 //! itself. Needs node, Chromium and `npm ci` in tests/browser and tests/idp (`bash tests/run.sh`).
 
@@ -22,6 +26,8 @@ mod browser;
 mod common;
 #[path = "support/idp.rs"]
 mod idp;
+#[path = "support/services.rs"]
+mod services;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -214,4 +220,85 @@ cors = {{ allowed_origins = ["{page}"], allow_credentials = true, allowed_header
     assert_eq!(without["status"], 401, "no cookie, no session: {without}");
     let other = &calls(&pages[1])[0];
     assert_eq!(other["ok"], false, "{other}");
+}
+
+/// The nginx block of the README's "CORS behind a proxy" (as `tests/forward_auth.rs` runs it),
+/// with tollgate's and the app's addresses put in.
+fn readme_cors_snippet(gw: SocketAddr, app: SocketAddr) -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let at = readme.find("**CORS behind a proxy.**").expect("README: the CORS behind a proxy paragraph");
+    let block = &readme[at..];
+    let start = block.find("```nginx\n").expect("README: its nginx snippet") + "```nginx\n".len();
+    let end = start + block[start..].find("```").unwrap();
+    block[start..end]
+        .replace("http://tollgate:8080", &format!("http://{gw}"))
+        .replace("http://app:3000", &format!("http://{app}"))
+}
+
+/// Behind nginx `auth_request` (the README's snippet): Chromium's preflight for a call with
+/// `Authorization` is asked about at forward-auth, allowed there with the route's policy, and
+/// nginx hands the headers on; the call then passes with its token and the page reads the
+/// answer and an exposed header, or without a token the 401 and its `WWW-Authenticate`.
+/// Before, forward-auth refused the preflight 401 with no CORS headers and every call failed.
+#[test]
+fn a_page_on_another_site_calls_a_bearer_api_behind_nginx_auth_request() {
+    let _one = serial();
+    browser::check_prerequisites();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let app = app(&rt);
+    let idp = Idp::start(IdpOptions::default());
+    let page = format!("http://127.0.0.1:{}", app.port());
+    let issuer_block = issuer_toml("idp", &idp.issuer, API_RESOURCE);
+    let gw = Gateway::start(&format!(
+        r#"{BASE}
+{issuer_block}
+[[route]]
+name = "api"
+path = "/api/"
+auth = "bearer"
+upstream = "http://{app}"
+cors = {{ allowed_origins = ["{page}"], allowed_headers = ["Authorization"], exposed_headers = ["X-Total-Count"] }}
+"#,
+    ));
+    wait_ready(&gw);
+    let nginx = services::Nginx::start(&format!(
+        "server {{\n    listen {{{{LISTEN}}}};\n{}\n}}\n",
+        readme_cors_snippet(gw.addr, app)
+    ));
+    let token = idp.access_token("m2m", "m2m-secret", Some("api:read"), Some(API_RESOURCE));
+    let api = format!("http://localhost:{}/api/orders", nginx.addr().port());
+    let with_token = json!({ "method": "GET", "headers": { "Authorization": format!("Bearer {token}") } });
+    let seen = browser::run(&json!({
+        "scenario": "cors",
+        "intercept": false,
+        "pages": [
+            { "url": format!("{page}/"), "calls": [
+                { "name": "bearer", "url": api, "init": with_token },
+                { "name": "no token", "url": format!("http://localhost:{}/api/none", nginx.addr().port()) },
+            ]},
+            { "url": format!("http://localhost:{}/", app.port()), "calls": [
+                { "name": "other origin", "url": api, "init": with_token },
+            ]},
+        ],
+    }));
+    let pages = seen["pages"].as_array().unwrap();
+    let allowed = calls(&pages[0]);
+    let first = &allowed[0];
+    assert_eq!(first["ok"], true, "the browser refused the call: {first}\nnginx: {}", nginx.output());
+    assert_eq!(first["status"], 200, "{first}");
+    assert_eq!(first["headers"]["x-total-count"], "42", "exposed: {first}");
+    assert!(first["headers"].get("x-not-exposed").is_none(), "not exposed, not readable: {first}");
+    // The preflight was asked about at forward-auth (nginx's subrequest is a GET), allowed 204.
+    assert!(
+        gw.logs().lines().any(|l| l.contains("\"method\":\"GET\"") && l.contains("\"status\":204")),
+        "{}",
+        gw.logs()
+    );
+    let refused = &allowed[1];
+    assert_eq!(refused["ok"], true, "{refused}");
+    assert_eq!(refused["status"], 401, "{refused}");
+    assert!(refused["headers"]["www-authenticate"].as_str().unwrap_or("").starts_with("Bearer"), "{refused}");
+    let other = &calls(&pages[1])[0];
+    assert_eq!(other["ok"], false, "{other}");
+    assert!(other["error"].as_str().unwrap().contains("TypeError"), "{other}");
 }

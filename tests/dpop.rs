@@ -479,3 +479,57 @@ fn forward_auth_checks_the_proof_against_the_original_method() {
     assert_bad_proof(&ask(Some("POST"), &get_proof()), "a GET proof for a POST");
     assert_eq!(ask(Some("GET"), &get_proof()).status, 202, "a proof for the original request");
 }
+
+/// A browser app on another origin using DPoP: the preflight allows the `DPoP` header, and the
+/// answers expose `DPoP-Nonce` and `WWW-Authenticate`, which the route's `cors` does not list
+/// (before this the preflight left `DPoP` out, so the browser refused to send the proof, and
+/// the nonce was unreadable). The whole nonce round trip, each answer readable by the app.
+#[test]
+fn a_dpop_route_with_cors_lets_a_browser_app_send_proofs_and_read_nonces() {
+    const APP: &str = "https://app.example.com";
+    let idp = Idp::start(IdpOptions::default());
+    let up = echo();
+    let cors =
+        format!("dpop_nonce = true\ncors = {{ allowed_origins = [\"{APP}\"], allowed_headers = [\"Authorization\"] }}");
+    let config = format!("\n[dpop]\nnonce_secret = \"{NONCE_SECRET}\"\n")
+        + &issuer_toml(&idp.issuer)
+        + &route_toml("api", "/api/", up.addr, &cors);
+    let gw = start(&config);
+    let exposed = |r: &RawResponse| {
+        let v = r.header("access-control-expose-headers").unwrap_or_else(|| panic!("nothing exposed: {r:?}"));
+        v.split(',').map(|h| h.trim().to_ascii_lowercase()).collect::<Vec<_>>()
+    };
+
+    let pre = request(
+        gw.addr,
+        "OPTIONS",
+        "/api/x",
+        &[
+            ("Origin", APP),
+            ("Access-Control-Request-Method", "GET"),
+            ("Access-Control-Request-Headers", "authorization,dpop"),
+        ],
+    );
+    assert_eq!(pre.status, 204, "{pre:?}");
+    let allowed: Vec<String> =
+        pre.header("access-control-allow-headers").unwrap_or("").split(',').map(|h| h.trim().to_string()).collect();
+    assert!(allowed.contains(&"dpop".to_string()) && allowed.contains(&"authorization".to_string()), "{pre:?}");
+
+    let key = ProofKey::rs256(&idp_dir().join("keys"));
+    let token = bound_token(&idp, &key, Some(API_RESOURCE));
+    let url = htu("/api/x");
+    let auth = format!("DPoP {token}");
+    let call =
+        |proof: &str| request(gw.addr, "GET", "/api/x", &[("Origin", APP), ("Authorization", &auth), ("DPoP", proof)]);
+    let r = call(&key.proof("GET", &url, &token));
+    assert_eq!(r.status, 401, "{r:?}");
+    assert_eq!(r.header("access-control-allow-origin"), Some(APP), "{r:?}");
+    let e = exposed(&r);
+    assert!(e.contains(&"dpop-nonce".to_string()) && e.contains(&"www-authenticate".to_string()), "{r:?}");
+    let nonce = r.header("dpop-nonce").expect("a DPoP-Nonce header").to_string();
+    let mut c = key.claims("GET", &url, &token);
+    c["nonce"] = json!(nonce);
+    let ok = call(&key.sign(&key.header(), &c));
+    assert_eq!((ok.status, ok.header("access-control-allow-origin")), (200, Some(APP)), "{ok:?}");
+    assert!(exposed(&ok).contains(&"dpop-nonce".to_string()));
+}

@@ -1,8 +1,9 @@
 //! `/oauth2/auth` judges the proxy's original request by its route, through the real binary,
 //! two real OpenID Providers (`tests/idp`) and real nginx `auth_request`: the route's `auth`,
 //! issuers and rules hold exactly as when tollgate proxies; a request no route covers, a bad
-//! path or contradicting forwarding headers are refused; `?route=NAME` names the route; and a
-//! bearer-only gateway (no `[login]`) answers too.
+//! path or contradicting forwarding headers are refused; `?route=NAME` names the route; a
+//! bearer-only gateway (no `[login]`) answers too; and a route's CORS holds behind nginx (the
+//! README's "CORS behind a proxy" snippet, run as written).
 //!
 //! Needs node with `cd tests/idp && npm ci` and nginx (`bash tests/run.sh` installs everything).
 
@@ -79,6 +80,15 @@ name = "public"
 path = "/public/"
 auth = "none"
 upstream = "http://{upstream}"
+
+[[route]]
+name = "api"
+path = "/api/"
+auth = "bearer"
+issuers = ["a"]
+upstream = "http://{upstream}"
+rules = {{ scopes = ["api:write"] }}
+cors = {{ allowed_origins = ["https://app.example.com"], allowed_headers = ["Authorization", "Content-Type"], max_age = "10m" }}
 "#
     )
 }
@@ -406,4 +416,143 @@ fn a_bearer_only_gateway_answers_forward_auth() {
     assert_eq!(check("/elsewhere", Some(&write)).status, 403);
     // The other /oauth2/ endpoints need [login]; they are routed like any path (here: none).
     assert_eq!(get(gw.addr, "/oauth2/start", &[HTML]).status, 404);
+}
+
+/// A bearer-only gateway (issuer `a` alone) for the CORS tests.
+fn cors_gateway(a: &Idp, app: SocketAddr) -> Gateway {
+    let routes = routes(app, false).replace("issuers = [\"b\"]", "issuers = [\"a\"]");
+    start_gateway(&format!("{BASE}\n{}\n{routes}", issuers(a, None)))
+}
+
+/// The nginx block of the README's "CORS behind a proxy", with tollgate's and the app's
+/// addresses put in.
+fn readme_cors_snippet(gw: SocketAddr, app: SocketAddr) -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let at = readme.find("**CORS behind a proxy.**").expect("README: the CORS behind a proxy paragraph");
+    let block = &readme[at..];
+    let start = block.find("```nginx\n").expect("README: its nginx snippet") + "```nginx\n".len();
+    let end = start + block[start..].find("```").unwrap();
+    let snippet = block[start..end]
+        .replace("http://tollgate:8080", &format!("http://{gw}"))
+        .replace("http://app:3000", &format!("http://{app}"));
+    assert!(snippet.contains(&gw.to_string()) && snippet.contains(&app.to_string()), "{snippet}");
+    snippet
+}
+
+/// `method path` through nginx with these headers.
+fn through_nginx(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> RawResponse {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: gateway.test\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    common::raw(addr, req.as_bytes())
+}
+
+/// Vary's names, all of its headers together, lower case.
+fn vary(r: &RawResponse) -> Vec<String> {
+    r.headers_named("vary").flat_map(|v| v.split(',')).map(|t| t.trim().to_ascii_lowercase()).collect()
+}
+
+/// Before this, a preflight behind nginx `auth_request` was refused 401 (no credentials on a
+/// preflight) and no forward-auth answer carried CORS headers, so the browser refused every
+/// call: here is what a browser receives through the README's nginx snippet.
+#[test]
+fn nginx_auth_request_passes_the_routes_cors_to_the_browser() {
+    let a = Idp::start(IdpOptions::default());
+    let app = echo();
+    let gw = cors_gateway(&a, app.addr);
+    let nginx = services::Nginx::start(&format!(
+        "server {{\n    listen {{{{LISTEN}}}};\n{}\n}}\n",
+        readme_cors_snippet(gw.addr, app.addr)
+    ));
+    const APP_ORIGIN: &str = "https://app.example.com";
+    let through = |method: &str, headers: &[(&str, &str)]| through_nginx(nginx.addr(), method, "/api/items", headers);
+
+    // A preflight from the admitted origin: allowed without credentials, with the policy.
+    let pre = through(
+        "OPTIONS",
+        &[
+            ("Origin", APP_ORIGIN),
+            ("Access-Control-Request-Method", "PUT"),
+            ("Access-Control-Request-Headers", "authorization"),
+        ],
+    );
+    assert!((200..300).contains(&pre.status), "{} {}\nnginx: {}", pre.status, pre.body, nginx.output());
+    assert_eq!(pre.header("access-control-allow-origin"), Some(APP_ORIGIN));
+    assert!(pre.header("access-control-allow-methods").is_some_and(|m| m.contains("PUT")), "{:?}", pre.headers);
+    assert_eq!(
+        pre.header("access-control-allow-headers"),
+        Some("authorization, content-type, dpop"),
+        "DPoP: the route accepts it"
+    );
+    assert_eq!(pre.header("access-control-max-age"), Some("600"));
+    assert!(vary(&pre).contains(&"origin".to_string()), "{:?}", pre.headers);
+    assert_eq!(pre.json()["method"], "OPTIONS", "the app answers the allowed preflight");
+    assert!(pre.json()["headers"].get("x-auth-request-user").is_none());
+
+    // From another origin: refused as before, nothing a browser could use.
+    let evil = through("OPTIONS", &[("Origin", "https://evil.example"), ("Access-Control-Request-Method", "PUT")]);
+    assert_eq!(evil.status, 401, "{}", evil.body);
+    assert!(evil.header("access-control-allow-origin").is_none(), "{:?}", evil.headers);
+    assert!(evil.header("access-control-allow-methods").is_none());
+
+    // The actual call: 401 without a token, 403 with too little scope, 200 with enough, each
+    // readable by the app (origin, exposed WWW-Authenticate, Vary).
+    let none = through("GET", &[("Origin", APP_ORIGIN)]);
+    assert_eq!(none.status, 401);
+    assert_eq!(none.header("access-control-allow-origin"), Some(APP_ORIGIN), "{:?}", none.headers);
+    assert!(none.header("access-control-expose-headers").is_some_and(|h| h.contains("www-authenticate")));
+    assert!(none.header("www-authenticate").is_some());
+    assert!(vary(&none).contains(&"origin".to_string()));
+    let read = format!("Bearer {}", token(&a, "api:read"));
+    let refused = through("GET", &[("Origin", APP_ORIGIN), ("Authorization", &read)]);
+    assert_eq!((refused.status, refused.header("access-control-allow-origin")), (403, Some(APP_ORIGIN)));
+    let write = format!("Bearer {}", token(&a, "api:write"));
+    let ok = through("GET", &[("Origin", APP_ORIGIN), ("Authorization", &write)]);
+    assert_eq!((ok.status, ok.header("access-control-allow-origin")), (200, Some(APP_ORIGIN)), "{}", ok.body);
+    assert!(ok.header("access-control-allow-methods").is_none(), "preflight headers only on preflights");
+    // Another origin's call: no Allow-Origin, still Vary.
+    let other = through("GET", &[("Origin", "https://evil.example"), ("Authorization", &write)]);
+    assert_eq!((other.status, other.header("access-control-allow-origin")), (200, None));
+    assert!(vary(&other).contains(&"origin".to_string()));
+
+    // nginx sets the original method itself: a GET that claims to be a preflight is a GET.
+    let forged = through(
+        "GET",
+        &[("Origin", APP_ORIGIN), ("Access-Control-Request-Method", "PUT"), ("X-Original-Method", "OPTIONS")],
+    );
+    assert_eq!(forged.status, 401, "{}", forged.body);
+}
+
+/// Forward-auth itself: the preflight is told by the original method, judged on the route of
+/// the method it asks about (also with `?route=NAME`), and without the method it is no preflight.
+#[test]
+fn forward_auth_allows_a_preflight_only_when_told_it_is_one() {
+    let a = Idp::start(IdpOptions::default());
+    let app = echo();
+    let gw = cors_gateway(&a, app.addr);
+    let pre = [("Origin", "https://app.example.com"), ("Access-Control-Request-Method", "DELETE")];
+    let ask_with = |query: &str, extra: &[(&'static str, &'static str)]| {
+        let mut h = vec![("X-Original-URI", "/api/items/1")];
+        h.extend_from_slice(extra);
+        ask(gw.addr, query, &h)
+    };
+    let told = ask_with("", &[&pre[..], &[("X-Original-Method", "OPTIONS")]].concat());
+    assert_eq!(told.status, 204, "{}", told.body);
+    assert_eq!(told.header("access-control-allow-origin"), Some("https://app.example.com"));
+    assert!(told.header("x-auth-request-user").is_none());
+    let traefik = ask_with("", &[&pre[..], &[("X-Forwarded-Method", "OPTIONS")]].concat());
+    assert_eq!(traefik.status, 204);
+    let named = ask_with("?route=api", &[&pre[..], &[("X-Original-Method", "OPTIONS")]].concat());
+    assert_eq!(named.status, 204);
+    // The subrequest's own GET is not the original method: no preflight, an ordinary 401.
+    let untold = ask_with("", &pre);
+    assert_eq!(untold.status, 401);
+    assert_eq!(untold.header("access-control-allow-origin"), Some("https://app.example.com"));
+    assert!(untold.header("access-control-allow-methods").is_none());
+    // A route without cors: the preflight is an ordinary OPTIONS for it.
+    let public = ask(gw.addr, "", &[("X-Original-URI", "/write/x"), ("X-Original-Method", "OPTIONS"), pre[0], pre[1]]);
+    assert_eq!(public.status, 401);
+    assert!(public.header("access-control-allow-origin").is_none() && public.header("vary").is_none());
 }

@@ -635,3 +635,148 @@ fn upstream_protocol_is_validated() {
         assert_eq!(code, 0, "{protocol}: {out}");
     }
 }
+
+/// What the hand-made upstream of [`silent_after_first_answer`] saw on one connection.
+#[derive(Default)]
+struct Silent {
+    /// Connections accepted.
+    opened: AtomicUsize,
+    /// PINGs the first connection got (and never answered).
+    pings: AtomicUsize,
+    /// When the first connection's answer went out, and when tollgate closed it.
+    answered: std::sync::Mutex<Option<Instant>>,
+    closed: std::sync::Mutex<Option<Instant>>,
+}
+
+/// An h2c upstream written frame by frame, so that it can do what no HTTP/2 library does: on
+/// its first connection it completes the preface and SETTINGS, answers one request (`:status
+/// 200`, HPACK static index 8) and then stops answering anything, PINGs included, while keeping
+/// the socket open (a hung or paused process). Later connections answer every request and PING.
+async fn silent_after_first_answer() -> (SocketAddr, Arc<Silent>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Silent::default());
+    let state = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let first = state.opened.fetch_add(1, Ordering::SeqCst) == 0;
+            let state = state.clone();
+            tokio::spawn(async move {
+                let mut preface = [0u8; 24];
+                if tcp.read_exact(&mut preface).await.is_err() || &preface != b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" {
+                    return;
+                }
+                // Our SETTINGS: none, the defaults.
+                tcp.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
+                let mut silent = false;
+                loop {
+                    let mut head = [0u8; 9];
+                    if tcp.read_exact(&mut head).await.is_err() {
+                        break;
+                    }
+                    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+                    let (kind, flags) = (head[3], head[4]);
+                    let stream = &head[5..9];
+                    let mut payload = vec![0u8; len];
+                    if tcp.read_exact(&mut payload).await.is_err() {
+                        break;
+                    }
+                    if kind == 6 && flags & 1 == 0 && first {
+                        state.pings.fetch_add(1, Ordering::SeqCst);
+                    }
+                    if silent {
+                        continue;
+                    }
+                    let mut out = Vec::new();
+                    match kind {
+                        // SETTINGS: acknowledged.
+                        4 if flags & 1 == 0 => out.extend_from_slice(&[0, 0, 0, 4, 1, 0, 0, 0, 0]),
+                        // HEADERS: `:status 200`, END_HEADERS | END_STREAM.
+                        1 => {
+                            out.extend_from_slice(&[0, 0, 1, 1, 5]);
+                            out.extend_from_slice(stream);
+                            out.push(0x88);
+                        }
+                        // PING: the ACK with the same payload.
+                        6 if flags & 1 == 0 => {
+                            out.extend_from_slice(&[0, 0, 8, 6, 1, 0, 0, 0, 0]);
+                            out.extend_from_slice(&payload);
+                        }
+                        _ => {}
+                    }
+                    if !out.is_empty() && tcp.write_all(&out).await.is_err() {
+                        break;
+                    }
+                    if kind == 1 && first {
+                        *state.answered.lock().unwrap() = Some(Instant::now());
+                        silent = true;
+                    }
+                }
+                if first {
+                    *state.closed.lock().unwrap() = Some(Instant::now());
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// `[upstream] h2_keepalive_interval` and `_timeout`: an upstream that accepted the connection
+/// and then stopped answering frames is found by a PING left unanswered, its connection is
+/// dropped within interval + timeout (1 s + 1 s here, measured from the last answer), and the
+/// next request gets a fresh connection that works. Before these settings no PING was ever
+/// sent and the dead connection stayed pooled until `pool_idle_timeout` (90 s), each request on
+/// it waiting out the route's timeout.
+#[test]
+fn a_silent_h2_upstream_is_dropped_after_an_unanswered_ping() {
+    let rt = runtime();
+    let (up, seen) = rt.block_on(silent_after_first_answer());
+    let config = format!(
+        "\n[upstream]\nh2_keepalive_interval = \"1s\"\nh2_keepalive_timeout = \"1s\"\n{}",
+        public_route(up, "h2c", "timeout = \"30s\"")
+    );
+    let gw = Gateway::start(&format!("{BASE}{config}"));
+    wait_ready(&gw);
+    let r = common::get(gw.addr, "/a", &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let closed = common::wait_until("tollgate to drop the silent connection", Duration::from_secs(15), || {
+        *seen.closed.lock().unwrap()
+    });
+    let answered = seen.answered.lock().unwrap().expect("the first request was answered");
+    let after = closed.duration_since(answered);
+    eprintln!("dropped {after:?} after the last answer");
+    assert!(seen.pings.load(Ordering::SeqCst) >= 1, "dropped for its unanswered PING");
+    // 2 s of settings; the slack is for a loaded machine, not for the mechanism.
+    assert!(after >= Duration::from_millis(1_500) && after < Duration::from_secs(5), "dropped after {after:?}");
+    let started = Instant::now();
+    let r = common::get(gw.addr, "/b", &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(started.elapsed() < Duration::from_secs(5), "not the route's timeout: {:?}", started.elapsed());
+    assert_eq!(seen.opened.load(Ordering::SeqCst), 2, "a fresh connection");
+}
+
+/// The keep-alive settings are validated with the field named; `"0"` turns PINGs off.
+#[test]
+fn h2_keepalive_settings_are_validated() {
+    let dir = TempDir::new("h2-keepalive-check");
+    let file = dir.path("t.toml");
+    let route =
+        "\n[[route]]\nauth = \"none\"\npath = \"/\"\nupstream = \"http://127.0.0.1:1\"\nupstream_protocol = \"h2c\"\n";
+    for (keys, field, want) in [
+        ("h2_keepalive_interval = \"often\"", "upstream.h2_keepalive_interval", "invalid duration"),
+        ("h2_keepalive_timeout = \"0\"", "upstream.h2_keepalive_timeout", "must be more than 0"),
+        ("h2_keepalive_timeout = \"20\"", "upstream.h2_keepalive_timeout", "unit"),
+    ] {
+        std::fs::write(&file, format!("{BASE}\n[upstream]\n{keys}\n{route}")).unwrap();
+        let (code, out) = check(&file, &[]);
+        assert_ne!(code, 0, "{out}");
+        assert!(out.contains("t.toml") && out.contains(field) && out.contains(want), "{keys}: {out}");
+    }
+    for keys in ["h2_keepalive_interval = \"0\"", "h2_keepalive_interval = \"30s\"\nh2_keepalive_timeout = \"5s\"", ""]
+    {
+        std::fs::write(&file, format!("{BASE}\n[upstream]\n{keys}\n{route}")).unwrap();
+        let (code, out) = check(&file, &[]);
+        assert_eq!(code, 0, "{keys}: {out}");
+    }
+}

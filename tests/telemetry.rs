@@ -431,3 +431,89 @@ fn bad_telemetry_settings_name_their_field() {
         assert!(out.contains(field), "{body}: the error should name {field}: {out}");
     }
 }
+
+/// A GET whose upstream token the upstream rejects (`401 invalid_token`) is sent again with a
+/// new token, and that second attempt is an upstream call of its own: a client span beside the
+/// first (both children of the server span) with `http.request.resend_count = 1`, and the
+/// upstream gets a `traceparent` naming that span, not the first attempt's. Before, the retry
+/// re-sent the first attempt's head, its `traceparent` included, under no span of its own.
+#[test]
+fn a_retry_after_a_rejected_upstream_token_has_its_own_upstream_span() {
+    use std::sync::Mutex;
+    let rx = Receiver::start();
+    let idp = Idp::start(IdpOptions::default());
+    // (token, traceparent) of each request; the first token it sees is refused.
+    let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let record = seen.clone();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let up = rt.block_on(common::upstream(Arc::new(move |req: hyper::Request<hyper::body::Incoming>| {
+        let header = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let (token, traceparent) = (header("authorization"), header("traceparent"));
+        let first = {
+            let mut seen = record.lock().unwrap();
+            seen.push((token.clone(), traceparent));
+            seen[0].0 == token
+        };
+        Box::pin(async move {
+            let mut resp = hyper::Response::builder();
+            if first {
+                resp = resp.status(401).header("www-authenticate", "Bearer error=\"invalid_token\"");
+            }
+            resp.body(common::full("x")).unwrap()
+        })
+    })));
+    let gw = Gateway::start(&format!(
+        "{BASE}{}{}
+[[client]]
+name = \"orders\"
+issuer = \"idp\"
+client_id = \"m2m\"
+client_secret = \"m2m-secret\"
+scope = \"api:read\"
+resource = \"{API_RESOURCE}\"
+
+[[route]]
+name = \"api\"
+auth = \"none\"
+path = \"/\"
+upstream = \"http://{up}\"
+upstream_token = \"orders\"
+",
+        telemetry_toml(&rx.endpoint(), ""),
+        common::issuer_toml("idp", &idp.issuer, API_RESOURCE),
+    ));
+    wait_ready(&gw);
+    let traceparent = format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01");
+    let r = get(gw.addr, "/orders", &[("traceparent", &traceparent)]);
+    assert_eq!(r.status, 200, "the retry's answer: {r:?}");
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "the first attempt and one retry: {seen:?}");
+    assert_ne!(seen[0].0, seen[1].0, "a new token");
+    let parent = |tp: &str| tp.split('-').nth(2).unwrap_or_else(|| panic!("no traceparent: {tp:?}")).to_string();
+    let (first_parent, retry_parent) = (parent(&seen[0].1), parent(&seen[1].1));
+    assert_ne!(first_parent, retry_parent, "the retry names a span of its own: {seen:?}");
+    for tp in [&seen[0].1, &seen[1].1] {
+        assert!(tp.starts_with(&format!("00-{CLIENT_TRACE}-")) && tp.ends_with("-01"), "the client's trace: {tp}");
+    }
+
+    let server = rx.wait_span("the server span", |s| s["trace_id"] == CLIENT_TRACE && s["kind"] == SERVER);
+    let calls = wait_until("both upstream spans", Duration::from_secs(20), || {
+        let calls: Vec<Value> = rx
+            .spans()
+            .into_iter()
+            .filter(|s| s["trace_id"] == CLIENT_TRACE && s["kind"] == CLIENT && s["name"] == "upstream")
+            .collect();
+        (calls.len() >= 2).then_some(calls)
+    });
+    let by_id = |id: &str| calls.iter().find(|s| s["span_id"] == id).unwrap_or_else(|| panic!("{id}: {calls:?}"));
+    let (first, retry) = (by_id(&first_parent), by_id(&retry_parent));
+    for call in [first, retry] {
+        assert_eq!(call["parent_id"], server["span_id"], "under the server span: {call}");
+        assert_eq!(call["name"], "upstream", "{call}");
+    }
+    assert_eq!(attr(first, "http.response.status_code"), 401, "{first}");
+    assert!(attr(first, "http.request.resend_count").is_null(), "not a resend: {first}");
+    assert_eq!(attr(retry, "http.response.status_code"), 200, "{retry}");
+    assert_eq!(attr(retry, "http.request.resend_count"), 1, "{retry}");
+    assert_eq!(calls.len(), 2, "two upstream calls: {calls:?}");
+}

@@ -86,8 +86,16 @@ impl Origins {
 }
 
 /// Validates `route[i].cors`; `route_methods` is the route's `methods` (the default for
-/// `allowed_methods`). Errors name the field; the policy is left out when any is found.
-pub(super) fn cors(c: &mut Check, at: &str, raw: RawCors, route_methods: Option<MethodSet>) -> Option<Cors> {
+/// `allowed_methods`); `dpop`: the route accepts DPoP proofs, so a browser app must be able to
+/// send the `DPoP` header and read `DPoP-Nonce` (and `WWW-Authenticate`), listed or not. Errors
+/// name the field; the policy is left out when any is found.
+pub(super) fn cors(
+    c: &mut Check,
+    at: &str,
+    raw: RawCors,
+    route_methods: Option<MethodSet>,
+    dpop: bool,
+) -> Option<Cors> {
     let before = c.errors.len();
     let field = |f: &str| format!("{at}.cors.{f}");
     let origins = origins(c, &field("allowed_origins"), raw.allowed_origins, raw.allow_credentials);
@@ -102,8 +110,8 @@ pub(super) fn cors(c: &mut Check, at: &str, raw: RawCors, route_methods: Option<
             route_methods.unwrap_or_else(|| MethodSet::parse(&DEFAULT_METHODS.map(String::from)).unwrap_or_default())
         }
     };
-    let allow_headers = allow_headers(c, &field("allowed_headers"), raw.allowed_headers);
-    let expose_headers = expose_headers(c, &field("exposed_headers"), raw.exposed_headers, raw.allow_credentials);
+    let allow_headers = allow_headers(c, &field("allowed_headers"), raw.allowed_headers, dpop);
+    let expose_headers = expose_headers(c, &field("exposed_headers"), raw.exposed_headers, raw.allow_credentials, dpop);
     let max_age = raw.max_age.as_deref().and_then(|s| max_age(c, &field("max_age"), s));
     if c.errors.len() > before {
         return None;
@@ -201,20 +209,26 @@ fn header_names(c: &mut Check, field: &str, raw: &[String]) -> Vec<String> {
     out
 }
 
-fn allow_headers(c: &mut Check, field: &str, raw: Vec<String>) -> AllowHeaders {
+fn allow_headers(c: &mut Check, field: &str, raw: Vec<String>, dpop: bool) -> AllowHeaders {
     if raw.iter().any(|h| h.trim() == "*") {
         if raw.len() > 1 {
             c.err(field, "\"*\" admits every header; list no others beside it");
         }
+        // Whatever is asked for, `DPoP` included.
         return AllowHeaders::Echo;
     }
-    match header_names(c, field, &raw) {
+    let mut names = header_names(c, field, &raw);
+    // The proof of a DPoP request (RFC 9449 §4.1) is a request header of its own.
+    if dpop && !names.iter().any(|n| n == "dpop") {
+        names.push("dpop".into());
+    }
+    match names {
         names if names.is_empty() => AllowHeaders::None,
         names => AllowHeaders::List(header_value(&names.join(", "))),
     }
 }
 
-fn expose_headers(c: &mut Check, field: &str, raw: Vec<String>, credentials: bool) -> HeaderValue {
+fn expose_headers(c: &mut Check, field: &str, raw: Vec<String>, credentials: bool, dpop: bool) -> HeaderValue {
     let star = raw.iter().any(|h| h.trim() == "*");
     if star && credentials {
         c.err(field, "\"*\" means every header only without credentials; with allow_credentials list them");
@@ -224,6 +238,10 @@ fn expose_headers(c: &mut Check, field: &str, raw: Vec<String>, credentials: boo
     // So that a browser app can read why it was refused (RFC 6750 challenges).
     if !names.iter().any(|n| n == "www-authenticate") {
         names.insert(0, "www-authenticate".into());
+    }
+    // The server nonce a DPoP client must put in its next proof (RFC 9449 §8).
+    if dpop && !names.iter().any(|n| n == "dpop-nonce") {
+        names.insert(1, "dpop-nonce".into());
     }
     if star {
         names.insert(0, "*".into());

@@ -154,6 +154,11 @@ pub struct UpstreamClient {
     pub max_connections_per_host: usize,
     /// How long a request waits for a connection when `max_connections_per_host` are busy.
     pub pool_wait_timeout: Duration,
+    /// HTTP/2 upstream connections: a PING after this long without a frame from the upstream
+    /// (`None`: never, `h2_keepalive_interval = "0"`).
+    pub h2_keepalive_interval: Option<Duration>,
+    /// How long the PING's answer may take before the connection is dropped.
+    pub h2_keepalive_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]

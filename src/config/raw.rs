@@ -228,6 +228,8 @@ pub struct RawUpstreamClient {
     pub client_key_file: Option<String>,
     pub max_connections_per_host: Option<usize>,
     pub pool_wait_timeout: Option<String>,
+    pub h2_keepalive_interval: Option<String>,
+    pub h2_keepalive_timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -342,7 +342,26 @@ fn upstream_client(c: &mut Check, raw: RawUpstreamClient, base_dir: &Path) -> Up
             raw.pool_wait_timeout.as_deref(),
             Duration::from_secs(1),
         ),
+        h2_keepalive_interval: Some(c.duration(
+            "upstream.h2_keepalive_interval",
+            raw.h2_keepalive_interval.as_deref(),
+            Duration::from_secs(300),
+        ))
+        .filter(|d| !d.is_zero()),
+        h2_keepalive_timeout: h2_keepalive_timeout(c, raw.h2_keepalive_timeout.as_deref()),
     }
+}
+
+/// `upstream.h2_keepalive_timeout`: more than zero (a PING cannot be answered in no time).
+fn h2_keepalive_timeout(c: &mut Check, raw: Option<&str>) -> Duration {
+    const FIELD: &str = "upstream.h2_keepalive_timeout";
+    let default = Duration::from_secs(20);
+    let d = c.duration(FIELD, raw, default);
+    if d.is_zero() {
+        c.err(FIELD, "must be more than 0 (the time a PING's answer may take); turn pings off with h2_keepalive_interval = \"0\"");
+        return default;
+    }
+    d
 }
 
 fn routes(
@@ -377,7 +396,8 @@ fn routes(
         }
         let methods = r.methods.as_deref().and_then(|m| route_methods(c, &at("methods"), m));
         keys.check(c, i, (r.host.as_deref().map(|h| h.trim().to_ascii_lowercase()), path.clone()), methods);
-        let cors = r.cors.take().and_then(|raw| super::cors::cors(c, &format!("route[{i}]"), raw, methods));
+        let dpop = parts.auth.bearer().is_some_and(|b| b.dpop.mode != super::dpop::DpopMode::Disabled);
+        let cors = r.cors.take().and_then(|raw| super::cors::cors(c, &format!("route[{i}]"), raw, methods, dpop));
         let mut upstream = parse_upstream(&r.upstream).unwrap_or_else(|e| {
             c.err(at("upstream"), e);
             Upstream {

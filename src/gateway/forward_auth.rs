@@ -18,8 +18,14 @@
 //! challenge and, for login routes, the sign-in URL), 403 for a caller the rules refuse and for
 //! a request that names no route, a bad path or contradicting headers; 503 when the credential
 //! cannot be checked now. Nothing else: nginx treats any other status as an error.
+//!
+//! CORS: a preflight the proxy asks about (original method `OPTIONS` with `Origin` and
+//! `Access-Control-Request-Method`) is judged as the gateway judges one, on the route of the
+//! method asked about: from an origin its `cors` admits, 204 with the policy's headers and no
+//! credential. Every answer about a route with `cors` carries its CORS headers (`cors::respond`)
+//! for the proxy to copy to the browser.
 
-use http::header::{HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL, HOST};
+use http::header::{HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL, HOST, ORIGIN};
 use http::{Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 
@@ -51,7 +57,7 @@ static X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-metho
 type Refusal = &'static str;
 
 /// The original request as the asking proxy describes it, each part borrowed from its header.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, Default, PartialEq, Clone)]
 struct Forwarded<'h> {
     /// `http` or `https`, when known.
     scheme: Option<&'h str>,
@@ -68,24 +74,50 @@ struct Forwarded<'h> {
 /// the configured certificate header, is what certificate-bound tokens are checked against.
 pub async fn answer(gw: &Gateway, req: Request<Incoming>, authority: &Authority, conn: &Conn) -> Response<Body> {
     let (parts, _) = req.into_parts();
-    let mut resp = match judge(gw, parts, authority, conn).await {
+    // Only a route with `cors` needs it afterwards; a reference count, not a copy.
+    let origin = parts.headers.get(ORIGIN).cloned();
+    let mut route = None;
+    let judged = judge(gw, parts, authority, conn, &mut route).await;
+    let mut resp = match judged {
         Ok(resp) => resp,
         Err(why) => GatewayError::from(AuthError::Forbidden(why)).into_response(None),
     };
+    // The route's CORS headers on every answer about it, for the proxy to pass on to the
+    // browser (nginx: `auth_request_set` + `add_header`): a browser app reads a 401 or 403
+    // only with them.
+    if let Some(route) = route {
+        crate::cors::respond(route, origin.as_ref(), resp.headers_mut());
+    }
     resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
 
 /// Finds the route, rebuilds the original request (its URI and the headers as they came) and
-/// runs the pipeline's authentication and authorization on it.
-async fn judge(
-    gw: &Gateway,
+/// runs the pipeline's authentication and authorization on it. The route, once found, is put
+/// in `found`, also when the request is refused after that.
+async fn judge<'g>(
+    gw: &'g Gateway,
     mut parts: http::request::Parts,
     own: &Authority,
     conn: &Conn,
+    found: &mut Option<&'g Route>,
 ) -> Result<Response<Body>, Refusal> {
     let forwarded = Forwarded::read(&parts.headers, Some(own.as_str()))?;
+    // A CORS preflight (the original method said, OPTIONS with Origin and
+    // Access-Control-Request-Method) is judged on the route of the method it asks about, as
+    // the gateway does; from an origin that route's policy admits it is allowed without
+    // credentials, which a browser never sends on one. Anything else goes on as any request.
+    if let Some(asked) = forwarded.method.as_ref().and_then(|m| crate::cors::preflight_method(m, &parts.headers)) {
+        let asking = Forwarded { method: Some(asked), ..forwarded.clone() };
+        if let Ok(route) = find_route(gw.router(), &asking, parts.uri.query()) {
+            if let Some(resp) = crate::cors::preflight_answer(route, &parts.headers) {
+                *found = Some(route);
+                return Ok(resp);
+            }
+        }
+    }
     let route = find_route(gw.router(), &forwarded, parts.uri.query())?;
+    *found = Some(route);
     let uri = forwarded.uri()?;
     match &forwarded.method {
         Some(m) => parts.method = m.clone(),

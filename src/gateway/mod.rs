@@ -524,63 +524,30 @@ impl Gateway {
         if !hidden.cookies.is_empty() {
             crate::util::strip_cookies(&mut parts.headers, |n| hidden.cookies.contains(&n));
         }
-        parts.uri = uri;
-        parts.version = Version::HTTP_11;
-        let headers = &mut parts.headers;
-        set_forwarding(headers, conn, authority.header_value());
-        headers.insert(X_REQUEST_ID.clone(), request_id.clone());
-        set_identity(headers, route, &caller);
         // The token sent, for a rejection of it to be recognised.
-        let mut sent_token = None;
-        if let Some(t) = &route.upstream_token {
-            // A token-exchange route sends only the exchanged token: the caller's Authorization
-            // is dropped below, its other copies were refused by the configuration (moved
-            // Authorization, X-Forwarded-Access-Token) or hidden with the query and cookies.
-            let minted = match t.exchange {
-                false => self.credentials.authorization(&t.client).await,
-                true => self.credentials.exchanged(&t.client, caller.subject()).await,
-            };
-            let minted = minted.map_err(GatewayError::UpstreamToken)?;
-            // The caller's DPoP proof goes with the caller's token, or not at all: never beside
-            // a token it does not prove.
-            if !matches!(t.incoming, IncomingAuthorization::MoveTo(_)) {
-                headers.remove(&crate::auth::dpop::DPOP);
-            }
-            if let Some(theirs) = headers.remove(http::header::AUTHORIZATION) {
-                if let IncomingAuthorization::MoveTo(name) = &t.incoming {
-                    headers.insert(name.clone(), theirs);
+        let sent_token = match &route.upstream_token {
+            Some(t) => Some(
+                match t.exchange {
+                    false => self.credentials.authorization(&t.client).await,
+                    true => self.credentials.exchanged(&t.client, caller.subject()).await,
                 }
-            }
-            sent_token = Some(minted.clone());
-            headers.insert(http::header::AUTHORIZATION, minted);
-        }
-        if http2 {
-            if te_trailers {
-                headers.insert(TE, HeaderValue::from_static("trailers"));
-            }
-            // The authority travels as `:authority`; an HTTP/1.1 client's `Host` must not
-            // reach the upstream beside it.
-            headers.remove(HOST);
-            parts.version = Version::HTTP_2;
-            parts.uri = http2_uri(route, authority, parts.uri)?;
-        } else {
-            let host = match route.preserve_host {
-                true => authority.header_value().clone(),
-                false => route.upstream.host_header.clone(),
-            };
-            headers.insert(HOST, host);
-        }
-        if let Some(protocol) = upgrade {
-            headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
-            headers.insert(UPGRADE, protocol);
-        }
-        let call = trace.and_then(|t| t.upstream(route, &mut parts.headers));
-        let upstream_req = Request::from_parts(parts, LimitedBody::new(body, route.max_body));
-        // Kept only where a rejected upstream token may be retried (see `upstream_token_rejected`).
+                .map_err(GatewayError::UpstreamToken)?,
+            ),
+            None => None,
+        };
+        // What a retry with a new token needs (see `upstream_token_rejected`): the method, the
+        // target and the cleaned client headers, from which it builds its own head as this
+        // attempt does below. Only where one may happen: bodiless, idempotent, no upgrade.
         let again = match (&sent_token, client_upgrade.is_none()) {
-            (Some(_), true) => proxy::replayable(&upstream_req),
+            (Some(_), true) if parts.method.is_idempotent() && http_body::Body::is_end_stream(&body) => {
+                Some(Replay { method: parts.method.clone(), uri: uri.clone(), headers: parts.headers.clone() })
+            }
             _ => None,
         };
+        let head = Head { route, conn, authority, request_id, caller: &caller, te_trailers };
+        head.build(&mut parts, uri, sent_token.as_ref(), upgrade)?;
+        let call = trace.and_then(|t| t.upstream(route, &mut parts.headers, 0));
+        let upstream_req = Request::from_parts(parts, LimitedBody::new(body, route.max_body));
         let sent = send(proxy, route, upstream_req, deadline).await;
         if let (Some(t), Some(call)) = (trace, call) {
             t.upstream_done(call, sent.as_ref().map(Response::status).map_err(GatewayError::kind));
@@ -588,7 +555,7 @@ impl Gateway {
         let mut resp = sent?;
         if let (Some(t), Some(used)) = (&route.upstream_token, &sent_token) {
             if resp.status() == StatusCode::UNAUTHORIZED && challenge::invalid_token(resp.headers()) {
-                let retry = RetryCtx { route, proxy, deadline, caller: &caller };
+                let retry = RetryCtx { head, proxy, deadline, trace };
                 resp = Box::pin(self.upstream_token_rejected(t, used, again, resp, retry)).await?;
             }
         }
@@ -610,31 +577,114 @@ impl Gateway {
     }
 }
 
+/// What every upstream request head of one client request is built from (see [`Head::build`]).
+#[derive(Clone, Copy)]
+struct Head<'a> {
+    route: &'a Route,
+    conn: &'a Conn,
+    authority: &'a Authority,
+    request_id: &'a HeaderValue,
+    caller: &'a Caller,
+    /// The client asked for trailers (`te: trailers`) and the upstream speaks HTTP/2.
+    te_trailers: bool,
+}
+
+/// The parts of a client request a retry is built from again.
+struct Replay {
+    method: http::Method,
+    /// The upstream target in origin form, hidden token parameters stripped.
+    uri: http::Uri,
+    /// The client's headers after cleaning (hop-by-hop, protected, hidden cookies removed).
+    headers: HeaderMap,
+}
+
+impl Head<'_> {
+    /// The upstream request's head from `parts` (the method and the cleaned client headers;
+    /// their URI is replaced) and the origin-form target `uri`: forwarding headers, the request
+    /// id, the caller's identity, the upstream token `minted` (when the route sends one),
+    /// `:authority` or `Host`, and the upgrade asked for. The first attempt and a retry both go
+    /// through here; `traceparent` is set after, by each attempt's own span.
+    fn build(
+        &self,
+        parts: &mut http::request::Parts,
+        uri: http::Uri,
+        minted: Option<&HeaderValue>,
+        upgrade: Option<HeaderValue>,
+    ) -> Result<(), GatewayError> {
+        let route = self.route;
+        let headers = &mut parts.headers;
+        set_forwarding(headers, self.conn, self.authority.header_value());
+        headers.insert(X_REQUEST_ID.clone(), self.request_id.clone());
+        set_identity(headers, route, self.caller);
+        if let (Some(t), Some(minted)) = (&route.upstream_token, minted) {
+            // A token-exchange route sends only the exchanged token: the caller's Authorization
+            // is dropped below, its other copies were refused by the configuration (moved
+            // Authorization, X-Forwarded-Access-Token) or hidden with the query and cookies.
+            // The caller's DPoP proof goes with the caller's token, or not at all: never beside
+            // a token it does not prove.
+            if !matches!(t.incoming, IncomingAuthorization::MoveTo(_)) {
+                headers.remove(&crate::auth::dpop::DPOP);
+            }
+            if let Some(theirs) = headers.remove(http::header::AUTHORIZATION) {
+                if let IncomingAuthorization::MoveTo(name) = &t.incoming {
+                    headers.insert(name.clone(), theirs);
+                }
+            }
+            headers.insert(http::header::AUTHORIZATION, minted.clone());
+        }
+        let (version, uri) = if route.upstream.protocol.is_http2() {
+            if self.te_trailers {
+                headers.insert(TE, HeaderValue::from_static("trailers"));
+            }
+            // The authority travels as `:authority`; an HTTP/1.1 client's `Host` must not
+            // reach the upstream beside it.
+            headers.remove(HOST);
+            (Version::HTTP_2, http2_uri(route, self.authority, uri)?)
+        } else {
+            let host = match route.preserve_host {
+                true => self.authority.header_value().clone(),
+                false => route.upstream.host_header.clone(),
+            };
+            headers.insert(HOST, host);
+            (Version::HTTP_11, uri)
+        };
+        if let Some(protocol) = upgrade {
+            headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+            headers.insert(UPGRADE, protocol);
+        }
+        parts.uri = uri;
+        parts.version = version;
+        Ok(())
+    }
+}
+
 /// What a retry after a rejected upstream token needs of the first attempt.
 struct RetryCtx<'a> {
-    route: &'a Route,
+    head: Head<'a>,
     proxy: &'a Proxy,
     deadline: Option<std::time::Duration>,
-    caller: &'a Caller,
+    trace: Option<&'a RequestSpan<'a>>,
 }
 
 impl Gateway {
     /// The upstream answered `401 invalid_token` to the token tollgate sent (`used`): that
     /// token is dropped (when still held, see `Credentials::rejected`) and a request that can
     /// be sent again (`again`: bodiless, idempotent, no upgrade) goes once more with the new
-    /// token. Otherwise, or when no other token is to be had, the upstream's 401 is the answer
-    /// and the next request gets the new token. Never more than one retry.
+    /// token, its head built anew from the client's request as the first attempt's was, under
+    /// its own upstream span (`http.request.resend_count` 1, its own `traceparent`). Otherwise,
+    /// or when no other token is to be had, the upstream's 401 is the answer and the next
+    /// request gets the new token. Never more than one retry.
     async fn upstream_token_rejected(
         &self,
         t: &UpstreamToken,
         used: &HeaderValue,
-        again: Option<Request<LimitedBody>>,
+        again: Option<Replay>,
         first: Response<Incoming>,
         ctx: RetryCtx<'_>,
     ) -> Result<Response<Incoming>, GatewayError> {
-        let subject = ctx.caller.subject();
+        let subject = ctx.head.caller.subject();
         let renewed = self.credentials.rejected(&t.client, t.exchange, subject, used).await;
-        let Some(mut req) = again.filter(|_| renewed) else { return Ok(first) };
+        let Some(replay) = again.filter(|_| renewed) else { return Ok(first) };
         let minted = match t.exchange {
             false => self.credentials.authorization(&t.client).await,
             true => self.credentials.exchanged(&t.client, subject).await,
@@ -642,8 +692,21 @@ impl Gateway {
         let Some(minted) = minted.ok().filter(|m| m != used) else { return Ok(first) };
         drop(first);
         self.credentials.retried(&t.client);
-        req.headers_mut().insert(http::header::AUTHORIZATION, minted.clone());
-        let resp = send(ctx.proxy, ctx.route, req, ctx.deadline).await?;
+        let route = ctx.head.route;
+        // A request of its own, as `proxy::replayable` makes for a failed reused connection.
+        let (mut parts, ()) = Request::new(()).into_parts();
+        parts.method = replay.method;
+        parts.headers = replay.headers;
+        ctx.head.build(&mut parts, replay.uri, Some(&minted), None)?;
+        let call = ctx.trace.and_then(|tr| tr.upstream(route, &mut parts.headers, 1));
+        let req = Request::from_parts(parts, LimitedBody::empty());
+        let sent = send(ctx.proxy, route, req, ctx.deadline).await;
+        // Its own span has its time; the request span's `tollgate.upstream.duration_ms` stays
+        // the first attempt's (set once: a span keeps every value set, duplicates included).
+        if let Some(call) = call {
+            call.finish(sent.as_ref().map(Response::status).map_err(GatewayError::kind));
+        }
+        let resp = sent?;
         if resp.status() == StatusCode::UNAUTHORIZED && challenge::invalid_token(resp.headers()) {
             // Counted, and dropped when the floor allows; not retried again.
             self.credentials.rejected(&t.client, t.exchange, subject, &minted).await;

@@ -197,7 +197,10 @@ impl RequestSpan<'_> {
     ///
     /// A client's `tracestate` stays as sent when it and the `traceparent` were valid;
     /// otherwise it is removed (with a new trace it described another one).
-    pub fn upstream(&self, route: &config::Route, headers: &mut HeaderMap) -> Option<CallSpan> {
+    ///
+    /// `resend`: 0 for the first attempt; a request sent again (after a rejected upstream
+    /// token) has its own span with `http.request.resend_count` and names that span.
+    pub fn upstream(&self, route: &config::Route, headers: &mut HeaderMap, resend: u8) -> Option<CallSpan> {
         if !self.keep_tracestate {
             headers.remove(&TRACESTATE);
         }
@@ -215,12 +218,13 @@ impl RequestSpan<'_> {
         headers.insert(TRACEPARENT.clone(), traceparent::header(call.span_context()));
         let u = &route.upstream;
         let port = u.authority.port_u16().map(|p| KeyValue::new("server.port", i64::from(p)));
+        let resent = (resend > 0).then(|| KeyValue::new("http.request.resend_count", i64::from(resend)));
         let attrs = [
             KeyValue::new("http.request.method", self.method),
             KeyValue::new("server.address", u.authority.host().to_owned()),
             KeyValue::new("http.route", route.name.clone()),
         ];
-        call.set_all(attrs.into_iter().chain(port));
+        call.set_all(attrs.into_iter().chain(port).chain(resent));
         Some(call)
     }
 

@@ -171,17 +171,36 @@ impl Waiting {
     }
 }
 
+/// HTTP/2 PINGs on upstream connections (`[upstream] h2_keepalive_interval` and `_timeout`).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct KeepAlive {
+    /// A PING after this long without a frame from the upstream; `None`: no PINGs.
+    pub interval: Option<Duration>,
+    /// Unanswered for this long, the connection is closed: its streams fail, and the pool sees
+    /// it closed and opens a new one for the next request.
+    pub timeout: Duration,
+}
+
 /// HTTP/2 over `io` (TLS already negotiated `h2`, or clear text with prior knowledge). The
 /// connection is driven by its own task until both the pool and every stream let it go.
-pub(super) async fn handshake<I>(io: I, authority: &Authority) -> Result<H2Sender, ConnectError>
+///
+/// PINGs go out also while no stream is open (`keep_alive_while_idle`): the pooled connection
+/// sits idle between requests, and an upstream that stopped answering (a paused process, a
+/// peer gone without a FIN) is found then rather than by the next request's timeout. gRPC
+/// servers refuse frequent pings (GOAWAY `too_many_pings`; grpc-go allows one per 5 minutes by
+/// default), hence the 5-minute default; an idle connection is released after
+/// `pool_idle_timeout` (90 s) anyway.
+pub(super) async fn handshake<I>(io: I, authority: &Authority, keep_alive: KeepAlive) -> Result<H2Sender, ConnectError>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (sender, conn) = http2::Builder::new(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .handshake(TokioIo::new(io))
-        .await
-        .map_err(|e| ConnectError::Handshake(authority.clone(), e))?;
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    builder.timer(TokioTimer::new());
+    if let Some(interval) = keep_alive.interval {
+        builder.keep_alive_interval(interval).keep_alive_timeout(keep_alive.timeout).keep_alive_while_idle(true);
+    }
+    let (sender, conn) =
+        builder.handshake(TokioIo::new(io)).await.map_err(|e| ConnectError::Handshake(authority.clone(), e))?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, "upstream HTTP/2 connection ended with an error");

@@ -247,6 +247,8 @@ pub struct Proxy {
     tls_h2: TlsConnector,
     connect_timeout: Duration,
     pool_wait_timeout: Duration,
+    /// `[upstream] h2_keepalive_*` for new HTTP/2 connections.
+    h2_keepalive: upstream_h2::KeepAlive,
     /// Requests refused because their upstream's connections stayed busy.
     pool_full: IntCounter,
 }
@@ -280,6 +282,10 @@ impl Proxy {
             tls_h2: TlsConnector::from(Arc::new(tls_h2)),
             connect_timeout: cfg.connect_timeout,
             pool_wait_timeout: cfg.pool_wait_timeout,
+            h2_keepalive: upstream_h2::KeepAlive {
+                interval: cfg.h2_keepalive_interval,
+                timeout: cfg.h2_keepalive_timeout,
+            },
             pool_full,
         }
     }
@@ -359,7 +365,7 @@ impl Proxy {
         let connect = async {
             let (tcp, host) = dial(key).await?;
             if !key.https {
-                return upstream_h2::handshake(tcp, authority).await;
+                return upstream_h2::handshake(tcp, authority, self.h2_keepalive).await;
             }
             let name =
                 ServerName::try_from(host.to_string()).map_err(|_| ConnectError::ServerName(authority.clone()))?;
@@ -368,7 +374,7 @@ impl Proxy {
             if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
                 return Err(ConnectError::NoH2(authority.clone()));
             }
-            upstream_h2::handshake(tls, authority).await
+            upstream_h2::handshake(tls, authority, self.h2_keepalive).await
         };
         match tokio::time::timeout(self.connect_timeout, connect).await {
             Err(_) => Err(ProxyError::Connect(ConnectError::Timeout(authority.clone()))),
