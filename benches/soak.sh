@@ -253,6 +253,13 @@ spawn "$BIN" run --config "$CONF" 2>"$W/tollgate.log"
 TG_PID=$SPAWNED
 wait_200 "http://127.0.0.1:$ADMIN/readyz" 30 || die "tollgate was not ready: $(tail -5 "$W/tollgate.log")"
 IDLE_RSS=$(mem_kib "$TG_PID" VmRSS); IDLE_FDS=$(ls "/proc/$TG_PID/fd" | wc -l)
+# What the descriptors are (kinds, and the TCP peers of the sockets), for the report's notes.
+fd_list() {
+    local f
+    for f in "/proc/$TG_PID/fd"/*; do readlink "$f"; done | sed 's/:\[[0-9]*\]//' | sort | uniq -c
+    ss -tanp 2>/dev/null | awk -v p="pid=$TG_PID," 'index($0, p) {print $1, $4, $5}' | sort | uniq -c
+}
+fd_list >"$W/fds-idle-before.txt"
 log "tollgate $BIN (pid $TG_PID) ready: RSS $IDLE_RSS KiB, $IDLE_FDS descriptors; load for ${DURATION}s at $RATE/s"
 
 # ---------------------------------------------------------------- load
@@ -371,6 +378,7 @@ while :; do
     sleep 0.5
 done
 AFTER_RSS=$(mem_kib "$TG_PID" VmRSS); HWM=$(mem_kib "$TG_PID" VmHWM)
+fd_list >"$W/fds-idle-after.txt"
 curl -s "http://127.0.0.1:$ADMIN/metrics" >"$W/metrics.txt"
 cat >"$W/process.json" <<EOF
 {"idle_rss_kib": $IDLE_RSS, "idle_fds": $IDLE_FDS, "end_rss_kib": $END_RSS, "end_fds": $END_FDS,

@@ -170,6 +170,17 @@ def main():
     md.append(f"Misclassifications and panics: **{total_bad}**.")
     if proc.get("reload_missed", "").strip():
         md.append(f"\nReloads not seen in the metrics within 10 s: {proc['reload_missed']}")
+    if proc["after_idle_fds"] != proc["idle_fds"]:
+        def lines(name):
+            try:
+                return [l.strip() for l in open(os.path.join(wd, name)) if l.strip()]
+            except OSError:
+                return []
+        before, after = lines("fds-idle-before.txt"), lines("fds-idle-after.txt")
+        md.append("\nDescriptors idle before the load and after it (count, kind; then TCP state, local, peer):")
+        md.append("\n| before | after |\n|---|---|")
+        for i in range(max(len(before), len(after))):
+            md.append(f"| {before[i] if i < len(before) else ''} | {after[i] if i < len(after) else ''} |")
     for c, items in examples.items():
         md.append(f"\n{c}: {len(items)}, for example:")
         for a in items[:5]:
@@ -192,7 +203,7 @@ def plot(wd, out, samples, windows, t0):
         term = "png size 1200,1000"
     g = [f"set terminal {term}", f"set output '{os.path.join(out, 'soak.png')}'",
          "set multiplot layout 4,1 title 'tollgate soak with faults (shaded: fault windows)'",
-         "set grid", "set lmargin 10", "set key outside right top", "set style fill transparent solid 0.35 noborder"]
+         "set grid", "set lmargin at screen 0.07", "set rmargin at screen 0.76", "set key outside right top", "set style fill transparent solid 0.35 noborder"]
     for i, (k, start, end) in enumerate(windows):
         a, b = start - t0, max(end - t0, start - t0 + 1)
         g.append(f"set object {i + 1} rect from {a:.2f}, graph 0 to {b:.2f}, graph 1 behind "
