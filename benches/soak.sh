@@ -35,7 +35,8 @@
 # Needs: node (with tests/idp/node_modules), python3, curl, openssl; redis-server and gnuplot
 # are installed with apt-get when missing (sudo when not root).
 # Knobs (environment): RATE=300 TOLLGATE_BIN=path OUT_DIR=docs (where soak.md/png go)
-#   KEEP=1 (keep the work dir) CYCLE=90 (seconds between fault cycles)
+#   KEEP=1 (keep the work dir) CYCLE=90 (seconds between fault cycles) AT_TTL=120 (the
+#   provider's access-token lifetime; the driver replaces its tokens at half of it)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -53,12 +54,17 @@ esac
 [[ $DURATION =~ ^[0-9]+$ ]] && ((DURATION >= 60)) || die "DURATION must be at least 60s, like 90s or 10m (got $DURATION_ARG)"
 RATE=${RATE:-300}
 CYCLE=${CYCLE:-90}
+# Access-token lifetime at the provider: short, so that the verified-token cache (an entry per
+# token until its exp) reaches its steady state within the warm-up.
+AT_TTL=${AT_TTL:-120}
 OUT_DIR=${OUT_DIR:-$ROOT/docs}
 BIN="${TOLLGATE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/tollgate}"
 [[ $BIN = /* ]] || BIN="$ROOT/$BIN"
 [[ -x $BIN ]] || die "no tollgate binary at $BIN (cargo build --release, or set TOLLGATE_BIN)"
-# The warm-up: load without faults; its end is the RSS and descriptor baseline.
-if ((DURATION >= 300)); then WARMUP=30; else WARMUP=10; fi
+# The warm-up: load without faults; its end is the RSS and descriptor baseline. A long run
+# warms up for longer than a token lifetime (the verified-token cache full: as many entries
+# expire as are added); the 90 s form cannot, so its RSS figure includes the cache filling.
+if ((DURATION >= 300)); then WARMUP=$((AT_TTL + 30)); else WARMUP=10; fi
 HEADER_TIMEOUT=5
 IDLE_TIMEOUT=15
 
@@ -125,7 +131,7 @@ start_redis() {
 start_idp() {
     cp "$W/keysets/set$KEYSET.kids" "$W/keys.next"; mv "$W/keys.next" "$W/keys"
     : >"$W/idp.ready"
-    IDP_PORT=$IDP_PORT IDP_JWKS_FILE=$(keyset_file "$KEYSET") IDP_AT_TTL=900 IDP_LOG_REQUESTS=0 \
+    IDP_PORT=$IDP_PORT IDP_JWKS_FILE=$(keyset_file "$KEYSET") IDP_AT_TTL=$AT_TTL IDP_LOG_REQUESTS=0 \
         IDP_RESOURCES="https://api.tollgate.test,https://other.tollgate.test" \
         IDP_WEB_REDIRECT_URIS="http://127.0.0.1:$TG/app/oauth2/callback" \
         IDP_WEB_POST_LOGOUT_URIS="http://127.0.0.1:$TG/app/" \
@@ -192,6 +198,8 @@ client_id = "m2m"
 client_secret = "m2m-secret"
 scope = "api:read"
 resource = "https://api.tollgate.test"
+# Renewed half-way through its life: a 30 s provider outage never leaves it expired.
+refresh_skew = "$((AT_TTL / 2))s"
 
 [[route]]
 name = "api"
@@ -264,7 +272,7 @@ log "tollgate $BIN (pid $TG_PID) ready: RSS $IDLE_RSS KiB, $IDLE_FDS descriptors
 
 # ---------------------------------------------------------------- load
 spawn python3 "$HERE/driver.py" run --gw "$TG" --idp "$ISSUER" --pid "$TG_PID" --duration "$DURATION" \
-    --out "$W" --rate "$RATE" 2>"$W/driver.err"
+    --out "$W" --rate "$RATE" --token-age "$((AT_TTL / 2))" 2>"$W/driver.err"
 DRIVER_PID=$SPAWNED
 deadline=$(($(date +%s) + 200))
 until [[ -s $W/ready ]]; do

@@ -48,7 +48,7 @@ import urllib.parse
 API_RESOURCE = "https://api.tollgate.test"
 OTHER_RESOURCE = "https://other.tollgate.test"
 POOL_SIZE = 2000
-POOL_MAX_AGE = 80.0  # seconds; the provider's tokens live IDP_AT_TTL (900 s here)
+POOL_MAX_AGE = 60.0  # seconds (--token-age); the provider's tokens live IDP_AT_TTL
 SESSIONS = 24
 SESSION_MAX_AGE = 120.0
 WS_TUNNELS = 12
@@ -677,6 +677,8 @@ def write_anomalies(st, out):
 
 
 def run(args):
+    global POOL_MAX_AGE
+    POOL_MAX_AGE = args.token_age
     st = State(args)
     st.read_published()
     idp = urllib.parse.urlsplit(args.idp)
@@ -800,6 +802,7 @@ def main():
     r.add_argument("--duration", type=float, required=True)
     r.add_argument("--out", required=True)
     r.add_argument("--rate", type=float, default=300)
+    r.add_argument("--token-age", type=float, default=POOL_MAX_AGE, help="replace pool tokens this old (s)")
     s = sub.add_parser("slow")
     s.add_argument("--gw", type=int, required=True)
     s.add_argument("--count", type=int, default=200)
