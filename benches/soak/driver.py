@@ -513,6 +513,12 @@ def one_request(st, conn, gw, kind):
                 detail = f"kid {base[1]} age {time.time() - base[2]:.0f}s published {sorted(published or [])} {detail}"
         if kind == "session":
             st.totals["sessions_used"] += 1
+            if cls == "lost_session":
+                # Counted once: a browser would sign in again, and so does the signer.
+                with st.lock:
+                    if sess not in st.sessions:
+                        return
+                    st.sessions.remove(sess)
         st.record(kind, t, lat, cls, status, detail)
     except Exception as e:  # transport: reset, refused, timeout
         conn.close()

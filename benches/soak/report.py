@@ -111,7 +111,7 @@ def main():
     slow = [json.loads(l) for l in open(os.path.join(wd, "slow.jsonl"))] if os.path.exists(
         os.path.join(wd, "slow.jsonl")) else []
 
-    warm = proc["warmup"]
+    warm = proc.get("baseline_at", proc["warmup"])
     rows = [s for s in samples if int(s["rss_kib"]) > 0]
     base = next((s for s in rows if int(s["t"]) >= warm), rows[0])
     last = rows[-1]
@@ -127,7 +127,7 @@ def main():
     dur = summary["duration"]
     total_bad = sum(counts.values()) + panics
     md = []
-    md.append(f"Soak with faults: `{proc['command']}` ({dur:.0f} s of load at {proc['rate']} requests/s, "
+    md.append(f"Soak with faults: `{('TOLLGATE_ENV=' + proc['tollgate_env'] + ' ') if proc.get('tollgate_env') else ''}{proc['command']}` ({dur:.0f} s of load at {proc['rate']} requests/s, "
               f"{proc['cores']} cores; load average at the end {proc['load']}).\n")
     md.append("| measure | value | target |")
     md.append("|---|---|---|")
@@ -146,11 +146,13 @@ def main():
               f"{summary['p999_ms']:.1f} / {summary['max_ms']:.0f} | |")
     md.append(f"| worst one-second p99 (ms) | {max(p99s) if p99s else 0:.1f} | |")
     md.append(f"| requests per second, median (min–max) | {sorted(rps)[len(rps) // 2]} ({min(rps)}–{max(rps)}) | |")
-    md.append(f"| RSS after the {warm} s warm-up → end (peak) | {mib(rss_base)} → {mib(rss_end)} MiB "
+    md.append(f"| RSS at +{warm} s (baseline) → end (peak) | {mib(rss_base)} → {mib(rss_end)} MiB "
               f"({mib(rss_peak)} MiB), {growth:+.1f} % | < +5 % |")
     md.append(f"| RSS idle before the load → after it | {mib(proc['idle_rss_kib'])} → "
               f"{mib(proc['after_idle_rss_kib'])} MiB | |")
-    md.append(f"| descriptors after the warm-up → end of load (peak) | {fds_base} → {fds_end} ({fds_peak}) | "
+    if proc.get("trimmed_rss_kib"):
+        md.append(f"| RSS after `malloc_trim(0)` (gdb), at the end | {mib(proc['trimmed_rss_kib'])} MiB | |")
+    md.append(f"| descriptors at +{warm} s → end of load (peak) | {fds_base} → {fds_end} ({fds_peak}) | "
               f"back to baseline |")
     md.append(f"| descriptors idle before the load → idle after it | {proc['idle_fds']} → "
               f"{proc['after_idle_fds']} | equal |")
