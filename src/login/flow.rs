@@ -111,6 +111,11 @@ impl LoginService {
         resp
     }
 
+    /// A callback refused: one warning naming the reason (the browser's page says less).
+    fn refused(&self, reason: &str) {
+        tracing::warn!(login = %self.cfg.name, reason, "sign-in callback refused");
+    }
+
     fn restart_page(&self, why: &str) -> Response<Body> {
         restart_page(why, &self.cfg.endpoint_path("start"))
     }
@@ -167,6 +172,7 @@ impl LoginService {
             return resp;
         }
         let (Some(state), Some(code)) = (query_param(q, "state"), query_param(q, "code")) else {
+            self.refused("the response lacks a code or state");
             return page(StatusCode::BAD_REQUEST, "Invalid sign-in response", "The response lacks a code or state.");
         };
         let flow_name = self.flow_cookie(&state);
@@ -174,11 +180,13 @@ impl LoginService {
             .and_then(|v| self.sessions.sealer.open(FLOW_PURPOSE, &v))
             .and_then(|p| serde_json::from_slice(&p).ok());
         let Some(flow) = flow.filter(|f| constant_time_eq(f.state.as_bytes(), state.as_bytes())) else {
+            self.refused("no flow cookie of this browser holds the state (forged, replayed or from another browser)");
             return self.restart_page(
                 "This sign-in response does not belong to a sign-in started in this browser, or it was already used.",
             );
         };
         if unix_now() > flow.created + FLOW_TTL.as_secs() {
+            self.refused("the sign-in flow expired");
             return self.restart_page("The sign-in took too long.");
         }
         let issuer = &self.issuer;
@@ -186,16 +194,23 @@ impl LoginService {
         let iss_param = query_param(q, "iss");
         let iss_required = metadata.as_ref().is_some_and(|m| m.authorization_response_iss_parameter_supported);
         if iss_param.as_deref().is_some_and(|i| i != issuer.config.url) || (iss_required && iss_param.is_none()) {
+            self.refused("the response's iss is missing or names another issuer");
             return page(StatusCode::BAD_REQUEST, "Invalid sign-in response", "The response names another issuer.");
         }
         let mut resp = match self.finish_login(req.headers(), &code, &flow).await {
             Ok(resp) => resp,
-            Err(LoginFailure::Grant) => self.restart_page("The sign-in code was already used or has expired."),
-            Err(LoginFailure::Token(reason)) => page(
-                StatusCode::UNAUTHORIZED,
-                "Sign-in failed",
-                &format!("The identity provider's answer was not accepted: {reason}."),
-            ),
+            Err(LoginFailure::Grant) => {
+                self.refused("the provider refused the code (invalid_grant: already used or expired)");
+                self.restart_page("The sign-in code was already used or has expired.")
+            }
+            Err(LoginFailure::Token(reason)) => {
+                self.refused(&format!("the provider's answer was not accepted: {reason}"));
+                page(
+                    StatusCode::UNAUTHORIZED,
+                    "Sign-in failed",
+                    &format!("The identity provider's answer was not accepted: {reason}."),
+                )
+            }
             Err(LoginFailure::Provider(e)) => {
                 tracing::warn!(error = %e, "code exchange failed");
                 page(

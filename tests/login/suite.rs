@@ -483,6 +483,37 @@ fn forged_replayed_and_refused_callbacks_get_a_clear_4xx_page() {
     assert!(!resp.body.contains("\"quotes\""), "{}", resp.body);
 }
 
+/// A refused callback leaves a warning naming the reason (the browser's page says less, and an
+/// operator chasing a failed sign-in has only the log): a forged state, and a code the provider
+/// refuses (replayed). Both were silent before.
+#[test]
+fn refused_callbacks_are_logged_with_their_reason() {
+    let w = World::start(&cookie_store(SECRET), "", &[]);
+    let refused = |reason: &str| {
+        let needle = |l: &String| l.contains("sign-in callback refused") && l.contains(reason);
+        wait_until(&format!("a warning naming {reason:?}"), Duration::from_secs(5), || {
+            w.gw.logs.lock().unwrap().iter().any(needle).then_some(())
+        });
+        let line = w.gw.logs.lock().unwrap().iter().find(|l| needle(l)).cloned().unwrap();
+        assert!(line.contains("\"level\":\"WARN\""), "{line}");
+    };
+    let pending = w.begin(&A.at("/after"), "rita");
+    let cb = pending.callback_url.clone();
+    let path = w.path_of(&cb).to_string();
+    let cookie = pending.browser.cookie_header(&cb).expect("the flow cookie");
+    let code = query_param(&cb, "code").expect("code");
+    let iss = query_param(&cb, "iss").unwrap_or_default();
+
+    let forged = A.ep(&format!("callback?code={}&state=forged-state&iss={}", encode(&code), encode(&iss)));
+    assert_html_4xx(&get(w.gw.addr, &forged, &[("Cookie", &cookie), HTML]), "wrong state");
+    refused("no flow cookie of this browser holds the state");
+
+    let done = pending.finish();
+    let replay = get(w.gw.addr, &path, &[("Cookie", &done.callback_cookie), HTML]);
+    assert_html_4xx(&replay, "replayed code");
+    refused("the provider refused the code (invalid_grant");
+}
+
 // ---- 3. open redirects ----------------------------------------------------------------------
 
 /// A `Location` the browser resolves to the gateway's own origin, under the app's path (another
