@@ -1,9 +1,10 @@
 //! One issuer's live state: metadata from discovery and its key set, refreshed in the
-//! background before they expire, refetched on an unknown `kid` at most once per interval,
-//! and kept when the issuer is unreachable.
+//! background before they expire, refetched on an unknown `kid` (see
+//! [`IssuerState::refetch_for_unknown_kid`] for how often), and kept when the issuer is
+//! unreachable.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -33,6 +34,9 @@ pub struct IssuerState {
     started: Instant,
     /// Milliseconds since `started` of the last fetch caused by an unknown `kid`.
     last_refetch_ms: AtomicU64,
+    /// `kid`s that a refetch for them did not find, each with when it may cause the next one
+    /// (at most [`MAX_MISSING_KIDS`]).
+    missing: Mutex<Vec<MissingKid>>,
     fetching: AtomicBool,
     fetched: Notify,
     /// Set when a reload dropped this issuer: its background work stops.
@@ -63,6 +67,7 @@ impl IssuerState {
             ready: AtomicBool::new(false),
             started: Instant::now(),
             last_refetch_ms: AtomicU64::new(u64::MAX),
+            missing: Mutex::new(Vec::new()),
             fetching: AtomicBool::new(false),
             fetched: Notify::new(),
             retired: AtomicBool::new(false),
@@ -209,9 +214,19 @@ impl IssuerState {
         Ok((ttl, false))
     }
 
-    /// On an unknown `kid`: fetch the key set again unless one was fetched within the
-    /// refetch interval. Concurrent callers share one fetch and wait for it.
-    pub async fn refetch_for_unknown_kid(&self, client: &IdpClient, metrics: &AuthMetrics) {
+    /// On an unknown `kid`: fetch the key set again, bounded two ways.
+    /// - Any two such fetches are at least a tenth of `jwks_refetch_interval` apart (1 s by
+    ///   default), however many different `kid`s are asked for: a flood of made-up `kid`s costs
+    ///   the provider at most that rate of (conditional) requests.
+    /// - A `kid` that a fetch for it did not find waits before it may cause another: that tenth
+    ///   first, doubling to the whole interval while it stays missing. So tokens under a retired
+    ///   or made-up `kid` sent all the time cost a fetch per interval, and do not hold back a
+    ///   rotated key's first tokens, whose `kid` is new; and a fetch that reached a provider
+    ///   instance still serving the old set (a keep-alive connection to a replica being
+    ///   replaced) is tried again within a second, not a whole interval later.
+    ///
+    /// Concurrent callers share one fetch and wait for it.
+    pub async fn refetch_for_unknown_kid(&self, kid: Option<&str>, client: &IdpClient, metrics: &AuthMetrics) {
         let fetched = self.fetched.notified();
         tokio::pin!(fetched);
         fetched.as_mut().enable();
@@ -219,9 +234,15 @@ impl IssuerState {
             let _ = tokio::time::timeout(Duration::from_secs(10), fetched).await;
             return;
         }
+        let interval = self.config.jwks_refetch_interval.as_millis() as u64;
+        let floor = interval / 10;
         let now = self.started.elapsed().as_millis() as u64;
         let last = self.last_refetch_ms.load(Ordering::Acquire);
-        if last != u64::MAX && now.saturating_sub(last) < self.config.jwks_refetch_interval.as_millis() as u64 {
+        if last != u64::MAX && now.saturating_sub(last) < floor {
+            return;
+        }
+        let kid = kid.unwrap_or("");
+        if self.lock_missing().iter().any(|m| &*m.kid == kid && now < m.next_ms) {
             return;
         }
         if self.fetching.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_err() {
@@ -235,7 +256,39 @@ impl IssuerState {
         if let Err(e) = self.fetch_keys(client, metrics).await {
             tracing::warn!(issuer = %self.config.name, error = %e, "key set refetch failed; keeping the last good keys");
         }
+        let found = !kid.is_empty() && self.keys().by_kid_contains(kid);
+        let mut missing = self.lock_missing();
+        let earlier = missing.iter().position(|m| &*m.kid == kid);
+        let backoff = match earlier.map(|i| missing.swap_remove(i)) {
+            Some(m) => (m.backoff_ms * 2).clamp(floor, interval),
+            None => floor,
+        };
+        if !found {
+            if missing.len() >= MAX_MISSING_KIDS {
+                // The one whose wait ends first goes: it is the least held back anyway.
+                if let Some(i) = (0..missing.len()).min_by_key(|&i| missing[i].next_ms) {
+                    missing.swap_remove(i);
+                }
+            }
+            missing.push(MissingKid { kid: kid.into(), next_ms: now + backoff, backoff_ms: backoff });
+        }
     }
+
+    fn lock_missing(&self) -> std::sync::MutexGuard<'_, Vec<MissingKid>> {
+        self.missing.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The most `kid`s remembered as missing: a flood of made-up ones then forgets the oldest,
+/// each costing at most the floor's rate of fetches.
+const MAX_MISSING_KIDS: usize = 64;
+
+/// A `kid` an unknown-`kid` refetch did not find (see [`IssuerState::refetch_for_unknown_kid`]).
+struct MissingKid {
+    kid: Box<str>,
+    /// Milliseconds since `started` before which it causes no refetch.
+    next_ms: u64,
+    backoff_ms: u64,
 }
 
 struct FetchingGuard<'a>(&'a IssuerState);

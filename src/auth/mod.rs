@@ -374,8 +374,8 @@ impl Authenticator {
                 Err(AuthError::Unavailable("the issuer's keys are not loaded yet"))
             }
             Lookup::UnknownKid => {
-                // Perhaps a key rotation: refetch, at most once per interval per issuer.
-                issuer.refetch_for_unknown_kid(&self.client, &self.metrics).await;
+                // Perhaps a key rotation: refetch, rate limited per issuer and per kid.
+                issuer.refetch_for_unknown_kid(parsed.kid.as_deref(), &self.client, &self.metrics).await;
                 match issuer.keys().find(parsed.kid.as_deref(), parsed.alg) {
                     Lookup::Found(k) => Ok(k),
                     Lookup::AlgorithmMismatch => Err(invalid(Invalid::AlgorithmMismatch)),
