@@ -123,6 +123,8 @@ fn inactive_ms(config: &Config) -> u64 {
 
 pub use crate::util::unix_now;
 
+/// The cache key of `token` (tests fill the caches with it).
+#[cfg(test)]
 fn hash(token: &str) -> TokenHash {
     hashes(token).0
 }
