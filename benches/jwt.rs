@@ -330,7 +330,10 @@ fn only_miss() -> bool {
         std::env::args().skip(1).filter(|a| !a.starts_with('-') && a.parse::<f64>().is_err()).collect();
     // Filters are regular expressions: only plain names of the miss bench count.
     !filters.is_empty()
-        && filters.iter().all(|f| ["miss", "miss/rs256_miss_at_bound", "rs256_miss_at_bound", "miss/rs256_signature_prepared_key"].contains(&f.as_str()))
+        && filters.iter().all(|f| {
+            ["miss", "miss/rs256_miss_at_bound", "rs256_miss_at_bound", "miss/rs256_signature_prepared_key"]
+                .contains(&f.as_str())
+        })
 }
 
 fn miss_benches(c: &mut Criterion) {

@@ -96,7 +96,6 @@ pub fn parse(token: &str) -> Result<Token<'_>, Invalid> {
     Ok(Token { alg, kid: header.kid, typ: header.typ, claims, message, signature: s })
 }
 
-
 impl Token<'_> {
     /// The unverified `iss`, used only to choose whose keys verify the token.
     pub fn issuer(&self) -> Result<&str, Invalid> {
