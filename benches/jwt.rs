@@ -289,6 +289,17 @@ fn miss_at_bound(c: &mut Criterion, setup: &Setup, tokens: &[String]) {
     let mut state = (fresh(), 0usize);
     let mut group = c.benchmark_group("miss");
     group.sample_size(20);
+    // The baseline: one signature check as a miss does it (the key prepared), on miss tokens.
+    let key = miss_key(setup);
+    let split: Vec<(&str, &str)> = timed[..1000].iter().map(|t| t.rsplit_once('.').unwrap()).collect();
+    let mut i = 0;
+    group.bench_function("rs256_signature_prepared_key", |b| {
+        b.iter(|| {
+            let (message, signature) = split[i % split.len()];
+            i += 1;
+            assert!(std::hint::black_box(key.verify(Algorithm::RS256, message.as_bytes(), signature)))
+        })
+    });
     group.bench_function("rs256_miss_at_bound", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
@@ -319,7 +330,10 @@ fn only_miss() -> bool {
         std::env::args().skip(1).filter(|a| !a.starts_with('-') && a.parse::<f64>().is_err()).collect();
     // Filters are regular expressions: only plain names of the miss bench count.
     !filters.is_empty()
-        && filters.iter().all(|f| ["miss", "miss/rs256_miss_at_bound", "rs256_miss_at_bound"].contains(&f.as_str()))
+        && filters.iter().all(|f| {
+            ["miss", "miss/rs256_miss_at_bound", "rs256_miss_at_bound", "miss/rs256_signature_prepared_key"]
+                .contains(&f.as_str())
+        })
 }
 
 fn miss_benches(c: &mut Criterion) {
@@ -329,7 +343,36 @@ fn miss_benches(c: &mut Criterion) {
         profile_misses(&setup, &tokens, n);
         std::process::exit(0);
     }
+    if let Some(n) = std::env::var("SIGNATURE_PROFILE").ok().and_then(|n| n.parse::<usize>().ok()) {
+        profile_signatures(&setup, &tokens, n);
+        std::process::exit(0);
+    }
     miss_at_bound(c, &setup, &tokens);
+}
+
+/// The prepared RS256 key the miss bench's tokens are signed with, as the gateway holds it.
+fn miss_key(setup: &Setup) -> Arc<tollgate::auth::jwks::VerifyKey> {
+    let set = KeySet::parse(setup.jwks.to_string().as_bytes(), &[Algorithm::RS256]).unwrap();
+    let Lookup::Found(key) = set.find(Some("test-rsa-1"), Algorithm::RS256) else { panic!("no test-rsa-1") };
+    key
+}
+
+/// `SIGNATURE_PROFILE=N cargo bench --bench jwt -- miss`: no criterion; `N` signature checks
+/// alone (`VerifyKey::verify`, the key prepared, the message hashed) of distinct miss tokens
+/// inside `signature_profile_window`, the baseline a miss's instructions are read against:
+/// `valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*signature_profile_window*' BENCH -- miss`.
+fn profile_signatures(setup: &Setup, tokens: &[String], n: usize) {
+    let key = miss_key(setup);
+    let split: Vec<(&str, &str)> = tokens[..n.min(tokens.len())].iter().map(|t| t.rsplit_once('.').unwrap()).collect();
+    signature_profile_window(&key, &split);
+    eprintln!("profiled {} signature checks", split.len());
+}
+
+#[inline(never)]
+fn signature_profile_window(key: &tollgate::auth::jwks::VerifyKey, tokens: &[(&str, &str)]) {
+    for (message, signature) in tokens {
+        assert!(std::hint::black_box(key.verify(Algorithm::RS256, message.as_bytes(), signature)));
+    }
 }
 
 /// `MISS_PROFILE=N cargo bench --bench jwt -- miss`: no criterion; `N` misses at the cache's

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_lc_rs::digest::{self, Digest};
 use aws_lc_rs::signature::{self as sig, ParsedPublicKey};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -34,15 +35,48 @@ impl VerifyKey {
     /// True when `signature` (base64url, as in the token) is `alg`'s signature of `message` by
     /// this key. `alg` must be one of the key's algorithms; false otherwise.
     pub fn verify(&self, alg: Algorithm, message: &[u8], signature: &str) -> bool {
+        self.verify_prehashed(alg, message, None, signature)
+    }
+
+    /// [`VerifyKey::verify`], given `digest`, the caller's SHA-256 of exactly `message` (hashed
+    /// with the token's cache key, in one pass): for `alg`s that sign a SHA-256 digest with a
+    /// prepared key, the signature is checked against it and `message` is not hashed again.
+    /// Any other case (no digest, another hash, no prepared key) hashes `message` as `verify`.
+    pub fn verify_prehashed(&self, alg: Algorithm, message: &[u8], digest: Option<&Digest>, signature: &str) -> bool {
         if !self.algorithms.contains(&alg) {
             return false;
         }
         match self.prepared.iter().find(|(a, _)| *a == alg) {
-            Some((_, parsed)) => {
-                URL_SAFE_NO_PAD.decode(signature).is_ok_and(|signature| parsed.verify_sig(message, &signature).is_ok())
-            }
+            Some((_, parsed)) => with_decoded(signature, |signature| match digest {
+                Some(d) if signs_sha256(alg) && d.algorithm() == &digest::SHA256 => {
+                    parsed.verify_digest_sig(d, signature).is_ok()
+                }
+                _ => parsed.verify_sig(message, signature).is_ok(),
+            })
+            .unwrap_or(false),
             None => jsonwebtoken::crypto::verify(signature, message, &self.key, alg).unwrap_or(false),
         }
+    }
+}
+
+/// The algorithms whose signature is over the message's SHA-256 digest, and which aws-lc-rs
+/// verifies from a digest.
+fn signs_sha256(alg: Algorithm) -> bool {
+    matches!(alg, Algorithm::RS256 | Algorithm::PS256 | Algorithm::ES256)
+}
+
+/// Decoded signatures up to this size (an 8192-bit RSA signature) stay on the stack.
+const STACK_SIGNATURE: usize = 1024;
+
+/// `f` applied to the base64url-decoded `part` (on the stack when small); `None` when `part` is
+/// not base64url. Exactly what `URL_SAFE_NO_PAD.decode` accepts, without the allocation.
+pub(crate) fn with_decoded<T>(part: &str, f: impl FnOnce(&[u8]) -> T) -> Option<T> {
+    let mut buf = [0u8; STACK_SIGNATURE];
+    if part.len() / 4 * 3 + 3 <= STACK_SIGNATURE {
+        let n = URL_SAFE_NO_PAD.decode_slice(part, &mut buf).ok()?;
+        Some(f(&buf[..n]))
+    } else {
+        URL_SAFE_NO_PAD.decode(part).ok().map(|v| f(&v))
     }
 }
 
@@ -303,6 +337,15 @@ mod tests {
             let message = b"header.payload";
             let signature = jsonwebtoken::crypto::sign(message, signer, alg).unwrap();
             assert!(key.verify(alg, message, &signature), "{alg:?}");
+            // From the caller's digest: the same answers, and a digest of anything else fails.
+            let sha256 = |m: &[u8]| aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, m);
+            assert!(key.verify_prehashed(alg, message, Some(&sha256(message)), &signature), "{alg:?} prehashed");
+            if signs_sha256(alg) {
+                let other = sha256(b"header.payloaD");
+                assert!(!key.verify_prehashed(alg, message, Some(&other), &signature), "{alg:?} other digest");
+            }
+            let sha384 = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA384, message);
+            assert!(key.verify_prehashed(alg, message, Some(&sha384), &signature), "{alg:?} SHA-384 ignored");
             assert!(!key.verify(alg, b"header.payloaD", &signature), "{alg:?} other message");
             let mut wrong = signature.clone().into_bytes();
             wrong[5] = if wrong[5] == b'A' { b'B' } else { b'A' };

@@ -2,15 +2,14 @@
 //! checks done here rather than left to jsonwebtoken's defaults (which accept an array `iss`,
 //! a missing `aud`/`iss`, a future `nbf` and any `crit`, and read tokens of any size).
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
+use aws_lc_rs::digest::Digest;
 use jsonwebtoken::Algorithm;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::claims;
-use super::jwks::VerifyKey;
+use super::jwks::{with_decoded, VerifyKey};
 use super::Invalid;
 use crate::config::Issuer;
 
@@ -69,14 +68,15 @@ pub fn parse(token: &str) -> Result<Token<'_>, Invalid> {
     if h.is_empty() || p.is_empty() || s.is_empty() {
         return Err(Invalid::Malformed("empty token part"));
     }
-    let header = b64(h)?;
-    if header.trim_ascii_start().first() != Some(&b'{') {
-        // serde's derived structs also read JSON arrays (fields by position); a JOSE header
-        // must be an object (RFC 7515 §4).
-        return Err(Invalid::Malformed("header is not a JSON object"));
-    }
-    let header: RawHeader =
-        serde_json::from_slice(&header).map_err(|_| Invalid::Malformed("header is not the expected JSON"))?;
+    let header: RawHeader = with_decoded(h, |header| {
+        if header.trim_ascii_start().first() != Some(&b'{') {
+            // serde's derived structs also read JSON arrays (fields by position); a JOSE header
+            // must be an object (RFC 7515 §4).
+            return Err(Invalid::Malformed("header is not a JSON object"));
+        }
+        serde_json::from_slice(header).map_err(|_| Invalid::Malformed("header is not the expected JSON"))
+    })
+    .ok_or(Invalid::Malformed("invalid base64url"))??;
     if header.crit.0 {
         // We implement no JWS extensions, so any critical one must be refused (RFC 7515 §4.1.11).
         return Err(Invalid::Crit);
@@ -86,16 +86,14 @@ pub fn parse(token: &str) -> Result<Token<'_>, Invalid> {
         return Err(Invalid::ForbiddenHeader);
     }
     let alg = crate::config::parse_asymmetric_algorithm(&header.alg).map_err(|_| Invalid::UnsupportedAlg)?;
-    let claims: Value = serde_json::from_slice(&b64(p)?).map_err(|_| Invalid::Malformed("payload is not JSON"))?;
+    let claims: Value = with_decoded(p, |p| serde_json::from_slice::<Value>(p))
+        .ok_or(Invalid::Malformed("invalid base64url"))?
+        .map_err(|_| Invalid::Malformed("payload is not JSON"))?;
     if !claims.is_object() {
         return Err(Invalid::Malformed("payload is not a JSON object"));
     }
     let message = &token[..h.len() + 1 + p.len()];
     Ok(Token { alg, kid: header.kid, typ: header.typ, claims, message, signature: s })
-}
-
-fn b64(part: &str) -> Result<Vec<u8>, Invalid> {
-    URL_SAFE_NO_PAD.decode(part).map_err(|_| Invalid::Malformed("invalid base64url"))
 }
 
 impl Token<'_> {
@@ -109,10 +107,18 @@ impl Token<'_> {
     }
 
     pub fn verify_signature(&self, key: &VerifyKey) -> Result<(), Invalid> {
+        self.verify_signature_prehashed(key, None)
+    }
+
+    /// [`Token::verify_signature`], with the SHA-256 of the signed part when the caller has it
+    /// (`signed`: the length of the token prefix it covers, and the digest). A digest of any
+    /// other prefix than this token's `header.payload` is not used.
+    pub fn verify_signature_prehashed(&self, key: &VerifyKey, signed: Option<&(usize, Digest)>) -> Result<(), Invalid> {
         if !key.algorithms.contains(&self.alg) {
             return Err(Invalid::AlgorithmMismatch);
         }
-        if key.verify(self.alg, self.message.as_bytes(), self.signature) {
+        let digest = signed.filter(|(len, _)| *len == self.message.len()).map(|(_, d)| d);
+        if key.verify_prehashed(self.alg, self.message.as_bytes(), digest, self.signature) {
             Ok(())
         } else {
             Err(Invalid::BadSignature)

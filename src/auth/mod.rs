@@ -20,6 +20,7 @@ mod metrics;
 pub mod principal;
 pub mod rules;
 pub mod token;
+mod verified;
 
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -75,7 +76,7 @@ impl Deref for RouteBearer {
 
 /// What verified tokens and introspection answers are remembered in.
 struct Caches {
-    verified: moka::sync::Cache<TokenHash, Arc<Principal>, front::DigestHasherBuilder>,
+    verified: verified::Verified,
     /// The mark on the entries of the per-thread front caches (`front.rs`).
     front_owner: u64,
     /// Keyed by issuer and token: one issuer's answer says nothing about another's.
@@ -101,14 +102,6 @@ const VERIFIED_MAX_TTL: Duration = Duration::from_secs(3600);
 /// asked again: the most by which a verification can be trusted past `VERIFIED_MAX_TTL`.
 const FRONT_TTL_SECS: u64 = 10;
 
-struct UntilExp;
-
-impl moka::Expiry<TokenHash, Arc<Principal>> for UntilExp {
-    fn expire_after_create(&self, _: &TokenHash, p: &Arc<Principal>, _: std::time::Instant) -> Option<Duration> {
-        Some(Duration::from_secs(p.expires_at.saturating_sub(unix_now())).min(VERIFIED_MAX_TTL))
-    }
-}
-
 struct AnswerExpiry {
     inactive_ms: Arc<AtomicU64>,
 }
@@ -130,11 +123,33 @@ fn inactive_ms(config: &Config) -> u64 {
 
 pub use crate::util::unix_now;
 
+/// The cache key of `token` (tests fill the caches with it).
+#[cfg(test)]
 fn hash(token: &str) -> TokenHash {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    hashes(token).0
+}
+
+/// The SHA-256 of a token's signed part: the length of the prefix it covers and the digest.
+type Signed = (usize, aws_lc_rs::digest::Digest);
+
+/// In one pass over `token`: its cache key (the SHA-256 of the whole token) and, when it has a
+/// `.`, the SHA-256 of everything before the last one (a JWS's `header.payload`, the digest an
+/// RS256, PS256 or ES256 signature is over), so a miss does not hash the signed part again.
+fn hashes(token: &str) -> (TokenHash, Option<Signed>) {
+    use aws_lc_rs::digest::{Context, SHA256};
+    let mut ctx = Context::new(&SHA256);
+    let signed = token.rfind('.').map(|dot| {
+        ctx.update(&token.as_bytes()[..dot]);
+        let signed = (dot, ctx.clone().finish());
+        ctx.update(&token.as_bytes()[dot..]);
+        signed
+    });
+    if signed.is_none() {
+        ctx.update(token.as_bytes());
+    }
     let mut out = [0u8; 32];
-    out.copy_from_slice(digest.as_ref());
-    out
+    out.copy_from_slice(ctx.finish().as_ref());
+    (out, signed)
 }
 
 impl Authenticator {
@@ -142,11 +157,7 @@ impl Authenticator {
         let issuers = config.issuers.iter().map(|i| Arc::new(IssuerState::new(i.clone(), &metrics))).collect();
         let inactive_ms = Arc::new(AtomicU64::new(inactive_ms(config)));
         let caches = Arc::new(Caches {
-            verified: moka::sync::Cache::builder()
-                .weigher(|_, p: &Arc<Principal>| p.approx_size())
-                .max_capacity(VERIFIED_CACHE_BYTES)
-                .expire_after(UntilExp)
-                .build_with_hasher(front::DigestHasherBuilder::default()),
+            verified: verified::Verified::new(VERIFIED_CACHE_BYTES, VERIFIED_MAX_TTL),
             front_owner: front::new_owner(),
             introspected: moka::future::Cache::builder()
                 .weigher(|_, a: &Answer| match a {
@@ -290,8 +301,8 @@ impl Authenticator {
                 }
             }
         }
-        let key = hash(token);
-        if let Some(p) = self.caches.verified.get(&key) {
+        let (key, signed) = hashes(token);
+        if let Some(p) = self.caches.verified.get(&key, now) {
             if let Some(accepted) = self.accept_cached(route, p.clone()).transpose() {
                 self.metrics.cache_hits.inc();
                 front::offer(owner, token, &p, now + FRONT_TTL_SECS);
@@ -301,7 +312,7 @@ impl Authenticator {
         self.metrics.cache_misses.inc();
         // Boxed: a miss (key refetch, introspection call) carries large state, and a request
         // future holding it inline would be copied at that size on every request, hit or not.
-        Box::pin(self.authenticate_miss(route, token, key, now)).await
+        Box::pin(self.authenticate_miss(route, token, key, signed, now)).await
     }
 
     async fn authenticate_miss(
@@ -309,11 +320,12 @@ impl Authenticator {
         route: &RouteBearer,
         token: &str,
         key: TokenHash,
+        signed: Option<Signed>,
         now: u64,
     ) -> Result<Arc<Principal>, AuthError> {
         if jwt::looks_like_jws(token) {
-            let principal = self.verify_jwt(route, token).await?;
-            self.caches.verified.insert(key, principal.clone());
+            let principal = self.verify_jwt(route, token, signed.as_ref()).await?;
+            self.caches.verified.insert(key, principal.clone(), now);
             front::put(self.caches.front_owner, token, &principal, now + FRONT_TTL_SECS);
             Ok(principal)
         } else if token.split('.').count() == 5 {
@@ -339,7 +351,13 @@ impl Authenticator {
         Ok(Some(p))
     }
 
-    async fn verify_jwt(&self, route: &RouteBearer, token: &str) -> Result<Arc<Principal>, AuthError> {
+    /// `signed`: the SHA-256 of the token's signed part, from [`hashes`], if the caller has it.
+    async fn verify_jwt(
+        &self,
+        route: &RouteBearer,
+        token: &str,
+        signed: Option<&Signed>,
+    ) -> Result<Arc<Principal>, AuthError> {
         let invalid = AuthError::InvalidToken;
         let parsed = jwt::parse(token).map_err(invalid)?;
         let iss = parsed.issuer().map_err(invalid)?;
@@ -352,7 +370,7 @@ impl Authenticator {
             return Err(invalid(Invalid::TooLarge));
         }
         let key = self.verification_key(issuer, &parsed).await?;
-        parsed.verify_signature(&key).map_err(invalid)?;
+        parsed.verify_signature_prehashed(&key, signed).map_err(invalid)?;
         let exp = parsed.check_claims(&issuer.config, unix_now()).map_err(invalid)?;
         let principal =
             Principal::from_claims(issuer.id, parsed.claims, exp).ok_or(invalid(Invalid::MissingClaim("sub")))?;
@@ -468,6 +486,23 @@ mod tests {
     // A JWS-shaped token no issuer signed: if a cache did not answer, verification refuses it.
     const TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1In0.c2lnbmF0dXJl";
 
+    /// One pass gives the cache key of the whole token and the digest of its signed part.
+    #[test]
+    fn hashes_are_the_tokens_and_its_signed_parts() {
+        let sha = |b: &str| aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b.as_bytes());
+        for token in [TOKEN, "a.b", "no-dot", "", "trailing.", ".leading"] {
+            let (key, signed) = hashes(token);
+            assert_eq!(&key[..], sha(token).as_ref(), "{token}");
+            match token.rfind('.') {
+                Some(dot) => {
+                    let (len, d) = signed.expect("a dot");
+                    assert_eq!((len, d.as_ref()), (dot, sha(&token[..dot]).as_ref()), "{token}");
+                }
+                None => assert!(signed.is_none()),
+            }
+        }
+    }
+
     #[tokio::test]
     async fn front_hit_checks_expiry_with_leeway() {
         let (auth, config) = authenticator();
@@ -495,7 +530,7 @@ mod tests {
     async fn reloads_keep_what_unchanged_issuers_vouched_for() {
         let (auth, config) = authenticator();
         let p = principal(&auth, 0, unix_now() + 60);
-        auth.caches.verified.insert(hash(TOKEN), p.clone());
+        auth.caches.verified.insert(hash(TOKEN), p.clone(), unix_now());
         assert!(run(&auth, route(&config, 0), TOKEN).is_ok());
 
         let same = auth.next(&config);
@@ -544,7 +579,7 @@ mod tests {
                 front::put(auth.caches.front_owner, TOKEN, &bound, unix_now() + 60);
             } else {
                 front::remove(auth.caches.front_owner, TOKEN);
-                auth.caches.verified.insert(hash(TOKEN), bound.clone());
+                auth.caches.verified.insert(hash(TOKEN), bound.clone(), unix_now());
             }
             assert_eq!(run(token::Scheme::Bearer), Err(AuthError::InvalidToken(Invalid::DpopBound)), "{fill_front}");
             assert_eq!(
@@ -570,7 +605,7 @@ mod tests {
         let p = principal(&auth, 0, unix_now() + 60);
         let tokens: Vec<String> = (0..front::SLOTS * 4).map(|i| format!("{TOKEN}{i}")).collect();
         for t in &tokens {
-            auth.caches.verified.insert(hash(t), p.clone());
+            auth.caches.verified.insert(hash(t), p.clone(), unix_now());
         }
         for t in &tokens {
             assert!(run(&auth, route(&config, 0), t).is_ok());
@@ -587,7 +622,7 @@ mod tests {
         let bad = format!("{TOKEN}x");
         assert!(run(&auth, route(&config, 1), &bad).is_err());
         assert!(front::get(auth.caches.front_owner, &bad, now).is_none());
-        assert!(auth.caches.verified.get(&hash(&bad)).is_none());
+        assert!(auth.caches.verified.get(&hash(&bad), now).is_none());
     }
 
     /// A certificate-bound principal from either cache passes only with its certificate: the
@@ -615,7 +650,7 @@ mod tests {
         };
         let refused =
             |r: Result<Arc<Principal>, AuthError>| matches!(r, Err(AuthError::InvalidToken(Invalid::CertBinding(_))));
-        auth.caches.verified.insert(hash(TOKEN), p.clone());
+        auth.caches.verified.insert(hash(TOKEN), p.clone(), unix_now());
         assert!(presented(Some(mine)).is_ok(), "shared-cache hit with the certificate");
         assert!(refused(presented(Some(Thumbprint::of_der(b"other")))), "shared-cache hit, another certificate");
         front::put(auth.caches.front_owner, TOKEN, &p, unix_now() + 60);
