@@ -222,18 +222,6 @@ cors = {{ allowed_origins = ["{page}"], allow_credentials = true, allowed_header
     assert_eq!(other["ok"], false, "{other}");
 }
 
-/// The nginx block of the README's "CORS behind a proxy" (as `tests/forward_auth.rs` runs it),
-/// with tollgate's and the app's addresses put in.
-fn readme_cors_snippet(gw: SocketAddr, app: SocketAddr) -> String {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let at = readme.find("**CORS behind a proxy.**").expect("README: the CORS behind a proxy paragraph");
-    let block = &readme[at..];
-    let start = block.find("```nginx\n").expect("README: its nginx snippet") + "```nginx\n".len();
-    let end = start + block[start..].find("```").unwrap();
-    block[start..end]
-        .replace("http://tollgate:8080", &format!("http://{gw}"))
-        .replace("http://app:3000", &format!("http://{app}"))
-}
 
 /// Behind nginx `auth_request` (the README's snippet): Chromium's preflight for a call with
 /// `Authorization` is asked about at forward-auth, allowed there with the route's policy, and
@@ -263,7 +251,7 @@ cors = {{ allowed_origins = ["{page}"], allowed_headers = ["Authorization"], exp
     wait_ready(&gw);
     let nginx = services::Nginx::start(&format!(
         "server {{\n    listen {{{{LISTEN}}}};\n{}\n}}\n",
-        readme_cors_snippet(gw.addr, app)
+        services::readme_cors_snippet(gw.addr, app)
     ));
     let token = idp.access_token("m2m", "m2m-secret", Some("api:read"), Some(API_RESOURCE));
     let api = format!("http://localhost:{}/api/orders", nginx.addr().port());

@@ -424,20 +424,6 @@ fn cors_gateway(a: &Idp, app: SocketAddr) -> Gateway {
     start_gateway(&format!("{BASE}\n{}\n{routes}", issuers(a, None)))
 }
 
-/// The nginx block of the README's "CORS behind a proxy", with tollgate's and the app's
-/// addresses put in.
-fn readme_cors_snippet(gw: SocketAddr, app: SocketAddr) -> String {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let at = readme.find("**CORS behind a proxy.**").expect("README: the CORS behind a proxy paragraph");
-    let block = &readme[at..];
-    let start = block.find("```nginx\n").expect("README: its nginx snippet") + "```nginx\n".len();
-    let end = start + block[start..].find("```").unwrap();
-    let snippet = block[start..end]
-        .replace("http://tollgate:8080", &format!("http://{gw}"))
-        .replace("http://app:3000", &format!("http://{app}"));
-    assert!(snippet.contains(&gw.to_string()) && snippet.contains(&app.to_string()), "{snippet}");
-    snippet
-}
 
 /// `method path` through nginx with these headers.
 fn through_nginx(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> RawResponse {
@@ -464,7 +450,7 @@ fn nginx_auth_request_passes_the_routes_cors_to_the_browser() {
     let gw = cors_gateway(&a, app.addr);
     let nginx = services::Nginx::start(&format!(
         "server {{\n    listen {{{{LISTEN}}}};\n{}\n}}\n",
-        readme_cors_snippet(gw.addr, app.addr)
+        services::readme_cors_snippet(gw.addr, app.addr)
     ));
     const APP_ORIGIN: &str = "https://app.example.com";
     let through = |method: &str, headers: &[(&str, &str)]| through_nginx(nginx.addr(), method, "/api/items", headers);

@@ -463,3 +463,18 @@ http {{
 "#
     )
 }
+
+/// The nginx block of the README's "CORS behind a proxy" (run as written by tests/forward_auth.rs
+/// and tests/cors_browser.rs), with tollgate's and the app's addresses put in.
+pub fn readme_cors_snippet(gw: std::net::SocketAddr, app: std::net::SocketAddr) -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let at = readme.find("**CORS behind a proxy.**").expect("README: the CORS behind a proxy paragraph");
+    let block = &readme[at..];
+    let start = block.find("```nginx\n").expect("README: its nginx snippet") + "```nginx\n".len();
+    let end = start + block[start..].find("```").unwrap();
+    let snippet = block[start..end]
+        .replace("http://tollgate:8080", &format!("http://{gw}"))
+        .replace("http://app:3000", &format!("http://{app}"));
+    assert!(snippet.contains(&gw.to_string()) && snippet.contains(&app.to_string()), "{snippet}");
+    snippet
+}
