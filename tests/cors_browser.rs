@@ -222,7 +222,6 @@ cors = {{ allowed_origins = ["{page}"], allow_credentials = true, allowed_header
     assert_eq!(other["ok"], false, "{other}");
 }
 
-
 /// Behind nginx `auth_request` (the README's snippet): Chromium's preflight for a call with
 /// `Authorization` is asked about at forward-auth, allowed there with the route's policy, and
 /// nginx hands the headers on; the call then passes with its token and the page reads the
@@ -237,8 +236,9 @@ fn a_page_on_another_site_calls_a_bearer_api_behind_nginx_auth_request() {
     let idp = Idp::start(IdpOptions::default());
     let page = format!("http://127.0.0.1:{}", app.port());
     let issuer_block = issuer_toml("idp", &idp.issuer, API_RESOURCE);
+    let base = BASE.replacen("workers = 2\n", "workers = 2\nforward_auth_preflight = true\n", 1);
     let gw = Gateway::start(&format!(
-        r#"{BASE}
+        r#"{base}
 {issuer_block}
 [[route]]
 name = "api"

@@ -418,12 +418,40 @@ fn a_bearer_only_gateway_answers_forward_auth() {
     assert_eq!(get(gw.addr, "/oauth2/start", &[HTML]).status, 404);
 }
 
-/// A bearer-only gateway (issuer `a` alone) for the CORS tests.
-fn cors_gateway(a: &Idp, app: SocketAddr) -> Gateway {
+/// A bearer-only gateway (issuer `a` alone) for the CORS tests, answering preflights at
+/// forward-auth when `preflights` (`server.forward_auth_preflight`).
+fn cors_gateway_with(a: &Idp, app: SocketAddr, preflights: bool) -> Gateway {
     let routes = routes(app, false).replace("issuers = [\"b\"]", "issuers = [\"a\"]");
-    start_gateway(&format!("{BASE}\n{}\n{routes}", issuers(a, None)))
+    let base = BASE.replacen("workers = 2\n", &format!("workers = 2\nforward_auth_preflight = {preflights}\n"), 1);
+    start_gateway(&format!("{base}\n{}\n{routes}", issuers(a, None)))
 }
 
+fn cors_gateway(a: &Idp, app: SocketAddr) -> Gateway {
+    cors_gateway_with(a, app, true)
+}
+
+/// Without `server.forward_auth_preflight` (the default), a request that says it is a
+/// preflight is judged as any request: nginx's `auth_request` passes the client's headers on,
+/// so a client's own `X-Original-Method: OPTIONS` on a GET passed for a preflight (204, no
+/// credential) and the GET reached the app. Failed on the code before the setting (204).
+#[test]
+fn a_claimed_preflight_is_no_preflight_unless_configured() {
+    let a = Idp::start(IdpOptions::default());
+    let app = echo();
+    let gw = cors_gateway_with(&a, app.addr, false);
+    let forged = [
+        ("X-Original-URI", "/api/items/1"),
+        ("X-Original-Method", "OPTIONS"),
+        ("Origin", "https://app.example.com"),
+        ("Access-Control-Request-Method", "GET"),
+    ];
+    let r = ask(gw.addr, "", &forged);
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(r.header("access-control-allow-methods").is_none(), "{:?}", r.headers);
+    assert_eq!(r.header("access-control-allow-origin"), Some("https://app.example.com"), "a refusal a page can read");
+    let traefik = ask(gw.addr, "", &[forged[0], ("X-Forwarded-Method", "OPTIONS"), forged[2], forged[3]]);
+    assert_eq!(traefik.status, 401, "{}", traefik.body);
+}
 
 /// `method path` through nginx with these headers.
 fn through_nginx(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> RawResponse {

@@ -107,6 +107,9 @@ pub struct Server {
     pub config_check_interval: Duration,
     /// The header a trusted proxy that terminated TLS passes the client certificate in.
     pub client_cert_header: Option<CertHeader>,
+    /// Forward-auth answers CORS preflights it is asked about (the proxy sets the original
+    /// method itself, so a client's own `X-Original-Method` never reaches tollgate).
+    pub forward_auth_preflight: bool,
 }
 
 #[derive(Debug, Clone)]

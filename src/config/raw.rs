@@ -182,6 +182,8 @@ pub struct RawServer {
     pub max_concurrent_streams: Option<u32>,
     pub config_check_interval: Option<String>,
     pub client_cert_header: Option<RawCertHeader>,
+    #[serde(default)]
+    pub forward_auth_preflight: bool,
 }
 
 #[derive(Debug, Deserialize)]

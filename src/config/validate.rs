@@ -184,6 +184,7 @@ fn server(c: &mut Check, raw: RawServer, base_dir: &Path) -> Server {
             Duration::from_secs(5),
         ),
         client_cert_header,
+        forward_auth_preflight: raw.forward_auth_preflight,
     }
 }
 

@@ -106,8 +106,13 @@ async fn judge<'g>(
     // A CORS preflight (the original method said, OPTIONS with Origin and
     // Access-Control-Request-Method) is judged on the route of the method it asks about, as
     // the gateway does; from an origin that route's policy admits it is allowed without
-    // credentials, which a browser never sends on one. Anything else goes on as any request.
-    if let Some(asked) = forwarded.method.as_ref().and_then(|m| crate::cors::preflight_method(m, &parts.headers)) {
+    // credentials, which a browser never sends on one. Only where the configuration says the
+    // proxy sets the original method itself: nginx's `auth_request` passes the client's headers
+    // on, so a client's own `X-Original-Method: OPTIONS` on a GET would otherwise pass for a
+    // preflight and the GET reach the upstream without a credential. Anything else goes on as
+    // any request.
+    let preflight = gw.forward_auth_preflight().then_some(forwarded.method.as_ref()).flatten();
+    if let Some(asked) = preflight.and_then(|m| crate::cors::preflight_method(m, &parts.headers)) {
         let asking = Forwarded { method: Some(asked), ..forwarded.clone() };
         if let Ok(route) = find_route(gw.router(), &asking, parts.uri.query()) {
             if let Some(resp) = crate::cors::preflight_answer(route, &parts.headers) {

@@ -192,6 +192,8 @@ pub struct Gateway {
     trusted_proxies: Vec<IpRange>,
     /// `server.client_cert_header`, read only from trusted proxies.
     cert_header: Option<CertHeader>,
+    /// `server.forward_auth_preflight`: forward-auth answers CORS preflights.
+    forward_auth_preflight: bool,
     protected: Protected,
     metrics: Metrics,
     /// For requests no route took (each route has its own, `Route::metrics`).
@@ -237,6 +239,7 @@ impl Gateway {
             credentials,
             protected,
             cert_header,
+            forward_auth_preflight: config.server.forward_auth_preflight,
             metrics,
             access_log: config.log.access_log,
             telemetry,
@@ -400,6 +403,10 @@ impl Gateway {
             Err(e) => Err(e),
         };
         (Some(route), result)
+    }
+
+    pub(crate) fn forward_auth_preflight(&self) -> bool {
+        self.forward_auth_preflight
     }
 
     pub(crate) fn router(&self) -> &Router<Route> {
