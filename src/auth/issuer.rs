@@ -249,12 +249,23 @@ impl IssuerState {
             let _ = tokio::time::timeout(Duration::from_secs(10), fetched).await;
             return;
         }
-        self.last_refetch_ms.store(now, Ordering::Release);
         // Cleared and announced on drop: a caller that goes away mid-fetch (client reset)
         // must not leave the gate closed for everyone after it.
         let _fetching = FetchingGuard(self);
+        // Another caller may have fetched between the check above and winning the flag.
+        let last = self.last_refetch_ms.load(Ordering::Acquire);
+        if last != u64::MAX && now.saturating_sub(last) < floor {
+            return;
+        }
+        self.last_refetch_ms.store(now, Ordering::Release);
         if let Err(e) = self.fetch_keys(client, metrics).await {
+            // Nothing was learnt about the kid: it is not held back for this fetch.
             tracing::warn!(issuer = %self.config.name, error = %e, "key set refetch failed; keeping the last good keys");
+            return;
+        }
+        // A kid longer than any real one is not remembered (the floor still bounds its fetches).
+        if kid.len() > MAX_REMEMBERED_KID {
+            return;
         }
         let found = !kid.is_empty() && self.keys().by_kid_contains(kid);
         let mut missing = self.lock_missing();
@@ -282,6 +293,8 @@ impl IssuerState {
 /// The most `kid`s remembered as missing: a flood of made-up ones then forgets the oldest,
 /// each costing at most the floor's rate of fetches.
 const MAX_MISSING_KIDS: usize = 64;
+/// The longest `kid` remembered as missing (real ones are thumbprints or short names).
+const MAX_REMEMBERED_KID: usize = 256;
 
 /// A `kid` an unknown-`kid` refetch did not find (see [`IssuerState::refetch_for_unknown_kid`]).
 struct MissingKid {

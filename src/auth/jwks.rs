@@ -181,12 +181,12 @@ impl KeySet {
         self.len() == 0
     }
 
-    /// The key for a token's `kid` and `alg`. Without a `kid`, the only key that fits `alg`.
     /// Whether the set holds a key with this `kid`.
     pub fn by_kid_contains(&self, kid: &str) -> bool {
         self.by_kid.contains_key(kid)
     }
 
+    /// The key for a token's `kid` and `alg`. Without a `kid`, the only key that fits `alg`.
     pub fn find(&self, kid: Option<&str>, alg: Algorithm) -> Lookup {
         let candidate = match kid {
             Some(kid) => self.by_kid.get(kid),

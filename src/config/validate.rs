@@ -64,6 +64,7 @@ pub(super) fn validate(raw: RawConfig, file: &Path, base_dir: &Path) -> Result<C
     let logins = super::login::logins(&mut c, raw.logins, raw.single_login, &issuers, base_dir);
     let clients = super::clients::clients(&mut c, raw.clients, &issuers, base_dir);
     let egress = super::clients::egress(&mut c, raw.egress, &clients, upstream.timeout);
+    listeners_apart(&mut c, &server, &admin, &egress);
     if raw.routes.is_empty() && egress.is_empty() {
         c.err("route", "no routes: add at least one [[route]] with a path and an upstream (or an [[egress]] listener)");
     }
@@ -87,6 +88,25 @@ pub(super) fn validate(raw: RawConfig, file: &Path, base_dir: &Path) -> Result<C
         Ok(config)
     } else {
         Err(c.errors)
+    }
+}
+
+/// No two listeners on one port where their addresses meet (the same IP, or either the
+/// wildcard): with SO_REUSEPORT both would bind, and the kernel would hand some connections for
+/// one to the other (an egress listener's attach a client's token).
+fn listeners_apart(c: &mut Check, server: &Server, admin: &Admin, egress: &[super::clients::Egress]) {
+    let meet = |a: SocketAddr, b: SocketAddr| {
+        a.port() != 0
+            && a.port() == b.port()
+            && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+    };
+    let mut named = vec![("server.listen".to_string(), server.listen), ("admin.listen".to_string(), admin.listen)];
+    named.extend(egress.iter().enumerate().map(|(i, e)| (format!("egress[{i}].listen"), e.listen)));
+    // admin against server is checked (and said) where admin is read.
+    for j in 2..named.len() {
+        if let Some((other, _)) = named[..j].iter().find(|(_, a)| meet(*a, named[j].1)) {
+            c.err(named[j].0.clone(), format!("{} is also {other}'s port: each listener needs its own", named[j].1));
+        }
     }
 }
 
@@ -517,9 +537,12 @@ pub(super) fn parse_upstream(s: &str) -> Result<Upstream, String> {
     }
     match authority.port_u16() {
         Some(0) => return Err(format!("invalid URL {s:?}: port 0 is not a port to connect to")),
-        // `host:` with nothing after the colon.
+        // `host:` with nothing after the colon, or a port that is no number of 1 to 65535.
         None if authority.as_str() != authority.host() => {
-            return Err(format!("invalid URL {s:?}: empty port (leave out the `:` for the scheme's default)"))
+            return Err(match authority.as_str().ends_with(':') {
+                true => format!("invalid URL {s:?}: empty port (leave out the `:` for the scheme's default)"),
+                false => format!("invalid URL {s:?}: the port is not a number from 1 to 65535"),
+            });
         }
         _ => {}
     }
@@ -581,6 +604,19 @@ mod tests {
         {
             let e = parse_upstream(bad).map(|_| ()).unwrap_err();
             assert!(e.contains("port"), "{bad}: {e}");
+        }
+        let two = "[[client]]\nname = \"c\"\ntoken_endpoint = \"http://127.0.0.1:9/t\"\nclient_id = \"c\"\nclient_secret = \"s\"\n\
+                   [server]\nlisten = \"0.0.0.0:15001\"\n\
+                   [[egress]]\nname = \"e\"\nlisten = \"127.0.0.1:15001\"\nupstream = \"http://127.0.0.1:9\"\nclient = \"c\"\n\
+                   [[egress]]\nname = \"f\"\nlisten = \"127.0.0.1:15002\"\nupstream = \"http://127.0.0.1:9\"\nclient = \"c\"\n";
+        let e = crate::config::Config::from_str(two, Path::new("/etc/t.toml"), &|_| None).unwrap_err().to_string();
+        assert!(e.contains("egress[0].listen: 127.0.0.1:15001 is also server.listen's port"), "{e}");
+        assert!(!e.contains("egress[1].listen"), "{e}");
+        for (bad, says) in
+            [("http://h:99999", "not a number"), ("http://h:8a", "not a number"), ("http://h:", "empty port")]
+        {
+            let e = parse_upstream(bad).map(|_| ()).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
         }
         assert_eq!(parse_upstream("http://[::1]:8080").unwrap().authority.port_u16(), Some(8080));
         assert_eq!(parse_upstream("http://[::1]").unwrap().authority.port_u16(), None);
