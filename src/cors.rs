@@ -131,14 +131,19 @@ mod tests {
     use super::*;
     use crate::config::Config;
 
-    /// The one route of a config with `route` (after `auth = "bearer"`, `path`, `upstream`).
-    fn route(route: &str) -> Route {
+    /// The one route of a config with one issuer and a route `auth`, with `route`'s other keys.
+    fn route_with_auth(auth: &str, route: &str) -> Route {
         let toml = format!(
             "[[issuer]]\nurl = \"https://a.example\"\naudiences = [\"api\"]\n\n\
-             [[route]]\nauth = \"bearer\"\npath = \"/\"\nupstream = \"http://127.0.0.1:9\"\n{route}\n"
+             [[route]]\nauth = \"{auth}\"\npath = \"/\"\nupstream = \"http://127.0.0.1:9\"\n{route}\n"
         );
         let mut c = Config::from_str(&toml, std::path::Path::new("t.toml"), &|_| None).unwrap();
         c.routes.remove(0)
+    }
+
+    /// A bearer route with `route`'s other keys.
+    fn route(route: &str) -> Route {
+        route_with_auth("bearer", route)
     }
 
     const APP: &str = "https://app.example.com";
@@ -214,11 +219,7 @@ mod tests {
         let r = route(&format!("dpop = \"disabled\"\ncors = {{ allowed_origins = [\"{APP}\"] }}"));
         assert_eq!(get(&preflight_for(&r, None), ACCESS_CONTROL_ALLOW_HEADERS), None);
         // A route with no bearer tokens has no DPoP either.
-        let toml = format!(
-            "[[route]]\nauth = \"none\"\npath = \"/\"\nupstream = \"http://127.0.0.1:9\"\ncors = {{ allowed_origins = [\"{APP}\"] }}\n"
-        );
-        let mut c = Config::from_str(&toml, std::path::Path::new("t.toml"), &|_| None).unwrap();
-        let r = c.routes.remove(0);
+        let r = route_with_auth("none", &format!("cors = {{ allowed_origins = [\"{APP}\"] }}"));
         assert_eq!(get(&preflight_for(&r, None), ACCESS_CONTROL_ALLOW_HEADERS), None);
         assert_eq!(get(&answer_for(&r), ACCESS_CONTROL_EXPOSE_HEADERS), Some("www-authenticate"));
     }

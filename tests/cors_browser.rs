@@ -86,6 +86,24 @@ fn calls(page: &Value) -> &Vec<Value> {
     page["calls"].as_array().unwrap()
 }
 
+/// A gateway (`base` config) with the route `api` on `/api/`: bearer tokens of `idp`, upstream
+/// `app`, and a cors policy admitting `page` with `Authorization` allowed and `X-Total-Count`
+/// exposed, plus `more` (further keys of the policy, each after a comma).
+fn bearer_api(base: &str, idp: &Idp, app: SocketAddr, page: &str, more: &str) -> Gateway {
+    let issuer_block = issuer_toml("idp", &idp.issuer, API_RESOURCE);
+    Gateway::start(&format!(
+        r#"{base}
+{issuer_block}
+[[route]]
+name = "api"
+path = "/api/"
+auth = "bearer"
+upstream = "http://{app}"
+cors = {{ allowed_origins = ["{page}"], allowed_headers = ["Authorization"], exposed_headers = ["X-Total-Count"]{more} }}
+"#,
+    ))
+}
+
 #[test]
 fn a_page_on_another_site_calls_a_bearer_api() {
     let _one = serial();
@@ -94,18 +112,7 @@ fn a_page_on_another_site_calls_a_bearer_api() {
     let app = app(&rt);
     let idp = Idp::start(IdpOptions::default());
     let page = format!("http://127.0.0.1:{}", app.port());
-    let issuer_block = issuer_toml("idp", &idp.issuer, API_RESOURCE);
-    let gw = Gateway::start(&format!(
-        r#"{BASE}
-{issuer_block}
-[[route]]
-name = "api"
-path = "/api/"
-auth = "bearer"
-upstream = "http://{app}"
-cors = {{ allowed_origins = ["{page}"], allowed_headers = ["Authorization"], exposed_headers = ["X-Total-Count"], max_age = "10m" }}
-"#,
-    ));
+    let gw = bearer_api(BASE, &idp, app, &page, ", max_age = \"10m\"");
     wait_ready(&gw);
     let token = idp.access_token("m2m", "m2m-secret", Some("api:read"), Some(API_RESOURCE));
     let api = format!("http://localhost:{}/api/orders", gw.addr.port());
@@ -235,19 +242,8 @@ fn a_page_on_another_site_calls_a_bearer_api_behind_nginx_auth_request() {
     let app = app(&rt);
     let idp = Idp::start(IdpOptions::default());
     let page = format!("http://127.0.0.1:{}", app.port());
-    let issuer_block = issuer_toml("idp", &idp.issuer, API_RESOURCE);
     let base = BASE.replacen("workers = 2\n", "workers = 2\nforward_auth_preflight = true\n", 1);
-    let gw = Gateway::start(&format!(
-        r#"{base}
-{issuer_block}
-[[route]]
-name = "api"
-path = "/api/"
-auth = "bearer"
-upstream = "http://{app}"
-cors = {{ allowed_origins = ["{page}"], allowed_headers = ["Authorization"], exposed_headers = ["X-Total-Count"] }}
-"#,
-    ));
+    let gw = bearer_api(&base, &idp, app, &page, "");
     wait_ready(&gw);
     let nginx = services::Nginx::start(&format!(
         "server {{\n    listen {{{{LISTEN}}}};\n{}\n}}\n",

@@ -65,14 +65,15 @@ fn signs_sha256(alg: Algorithm) -> bool {
     matches!(alg, Algorithm::RS256 | Algorithm::PS256 | Algorithm::ES256)
 }
 
-/// Decoded signatures up to this size (an 8192-bit RSA signature) stay on the stack.
-const STACK_SIGNATURE: usize = 1024;
+/// Decoded token parts up to this size (an 8192-bit RSA signature, most headers and payloads)
+/// stay on the stack.
+const STACK_DECODED: usize = 1024;
 
 /// `f` applied to the base64url-decoded `part` (on the stack when small); `None` when `part` is
 /// not base64url. Exactly what `URL_SAFE_NO_PAD.decode` accepts, without the allocation.
 pub(crate) fn with_decoded<T>(part: &str, f: impl FnOnce(&[u8]) -> T) -> Option<T> {
-    let mut buf = [0u8; STACK_SIGNATURE];
-    if part.len() / 4 * 3 + 3 <= STACK_SIGNATURE {
+    let mut buf = [0u8; STACK_DECODED];
+    if part.len() / 4 * 3 + 3 <= STACK_DECODED {
         let n = URL_SAFE_NO_PAD.decode_slice(part, &mut buf).ok()?;
         Some(f(&buf[..n]))
     } else {

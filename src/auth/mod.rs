@@ -132,15 +132,19 @@ fn hash(token: &str) -> TokenHash {
 /// The SHA-256 of a token's signed part: the length of the prefix it covers and the digest.
 type Signed = (usize, aws_lc_rs::digest::Digest);
 
+/// The SHA-256 of a token's signed part, not yet finished: the hashing state after the prefix
+/// (its length), so that only a cache miss, which checks a signature, pays for finishing it.
+type SignedPart = (usize, aws_lc_rs::digest::Context);
+
 /// In one pass over `token`: its cache key (the SHA-256 of the whole token) and, when it has a
-/// `.`, the SHA-256 of everything before the last one (a JWS's `header.payload`, the digest an
-/// RS256, PS256 or ES256 signature is over), so a miss does not hash the signed part again.
-fn hashes(token: &str) -> (TokenHash, Option<Signed>) {
+/// `.`, the hashing state after everything before the last one (a JWS's `header.payload`, whose
+/// digest an RS256, PS256 or ES256 signature is over), so a miss does not hash it again.
+fn hashes(token: &str) -> (TokenHash, Option<SignedPart>) {
     use aws_lc_rs::digest::{Context, SHA256};
     let mut ctx = Context::new(&SHA256);
     let signed = token.rfind('.').map(|dot| {
         ctx.update(&token.as_bytes()[..dot]);
-        let signed = (dot, ctx.clone().finish());
+        let signed = (dot, ctx.clone());
         ctx.update(&token.as_bytes()[dot..]);
         signed
     });
@@ -320,10 +324,11 @@ impl Authenticator {
         route: &RouteBearer,
         token: &str,
         key: TokenHash,
-        signed: Option<Signed>,
+        signed: Option<SignedPart>,
         now: u64,
     ) -> Result<Arc<Principal>, AuthError> {
         if jwt::looks_like_jws(token) {
+            let signed = signed.map(|(len, ctx)| (len, ctx.finish()));
             let principal = self.verify_jwt(route, token, signed.as_ref()).await?;
             self.caches.verified.insert(key, principal.clone(), now);
             front::put(self.caches.front_owner, token, &principal, now + FRONT_TTL_SECS);
@@ -495,8 +500,8 @@ mod tests {
             assert_eq!(&key[..], sha(token).as_ref(), "{token}");
             match token.rfind('.') {
                 Some(dot) => {
-                    let (len, d) = signed.expect("a dot");
-                    assert_eq!((len, d.as_ref()), (dot, sha(&token[..dot]).as_ref()), "{token}");
+                    let (len, ctx) = signed.expect("a dot");
+                    assert_eq!((len, ctx.finish().as_ref()), (dot, sha(&token[..dot]).as_ref()), "{token}");
                 }
                 None => assert!(signed.is_none()),
             }

@@ -19,11 +19,12 @@
 //! a request that names no route, a bad path or contradicting headers; 503 when the credential
 //! cannot be checked now. Nothing else: nginx treats any other status as an error.
 //!
-//! CORS: a preflight the proxy asks about (original method `OPTIONS` with `Origin` and
+//! CORS: with `server.forward_auth_preflight` (the proxy sets the original method itself), a
+//! preflight the proxy asks about (original method `OPTIONS` with `Origin` and
 //! `Access-Control-Request-Method`) is judged as the gateway judges one, on the route of the
 //! method asked about: from an origin its `cors` admits, 204 with the policy's headers and no
-//! credential. Every answer about a route with `cors` carries its CORS headers (`cors::respond`)
-//! for the proxy to copy to the browser.
+//! credential; without the setting it is a request like any other. Every answer about a route
+//! with `cors` carries its CORS headers (`cors::respond`) for the proxy to copy to the browser.
 
 use http::header::{HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL, HOST, ORIGIN};
 use http::{Method, Request, Response, StatusCode, Uri};
