@@ -61,6 +61,7 @@ pub async fn serve(listener: TcpListener, metrics: Metrics, ready: Readiness, li
             // Our timers (server/conn.rs) instead of hyper's, as on the traffic listener.
             let conn =
                 hyper::server::conn::http1::Builder::new().header_read_timeout(None).serve_connection(io, service);
+            tokio::pin!(conn);
             conn::drive(conn, &activity, &timeouts, shutdown).await.record(&metrics);
         });
     }

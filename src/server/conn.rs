@@ -329,13 +329,13 @@ impl End {
 }
 
 /// Serves `conn` until it ends, a timer cuts it, or `shutdown` closes it gracefully. An idle
-/// connection is asked to close; one still open a header timeout later is cut.
-pub async fn drive<C>(conn: C, activity: &Activity, t: &Timeouts, mut shutdown: watch::Receiver<bool>) -> End
+/// connection is asked to close; one still open a header timeout later is cut. `conn` is
+/// pinned by the caller: taken by value, it would sit in this future twice.
+pub async fn drive<C>(mut conn: Pin<&mut C>, activity: &Activity, t: &Timeouts, mut shutdown: watch::Receiver<bool>) -> End
 where
     C: GracefulConnection,
     C::Error: std::fmt::Display,
 {
-    tokio::pin!(conn);
     let mut tick = tokio::time::interval(t.period());
     let mut writes = WriteWatch::default();
     let mut closing: Option<Instant> = None;

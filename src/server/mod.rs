@@ -24,7 +24,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::{AuthMetrics, Authenticator};
-use crate::config::{Config, Server as ServerConfig};
+use crate::config::{Config, IpRange, Server as ServerConfig};
 use crate::gateway::{Conn, Gateway, Worker};
 use crate::login::Logins;
 use crate::metrics::Metrics;
@@ -433,19 +433,36 @@ async fn accept_loop(
                     let conn = Conn::new(peer, false, trusted.trusted_proxies());
                     serve(stream, false, conn, serving).await;
                 }
-                Some(acceptor) => match tokio::time::timeout(cfg.header_read_timeout, acceptor.accept(stream)).await {
-                    Ok(Ok(tls)) => {
-                        let session = tls.get_ref().1;
-                        let h2 = session.alpn_protocol() == Some(b"h2");
-                        let cert = crate::client_cert::of_chain(session.peer_certificates());
-                        let conn = Conn::new(peer, true, trusted.trusted_proxies()).with_client_cert(cert);
-                        serve(tls, h2, conn, serving).await;
-                    }
-                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                },
+                // Boxed: the handshake's and the TLS stream's state would otherwise make every
+                // plain connection's task as large.
+                Some(acceptor) => {
+                    let (timeout, trusted) = (cfg.header_read_timeout, trusted.trusted_proxies());
+                    Box::pin(serve_tls(stream, peer, acceptor, timeout, trusted, serving)).await
+                }
             }
         });
+    }
+}
+
+/// The TLS handshake (bounded by the header timeout), then [`serve`] over it.
+async fn serve_tls(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    acceptor: &TlsAcceptor,
+    timeout: std::time::Duration,
+    trusted: &[IpRange],
+    serving: Connection<'_>,
+) {
+    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => {
+            let session = tls.get_ref().1;
+            let h2 = session.alpn_protocol() == Some(b"h2");
+            let cert = crate::client_cert::of_chain(session.peer_certificates());
+            let conn = Conn::new(peer, true, trusted).with_client_cert(cert);
+            serve(tls, h2, conn, serving).await;
+        }
+        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
     }
 }
 
@@ -540,22 +557,29 @@ where
     let activity = Arc::new(Activity::new(h2));
     let tunnel = TunnelSlot::default();
     let ctx = Arc::new(PerConnection { conn, activity: activity.clone(), gateway, tunnel: tunnel.clone() });
+    // Each request's future is boxed: hyper keeps the service's future inline, in a box it
+    // makes per HTTP/1 connection before the first request and in the task it spawns per
+    // HTTP/2 stream, and moves it on the way. Inline, every idle connection held the request
+    // future's 7 KB and every HTTP/2 stream copied it several times; boxed, a request costs
+    // one allocation of it while it runs.
     let service = service_fn(move |req| {
         let ctx = ctx.clone();
-        async move {
+        Box::pin(async move {
             let open = ctx.activity.request();
             let resp = proxy::with_tunnel_slot(ctx.tunnel.clone(), ctx.gateway.handle(req, &ctx.conn)).await;
             Ok::<_, Infallible>(resp.map(|body| Sending::new(body, open)))
-        }
+        })
     });
     let io = TokioIo::new(Tracked::new(io, activity.clone(), slot));
     let connection = builder.serve_connection_with_upgrades(io, service);
+    tokio::pin!(connection);
     let t = &shared.timeouts;
-    let end = conn::drive(connection, &activity, t, shutdown).await;
+    let end = conn::drive(connection.as_mut(), &activity, t, shutdown).await;
     end.record(&shared.metrics);
     let upgraded = tunnel.lock().unwrap_or_else(|e| e.into_inner()).take();
     if let (End::Closed, Some(tunnel)) = (end, upgraded) {
         let _open = Gauged::new(&shared.metrics.tunnels);
-        conn::drive_tunnel(tunnel.run(), &activity, t).await.record(&shared.metrics);
+        // Boxed: rare, and the connection's task should not carry its state.
+        Box::pin(conn::drive_tunnel(tunnel.run(), &activity, t)).await.record(&shared.metrics);
     }
 }

@@ -590,8 +590,10 @@ tokio::task_local! {
 }
 
 /// Runs `fut` (one request) with `slot` as the place its tunnel goes.
-pub async fn with_tunnel_slot<F: std::future::Future>(slot: TunnelSlot, fut: F) -> F::Output {
-    TUNNEL_SLOT.scope(slot, fut).await
+/// A plain function, not `async`: an async wrapper would hold `fut` twice (its argument and
+/// the scope around it), doubling the request future.
+pub fn with_tunnel_slot<F: std::future::Future>(slot: TunnelSlot, fut: F) -> impl std::future::Future<Output = F::Output> {
+    TUNNEL_SLOT.scope(slot, fut)
 }
 
 /// Hands the upgraded connections to the client connection serving this request, which joins
