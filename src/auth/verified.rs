@@ -7,7 +7,9 @@
 //! in the call that needs it (no background thread, no deferred upkeep): an insert that would
 //! pass its shard's budget first evicts, from where the clock hand is, expired entries and
 //! entries not read since the hand last passed. At a full cache a miss then pays one eviction
-//! or two, not moka's frequency sketch, timer wheel and write queue.
+//! or two, not moka's frequency sketch, timer wheel and write queue. Below the bound, every
+//! insert also looks at the next [`SWEEP`] slots of its shard for expired entries and frees
+//! them, so that a stream of short-lived tokens holds about what is live, not the bound.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -19,6 +21,11 @@ use super::{Principal, TokenHash};
 
 /// Shards: a request holds one shard's lock for a map lookup, so contention stays low.
 const SHARDS: usize = 16;
+
+/// Slots an insert looks at for expired entries. A shard's sweep goes round its ring once in
+/// ring / `SWEEP` inserts, so with steady inserts the expired entries it holds are at most
+/// about 1 / (`SWEEP` - 1) of the live ones.
+const SWEEP: usize = 8;
 
 pub struct Verified {
     shards: Box<[Mutex<Shard>]>,
@@ -34,6 +41,8 @@ struct Shard {
     /// Slots of `ring` that are free.
     free: Vec<usize>,
     hand: usize,
+    /// Where the next insert's look for expired entries starts.
+    sweep: usize,
     bytes: u64,
     budget: u64,
 }
@@ -60,6 +69,7 @@ impl Verified {
                     ring: Vec::new(),
                     free: Vec::new(),
                     hand: 0,
+                    sweep: 0,
                     bytes: 0,
                     budget,
                 })
@@ -101,6 +111,7 @@ impl Verified {
         if u64::from(size) > shard.budget || now >= until {
             return;
         }
+        shard.sweep_expired(now);
         while shard.bytes + u64::from(size) > shard.budget {
             if !shard.evict_one(now) {
                 return;
@@ -135,6 +146,19 @@ impl Shard {
             self.map.remove(&entry.key);
             self.bytes -= u64::from(entry.size);
             self.free.push(slot);
+        }
+    }
+
+    /// Frees the expired entries among the next [`SWEEP`] slots (read marks untouched: the
+    /// sweep is not the clock).
+    fn sweep_expired(&mut self, now: u64) {
+        let len = self.ring.len();
+        for _ in 0..SWEEP.min(len) {
+            let slot = self.sweep % len;
+            self.sweep = (slot + 1) % len;
+            if self.ring[slot].as_ref().is_some_and(|e| now >= e.until) {
+                self.remove(slot);
+            }
         }
     }
 
@@ -204,6 +228,23 @@ mod tests {
         assert_eq!(cache.usage(), (0, 0), "and dropped");
         cache.insert(key(2), principal(NOW), NOW);
         assert!(cache.get(&key(2), NOW).is_none(), "already expired: not kept");
+    }
+
+    #[test]
+    fn inserts_free_expired_entries_below_the_bound() {
+        // Far below the memory bound, tokens that expire are not read again: the inserts that
+        // follow free them (before, they stayed until the bound made room, and a steady stream
+        // of short-lived tokens held the whole 32 MiB however few were live).
+        let cache = Verified::new(1 << 30, Duration::from_secs(3600));
+        for i in 0..1_000 {
+            cache.insert(key(i), principal(NOW + 10), NOW);
+        }
+        assert_eq!(cache.usage().1, 1_000);
+        for i in 1_000..2_000 {
+            cache.insert(key(i), principal(NOW + 600), NOW + 10);
+        }
+        assert_eq!(cache.usage().1, 1_000, "the expired thousand are gone");
+        assert!(cache.get(&key(1_999), NOW + 10).is_some());
     }
 
     #[test]
