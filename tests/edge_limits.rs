@@ -211,6 +211,64 @@ fn tunnels_get_the_drain_timeout_then_are_cut() {
     assert_eq!(gw.wait_exit(Duration::from_secs(5)), Some(0), "the gateway did not exit after the drain");
 }
 
+/// A client that resets its connection while the upstream is still answering its upgrade (its
+/// request head followed by a byte, so that the gateway is not reading and does not see the
+/// reset): the 101 cannot be written, the connection ends with an error, and the tunnel the
+/// request opened must give its place back at once. With the ended connection kept alive until
+/// the tunnel finished, the client side of the upgrade never came and the tunnel held its
+/// `max_connections` place for the tunnel idle timeout (here 60 s).
+#[test]
+fn an_upgrade_whose_client_reset_gives_its_place_back() {
+    use socket2::SockRef;
+    let rt = runtime();
+    let (got, asked) = mpsc::channel::<()>();
+    let answer = Arc::new(tokio::sync::Notify::new());
+    let first = Arc::new(AtomicBool::new(true));
+    let up = rt.block_on(upstream({
+        let answer = answer.clone();
+        Arc::new(move |mut req: Request<Incoming>| {
+            let (got, answer, first) = (got.clone(), answer.clone(), first.clone());
+            Box::pin(async move {
+                let on = hyper::upgrade::on(&mut req);
+                tokio::spawn(async move {
+                    if let Ok(up) = on.await {
+                        let (mut r, mut w) = tokio::io::split(TokioIo::new(up));
+                        let _ = tokio::io::copy(&mut r, &mut w).await;
+                    }
+                });
+                // The first upgrade is answered once its client has reset; later ones at once.
+                if first.swap(false, SeqCst) {
+                    let _ = got.send(());
+                    answer.notified().await;
+                }
+                Response::builder()
+                    .status(101)
+                    .header("connection", "upgrade")
+                    .header("upgrade", "websocket")
+                    .body(full(""))
+                    .unwrap()
+            })
+        })
+    }));
+    let gw = Gateway::start(&config(up, "tunnel_idle_timeout = \"60s\"", ""));
+    let mut s = TcpStream::connect(gw.addr).unwrap();
+    s.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: gateway.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\nX",
+    )
+    .unwrap();
+    asked.recv_timeout(Duration::from_secs(10)).expect("the upgrade did not reach the upstream");
+    SockRef::from(&s).set_linger(Some(Duration::ZERO)).unwrap();
+    drop(s);
+    answer.notify_one();
+    wait_until("the reset connection's place to be free", Duration::from_secs(5), || {
+        (metric_of(&gw, "tollgate_connections") == 0.0 && metric_of(&gw, "tollgate_tunnels") == 0.0).then_some(())
+    });
+    // And the place serves the next client.
+    let mut next = open_tunnel(gw.addr);
+    assert!(echoes(&mut next, b"next"));
+}
+
 /// With its open-file limit at 64, the gateway runs out of descriptors when 80 clients connect
 /// and stay silent: `accept` fails with EMFILE. It logs that at most once a second (not once per
 /// retry), counts it in `tollgate_accept_errors_total`, and once the clients leave it serves a

@@ -7,9 +7,11 @@
 //! in the call that needs it (no background thread, no deferred upkeep): an insert that would
 //! pass its shard's budget first evicts, from where the clock hand is, expired entries and
 //! entries not read since the hand last passed. At a full cache a miss then pays one eviction
-//! or two, not moka's frequency sketch, timer wheel and write queue. Below the bound, every
-//! insert also looks at the next [`SWEEP`] slots of its shard for expired entries and frees
-//! them, so that a stream of short-lived tokens holds about what is live, not the bound.
+//! or two, not moka's frequency sketch, timer wheel and write queue. Every insert also frees
+//! the expired entries among the next [`SWEEP`] slots of its shard, so that while tokens keep
+//! arriving the cache holds about what is live, not its bound. (After inserts stop, expired
+//! entries stay until read or until later inserts, and a shard's ring and map keep their peak
+//! length.)
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -23,8 +25,8 @@ use super::{Principal, TokenHash};
 const SHARDS: usize = 16;
 
 /// Slots an insert looks at for expired entries. A shard's sweep goes round its ring once in
-/// ring / `SWEEP` inserts, so with steady inserts the expired entries it holds are at most
-/// about 1 / (`SWEEP` - 1) of the live ones.
+/// ring / `SWEEP` inserts, so its expired entries are at most about 1 / `SWEEP` of the ring's
+/// slots: about 1 / (`SWEEP` - 1) of the live entries at a steady insert rate.
 const SWEEP: usize = 8;
 
 pub struct Verified {

@@ -571,10 +571,14 @@ where
         })
     });
     let io = TokioIo::new(Tracked::new(io, activity.clone(), slot));
-    let connection = builder.serve_connection_with_upgrades(io, service);
-    tokio::pin!(connection);
     let t = &shared.timeouts;
-    let end = conn::drive(connection.as_mut(), &activity, t, shutdown).await;
+    let end = {
+        let connection = builder.serve_connection_with_upgrades(io, service);
+        tokio::pin!(connection);
+        conn::drive(connection.as_mut(), &activity, t, shutdown).await
+        // Dropped here, before any tunnel runs: a connection that ended with an error still
+        // holds its pending upgrade, which the tunnel would wait for until its idle timeout.
+    };
     end.record(&shared.metrics);
     let upgraded = tunnel.lock().unwrap_or_else(|e| e.into_inner()).take();
     if let (End::Closed, Some(tunnel)) = (end, upgraded) {
