@@ -47,7 +47,8 @@
 #   nginx best / 4) PEERS=1 (0 skips Envoy and Apache) TLS=1 (0 skips the TLS modes)
 #   H2_CONNS=16 H2_STREAMS=16 ENVOY_BIN=path APACHE_BIN=/usr/sbin/apache2
 #   DPOP=1 (0 skips the DPoP mode) DPOP_PROOFS=200000 (fresh proofs made per round: more than
-#     the warm-up and the run send; the proof maker is examples/dpop_proofs.rs)
+#     the warm-up and the run send; the proof maker is examples/dpop_proofs.rs) DPOP_KEYS=16
+#     (proof keys, each with its own bound token, taking turns)
 #   SKIP_BUILD=1 KEEP=1 (keep the work dir) TOLLGATE_BIN=path (another build of tollgate)
 #   INSTRUCTIONS=1 (instead: user-space instructions per request under callgrind, every mode,
 #     one worker each)
@@ -64,6 +65,7 @@ TOKENS=${TOKENS:-10000}
 BIG_TOKENS=${BIG_TOKENS:-100000}
 DPOP=${DPOP:-1}
 DPOP_PROOFS=${DPOP_PROOFS:-200000}
+DPOP_KEYS=${DPOP_KEYS:-16}
 FIXED=${FIXED:-8s}
 PEERS=${PEERS:-1}
 TLS=${TLS:-1}
@@ -531,17 +533,28 @@ credentials() {
     MINTED=$(date +%s)
 }
 
-# The DPoP mode's token (bound to a key of our own, by the dev issuer's `jkt` parameter) and
-# DPOP_PROOFS fresh proofs for GET /dpop/x at the benchmarked tollgate, made ahead of the run.
+# The DPoP mode's credentials: DPOP_KEYS keys of our own, each with a token bound to it (by the
+# dev issuer's `jkt` parameter), and DPOP_PROOFS fresh proofs for GET /dpop/x at the
+# benchmarked tollgate, made ahead of the run and taken from the keys in turn, one
+# "TOKEN PROOF" a line. Several keys because one key may hold only 1/16 of tollgate's memory
+# of used proofs (README, "DPoP"): with one key, a run at 15,000 requests a second within the
+# route's 5-minute window got 401 dpop_too_many, counted as errors. DPOP_TOKEN and
+# $W/dpop-0.key: the first key's, for the check before the run.
 dpop_credentials() {
-    local jkt t0=$(date +%s%N)
-    jkt=$("$PROOFS_BIN" key "$W/dpop.key")
-    DPOP_TOKEN=$(curl -s -u dev-cli:dev-secret -d grant_type=client_credentials -d scope=api -d "jkt=$jkt" \
-        "$ISSUER/token" | sed -nE 's/.*"access_token":"([^"]+)".*/\1/p')
-    [[ -n $DPOP_TOKEN ]] || die "no DPoP-bound token from $ISSUER/token"
-    "$PROOFS_BIN" proofs "$W/dpop.key" "$DPOP_PROOFS" GET "http://127.0.0.1:$TG/dpop/x" "$DPOP_TOKEN" >"$W/proofs.txt"
-    rm -f "$W/proofs.txt.used"
-    log "made $DPOP_PROOFS DPoP proofs in $((($(date +%s%N) - t0) / 1000000)) ms"
+    local jkt k token t0=$(date +%s%N) files=()
+    for ((k = 0; k < DPOP_KEYS; k++)); do
+        jkt=$("$PROOFS_BIN" key "$W/dpop-$k.key")
+        token=$(curl -s -u dev-cli:dev-secret -d grant_type=client_credentials -d scope=api -d "jkt=$jkt" \
+            "$ISSUER/token" | sed -nE 's/.*"access_token":"([^"]+)".*/\1/p')
+        [[ -n $token ]] || die "no DPoP-bound token from $ISSUER/token"
+        ((k == 0)) && DPOP_TOKEN=$token
+        "$PROOFS_BIN" proofs "$W/dpop-$k.key" "$(((DPOP_PROOFS + DPOP_KEYS - 1) / DPOP_KEYS))" GET \
+            "http://127.0.0.1:$TG/dpop/x" "$token" | sed "s|^|$token |" >"$W/proofs-$k.txt"
+        files+=("$W/proofs-$k.txt")
+    done
+    paste -d'\n' "${files[@]}" >"$W/proofs.txt"
+    rm -f "$W/proofs.txt.used" "${files[@]}"
+    log "made $DPOP_PROOFS DPoP proofs for $DPOP_KEYS keys in $((($(date +%s%N) - t0) / 1000000)) ms"
 }
 
 # ---------------------------------------------------------------- measurements
@@ -679,7 +692,7 @@ check_200 "http://127.0.0.1:$TG/svc/x" -H "Authorization: Bearer $ONE_TOKEN"
 check_200 "http://127.0.0.1:$TG/xchg/x" -H "Authorization: Bearer $ONE_TOKEN"
 if [[ $DPOP = 1 ]]; then
     check_200 "http://127.0.0.1:$TG/dpop/x" -H "Authorization: DPoP $DPOP_TOKEN" \
-        -H "DPoP: $("$PROOFS_BIN" proofs "$W/dpop.key" 1 GET "http://127.0.0.1:$TG/dpop/x" "$DPOP_TOKEN")"
+        -H "DPoP: $("$PROOFS_BIN" proofs "$W/dpop-0.key" 1 GET "http://127.0.0.1:$TG/dpop/x" "$DPOP_TOKEN")"
 fi
 check_200 "http://127.0.0.1:$TG/wiki/x" -H "Cookie: $SESSION"
 if [[ $PEERS = 1 ]]; then

@@ -1,16 +1,17 @@
--- wrk script: every request carries the DPoP-bound token (args[2]) and the next fresh proof
--- from a file (args[1], one a line, made ahead of the run by examples/dpop_proofs.rs). A proof
--- is good for one request, so they are never cycled: the warm-up and the measured run each
--- start after the last proof a previous run of this file used (kept in FILE.used), and a run
--- that exhausts the file says so (its requests then reuse proofs and are refused: errors).
+-- wrk script: every request carries the next line of a file (args[1], made ahead of the run by
+-- benches/load.sh with examples/dpop_proofs.rs): a DPoP-bound token and a fresh proof made
+-- with its key, "TOKEN PROOF" (a line with only a proof takes the token args[2]). A proof is
+-- good for one request, so they are never cycled: the warm-up and the measured run each start
+-- after the last proof a previous run of this file used (kept in FILE.used), and a run that
+-- exhausts the file says so (its requests then reuse proofs and are refused: errors).
 --
---   wrk -t1 -c64 -d5s -s dpop.lua http://127.0.0.1:PORT/dpop/x -- proofs.txt TOKEN
+--   wrk -t1 -c64 -d5s -s dpop.lua http://127.0.0.1:PORT/dpop/x -- proofs.txt [TOKEN]
 
 -- Globals (not locals) where done() reads them from the thread with thread:get.
 local proofs = {}
+local auths = {}
 n, i, proofs_file = 0, 0, nil
 local first = 0
-local auth
 local threads = {}
 
 local function used_file(file) return file .. ".used" end
@@ -20,12 +21,16 @@ function setup(thread)
 end
 
 function init(args)
-   local file = args[1] or error("usage: -- PROOFS_FILE TOKEN")
-   auth = "DPoP " .. (args[2] or error("usage: -- PROOFS_FILE TOKEN"))
+   local file = args[1] or error("usage: -- PROOFS_FILE [TOKEN]")
    for line in io.lines(file) do
       if #line > 0 then
+         local token, proof = line:match("^(%S+) (%S+)$")
+         if not token then
+            token, proof = args[2] or error(file .. ": a line without a token, and no TOKEN"), line
+         end
          n = n + 1
-         proofs[n] = line
+         proofs[n] = proof
+         auths[n] = "DPoP " .. token
       end
    end
    if n == 0 then error("no proofs in " .. file) end
@@ -38,8 +43,8 @@ end
 function request()
    i = i + 1
    -- Past the end: the last proof again (refused as a replay, counted as an error).
-   local proof = proofs[i <= n and i or n]
-   return wrk.format(nil, nil, { ["Authorization"] = auth, ["DPoP"] = proof })
+   local j = i <= n and i or n
+   return wrk.format(nil, nil, { ["Authorization"] = auths[j], ["DPoP"] = proofs[j] })
 end
 
 function done(summary, latency, requests)
