@@ -52,22 +52,27 @@ async fn tunnel_upstream() -> SocketAddr {
             if !req.headers().contains_key("upgrade") {
                 return Response::new(full("ok"));
             }
-            let on = hyper::upgrade::on(&mut req);
-            tokio::spawn(async move {
-                if let Ok(up) = on.await {
-                    let (mut r, mut w) = tokio::io::split(TokioIo::new(up));
-                    let _ = tokio::io::copy(&mut r, &mut w).await;
-                }
-            });
-            Response::builder()
-                .status(101)
-                .header("connection", "upgrade")
-                .header("upgrade", "websocket")
-                .body(full(""))
-                .unwrap()
+            echo_upgrade(&mut req)
         })
     }))
     .await
+}
+
+/// Echoes the tunnel `req` asks for once it is upgraded; the 101 that upgrades it.
+fn echo_upgrade(req: &mut Request<Incoming>) -> Response<UpBody> {
+    let on = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        if let Ok(up) = on.await {
+            let (mut r, mut w) = tokio::io::split(TokioIo::new(up));
+            let _ = tokio::io::copy(&mut r, &mut w).await;
+        }
+    });
+    Response::builder()
+        .status(101)
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .body(full(""))
+        .unwrap()
 }
 
 /// Opens a WebSocket tunnel through the gateway (raw bytes; the echo upstream does not care
@@ -229,24 +234,13 @@ fn an_upgrade_whose_client_reset_gives_its_place_back() {
         Arc::new(move |mut req: Request<Incoming>| {
             let (got, answer, first) = (got.clone(), answer.clone(), first.clone());
             Box::pin(async move {
-                let on = hyper::upgrade::on(&mut req);
-                tokio::spawn(async move {
-                    if let Ok(up) = on.await {
-                        let (mut r, mut w) = tokio::io::split(TokioIo::new(up));
-                        let _ = tokio::io::copy(&mut r, &mut w).await;
-                    }
-                });
+                let switching = echo_upgrade(&mut req);
                 // The first upgrade is answered once its client has reset; later ones at once.
                 if first.swap(false, SeqCst) {
                     let _ = got.send(());
                     answer.notified().await;
                 }
-                Response::builder()
-                    .status(101)
-                    .header("connection", "upgrade")
-                    .header("upgrade", "websocket")
-                    .body(full(""))
-                    .unwrap()
+                switching
             })
         })
     }));
