@@ -52,7 +52,8 @@
 #   SKIP_BUILD=1 KEEP=1 (keep the work dir) TOLLGATE_BIN=path (another build of tollgate)
 #   INSTRUCTIONS=1 (instead: user-space instructions per request under callgrind, every mode,
 #     one worker each)
-#   PROFILE=1 (perf record tollgate during the public and bearer runs; reports in the work dir)
+#   PROFILE=1 (perf record tollgate during the public, bearer and BIG_TOKENS runs; reports in
+#     the work dir)
 set -euo pipefail
 
 WORKERS=${WORKERS:-2}
@@ -636,7 +637,7 @@ run_load() {
     [[ $mode = *" $TOKENS tokens" ]] && warm=$TOKEN_WARMUP
     load "$tool" "$warm" "$url" "$@" >/dev/null
     [[ $pid = "$TG_PID" ]] && m0=$(metric 'tollgate_verified_cache_total{result="miss"}')
-    if [[ ${PROFILE:-0} = 1 && $pid = "$TG_PID" && $mode =~ ^tollgate\ (public|bearer,\ 1\ ) ]]; then
+    if [[ ${PROFILE:-0} = 1 && $pid = "$TG_PID" && $mode =~ ^tollgate\ (public|bearer,\ 1\ |bearer,\ [0-9]+\ new) ]]; then
         perf record -e cpu-clock -F 499 --call-graph dwarf,16384 -p "$TG_PID" -o "$W/perf-${mode//[ ,]/_}.data" \
             -- sleep "${DURATION%s}" 2>/dev/null &
         perf_pid=$!
