@@ -332,7 +332,12 @@ impl End {
 /// connection is asked to close; one still open a header timeout later is cut. `conn` is
 /// pinned by the caller (taken by value, it would sit in this future twice), who should drop
 /// it as soon as this returns: until then it keeps its IO, its slot and any pending upgrade.
-pub async fn drive<C>(mut conn: Pin<&mut C>, activity: &Activity, t: &Timeouts, mut shutdown: watch::Receiver<bool>) -> End
+pub async fn drive<C>(
+    mut conn: Pin<&mut C>,
+    activity: &Activity,
+    t: &Timeouts,
+    mut shutdown: watch::Receiver<bool>,
+) -> End
 where
     C: GracefulConnection,
     C::Error: std::fmt::Display,

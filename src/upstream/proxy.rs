@@ -592,7 +592,10 @@ tokio::task_local! {
 /// Runs `fut` (one request) with `slot` as the place its tunnel goes.
 /// A plain function, not `async`: an async wrapper would hold `fut` twice (its argument and
 /// the scope around it), doubling the request future.
-pub fn with_tunnel_slot<F: std::future::Future>(slot: TunnelSlot, fut: F) -> impl std::future::Future<Output = F::Output> {
+pub fn with_tunnel_slot<F: std::future::Future>(
+    slot: TunnelSlot,
+    fut: F,
+) -> impl std::future::Future<Output = F::Output> {
     TUNNEL_SLOT.scope(slot, fut)
 }
 
