@@ -851,7 +851,7 @@ for round in $(seq 1 "$ROUNDS"); do
     fi
     if [[ ${DPOP:-1} = 1 ]]; then
         run_wrk "tollgate DPoP, fresh proofs" "http://127.0.0.1:$TG/dpop/x" "$TG_PID" - \
-            -s "$HERE/dpop.lua" -- "$W/proofs.txt" "$DPOP_TOKEN"
+            -s "$HERE/dpop.lua" -- "$W/proofs.txt"
     fi
     run_wrk "tollgate public, access log on" "http://127.0.0.1:$TG_LOG/public/x" "$TG_LOG_PID" -
     if [[ $INSTRUCTIONS != 1 ]]; then

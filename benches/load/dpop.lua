@@ -1,11 +1,11 @@
 -- wrk script: every request carries the next line of a file (args[1], made ahead of the run by
 -- benches/load.sh with examples/dpop_proofs.rs): a DPoP-bound token and a fresh proof made
--- with its key, "TOKEN PROOF" (a line with only a proof takes the token args[2]). A proof is
+-- with its key, "TOKEN PROOF". A proof is
 -- good for one request, so they are never cycled: the warm-up and the measured run each start
 -- after the last proof a previous run of this file used (kept in FILE.used), and a run that
 -- exhausts the file says so (its requests then reuse proofs and are refused: errors).
 --
---   wrk -t1 -c64 -d5s -s dpop.lua http://127.0.0.1:PORT/dpop/x -- proofs.txt [TOKEN]
+--   wrk -t1 -c64 -d5s -s dpop.lua http://127.0.0.1:PORT/dpop/x -- proofs.txt
 
 -- Globals (not locals) where done() reads them from the thread with thread:get.
 local proofs = {}
@@ -21,13 +21,11 @@ function setup(thread)
 end
 
 function init(args)
-   local file = args[1] or error("usage: -- PROOFS_FILE [TOKEN]")
+   local file = args[1] or error("usage: -- PROOFS_FILE")
    for line in io.lines(file) do
       if #line > 0 then
          local token, proof = line:match("^(%S+) (%S+)$")
-         if not token then
-            token, proof = args[2] or error(file .. ": a line without a token, and no TOKEN"), line
-         end
+         if not token then error(file .. ": not a \"TOKEN PROOF\" line: " .. line:sub(1, 40)) end
          n = n + 1
          proofs[n] = proof
          auths[n] = "DPoP " .. token

@@ -37,7 +37,7 @@ use crate::telemetry::{RequestSpan, Telemetry};
 use crate::upstream::credentials::Credentials;
 use crate::upstream::exchange::Subject;
 use crate::upstream::headers::{clean_response, join_cookies, Protected};
-use crate::upstream::proxy::{self, Proxy};
+use crate::upstream::proxy::Proxy;
 use crate::upstream::{challenge, grpc};
 
 pub mod forward_auth;
@@ -572,7 +572,7 @@ impl Gateway {
                 return Err(GatewayError::BadRequest("upstream switched protocols unasked"));
             };
             let protocol = resp.headers().get(UPGRADE).cloned();
-            proxy::tunnel(client_upgrade, hyper::upgrade::on(&mut resp), route.name.clone());
+            crate::upstream::tunnel::open(client_upgrade, hyper::upgrade::on(&mut resp), route.name.clone());
             clean_response(resp.headers_mut());
             if let Some(p) = protocol {
                 resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("upgrade"));

@@ -34,7 +34,8 @@ use crate::runtime::{self, Live, Parts};
 use crate::telemetry::{Telemetry, TelemetryError};
 use crate::tls::{self, ReloadingCert, TlsError};
 use crate::upstream::credentials::{CredentialMetrics, Credentials};
-use crate::upstream::proxy::{self, Proxy, TunnelSlot};
+use crate::upstream::proxy::Proxy;
+use crate::upstream::tunnel::{self, TunnelSlot};
 use accept::{Backoff, LogLimit};
 use admin::{AdminLimits, Readiness};
 use conn::{Activity, End, Sending, Timeouts, Tracked};
@@ -424,7 +425,6 @@ async fn accept_loop(
         let acceptor = acceptor.cloned();
         tasks.spawn(async move {
             let slot = Slot::new(permit, &shared.metrics.connections);
-            let cfg = &shared.config.server;
             // Trusted proxies from the configuration in force when the connection came.
             let trusted = gateway.current();
             let serving = Connection { shared: &shared, gateway, builder: &builder, shutdown, slot };
@@ -435,10 +435,7 @@ async fn accept_loop(
                 }
                 // Boxed: the handshake's and the TLS stream's state would otherwise make every
                 // plain connection's task as large.
-                Some(acceptor) => {
-                    let (timeout, trusted) = (cfg.header_read_timeout, trusted.trusted_proxies());
-                    Box::pin(serve_tls(stream, peer, acceptor, timeout, trusted, serving)).await
-                }
+                Some(acceptor) => Box::pin(serve_tls(stream, peer, acceptor, trusted.trusted_proxies(), serving)).await,
             }
         });
     }
@@ -449,11 +446,11 @@ async fn serve_tls(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
     acceptor: &TlsAcceptor,
-    timeout: std::time::Duration,
     trusted: &[IpRange],
     serving: Connection<'_>,
 ) {
-    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+    let limit = serving.shared.config.server.header_read_timeout;
+    match tokio::time::timeout(limit, acceptor.accept(stream)).await {
         Ok(Ok(tls)) => {
             let session = tls.get_ref().1;
             let h2 = session.alpn_protocol() == Some(b"h2");
@@ -566,7 +563,7 @@ where
         let ctx = ctx.clone();
         Box::pin(async move {
             let open = ctx.activity.request();
-            let resp = proxy::with_tunnel_slot(ctx.tunnel.clone(), ctx.gateway.handle(req, &ctx.conn)).await;
+            let resp = tunnel::with_tunnel_slot(ctx.tunnel.clone(), ctx.gateway.handle(req, &ctx.conn)).await;
             Ok::<_, Infallible>(resp.map(|body| Sending::new(body, open)))
         })
     });

@@ -7,3 +7,4 @@ pub mod grpc;
 mod h2;
 pub mod headers;
 pub mod proxy;
+pub mod tunnel;
