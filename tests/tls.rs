@@ -174,6 +174,79 @@ async fn https_is_terminated_with_the_configured_certificate() {
     assert!(err.to_string().contains("certificate"), "{err}");
 }
 
+/// A client offering `suites` (in its order), TLS `versions`, session resumption on (its own
+/// in-memory cache, so its next handshake to the same name resumes).
+fn client_offering(
+    ca: CertificateDer<'static>,
+    suites: &[rustls::SupportedCipherSuite],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca).unwrap();
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    provider.cipher_suites = suites.to_vec();
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    TlsConnector::from(Arc::new(cfg))
+}
+
+/// The cipher suite is the server's choice, AES-128-GCM first, whatever AES order the client
+/// offers (TLS 1.3 and 1.2); a client that puts ChaCha20-Poly1305 first keeps it; a client
+/// offering only AES-256-GCM gets it. Sessions resume across the two orders (one cache): a
+/// second connection is resumed, and a request goes through on each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cipher_suites_prefer_aes128_unless_the_client_prefers_chacha20() {
+    use rustls::crypto::aws_lc_rs::cipher_suite as cs;
+    use rustls::CipherSuite as S;
+    let ca = Ca::new("tollgate test CA");
+    let certs = TempDir::new("tls-certs");
+    ca.leaf("tollgate-a", 1).write(&certs);
+    let up = echo_upstream().await;
+    let gw = Gateway::start(&tls_config(&certs, up));
+    let (v13, v12): (&[&'static rustls::SupportedProtocolVersion], _) =
+        (&[&rustls::version::TLS13], &[&rustls::version::TLS12]);
+    let cases = [
+        (
+            vec![cs::TLS13_AES_256_GCM_SHA384, cs::TLS13_AES_128_GCM_SHA256, cs::TLS13_CHACHA20_POLY1305_SHA256],
+            v13,
+            S::TLS13_AES_128_GCM_SHA256,
+        ),
+        (
+            vec![cs::TLS13_CHACHA20_POLY1305_SHA256, cs::TLS13_AES_256_GCM_SHA384, cs::TLS13_AES_128_GCM_SHA256],
+            v13,
+            S::TLS13_CHACHA20_POLY1305_SHA256,
+        ),
+        (vec![cs::TLS13_AES_256_GCM_SHA384], v13, S::TLS13_AES_256_GCM_SHA384),
+        (
+            vec![cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256],
+            v12,
+            S::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        ),
+        (
+            vec![cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256],
+            v12,
+            S::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        ),
+    ];
+    for (suites, versions, want) in cases {
+        let connector = client_offering(ca.der(), &suites, versions);
+        for round in ["first", "resumed"] {
+            let tls = connect(&connector, gw.addr, "localhost").await.unwrap();
+            let session = tls.get_ref().1;
+            let got = session.negotiated_cipher_suite().map(|s| s.suite());
+            assert_eq!(got, Some(want), "offered {suites:?}, {round} connection");
+            let kind = session.handshake_kind();
+            let resumed = kind == Some(rustls::HandshakeKind::Resumed);
+            assert_eq!(resumed, round == "resumed", "offered {suites:?}: {round} connection was {kind:?}");
+            let mut sender = h1(tls).await;
+            assert_eq!(get_h1(&mut sender, "/s").await.0, 200, "{want:?}");
+        }
+    }
+}
+
 /// ALPN: offering h2 negotiates HTTP/2, and an HTTP/2 request over TLS reaches the HTTP/1.1
 /// upstream; offering only http/1.1 (or no ALPN at all) gets HTTP/1.1.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,7 +21,6 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
-use tokio_rustls::TlsAcceptor;
 
 use crate::auth::{AuthMetrics, Authenticator};
 use crate::config::{Config, IpRange, Server as ServerConfig};
@@ -32,7 +31,7 @@ use crate::oidc::http::IdpClient;
 use crate::runtime::reload::Reloader;
 use crate::runtime::{self, Live, Parts};
 use crate::telemetry::{Telemetry, TelemetryError};
-use crate::tls::{self, ReloadingCert, TlsError};
+use crate::tls::{self, ReloadingCert, ServerTls, TlsError};
 use crate::upstream::credentials::{CredentialMetrics, Credentials};
 use crate::upstream::proxy::Proxy;
 use crate::upstream::tunnel::{self, TunnelSlot};
@@ -95,7 +94,7 @@ struct Shared {
 struct Listener {
     socket: std::net::TcpListener,
     current: Arc<ArcSwap<Gateway>>,
-    acceptor: Option<TlsAcceptor>,
+    acceptor: Option<ServerTls>,
 }
 
 /// A started gateway. Dropping it does not stop it; call [`Running::shutdown`].
@@ -119,7 +118,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     let client_tls = tls::client_config(&config.upstream)?;
     let cert = config.server.tls.as_ref().map(ReloadingCert::load).transpose()?;
     let acceptor = match &cert {
-        Some(c) => Some(TlsAcceptor::from(Arc::new(tls::server_config(c.clone())?))),
+        Some(c) => Some(ServerTls::new(c.clone())?),
         None => None,
     };
     // Probes first, so that neither listener is bound while the other is refused.
@@ -389,7 +388,7 @@ struct Serving<'a> {
     shared: &'a Arc<Shared>,
     gateway: &'a Arc<Worker>,
     builder: &'a Arc<auto::Builder<TokioExecutor>>,
-    acceptor: Option<&'a TlsAcceptor>,
+    acceptor: Option<&'a ServerTls>,
 }
 
 async fn accept_loop(
@@ -445,7 +444,7 @@ async fn accept_loop(
 async fn serve_tls(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
-    acceptor: &TlsAcceptor,
+    acceptor: &ServerTls,
     trusted: &[IpRange],
     serving: Connection<'_>,
 ) {
