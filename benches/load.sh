@@ -27,8 +27,8 @@
 # printed under the table), DPoP (one bound token, a fresh ES256 proof per request from a file
 # made ahead of the run: wrk Lua, never reused), session cookie (a real sign-in at the dev issuer),
 # public with the access log on, public and bearer with tracing on (ratio 1.0), Envoy and Apache with one and TOKENS tokens, and over TLS
-# (nginx and tollgate, public route) keep-alive, a new connection per request with a resumed
-# TLS 1.2 handshake (wrk with `Connection: close`: wrk keeps the session) and with a full TLS 1.3
+# (nginx and tollgate, public route, TLS 1.3) keep-alive, a new connection per request with a resumed
+# handshake (wrk with `Connection: close`: wrk keeps the session) and with a full
 # one (hey -disable-keepalive), and HTTP/2 (h2load, H2_CONNS connections x H2_STREAMS streams), in ROUNDS
 # interleaved rounds (best run shown: the machine may be shared; credentials are minted afresh
 # each round, since the dev issuer's tokens live 5 minutes); then bearer over BIG_TOKENS
@@ -188,7 +188,9 @@ http {
 }
 EOF
 }
-TLS_FILES="ssl_certificate $CERT; ssl_certificate_key $KEY;"
+# TLS 1.2 and 1.3, as nginx has by default since 1.23.4 (Debian's 1.22 offers only up to 1.2,
+# and would then be measured on other handshakes than tollgate's).
+TLS_FILES="ssl_certificate $CERT; ssl_certificate_key $KEY; ssl_protocols TLSv1.2 TLSv1.3;"
 # The JWKS copy ($W/jwks.json, written once the issuer runs) is served on a TLS port of the
 # upstream: mod_auth_openidc refuses a JWKS URL that is not https.
 nginx_conf upstream 1 "server {
@@ -772,7 +774,11 @@ if [[ $INSTRUCTIONS = 1 ]]; then
         [[ $pid = "${AP_CG_PID:-}" ]] && ctl=("${RUNAS[@]}")
         if (($(date +%s) - MINTED > 60)); then credentials; fi
         for a in "$@"; do a=${a//@TOKEN@/$ONE_TOKEN}; args+=("${a//@SESSION@/$SESSION}"); done
-        load "$tool" 3s "$url" "${args[@]}" >"$W/load-cg.txt"
+        # WARM_ARGS (when set): the warm-up's options instead, so that the run's tokens are
+        # first uses (the miss mode).
+        local warm=("${args[@]}")
+        [[ -n ${WARM_ARGS+x} ]] && warm=("${WARM_ARGS[@]//@TOKEN@/$ONE_TOKEN}")
+        load "$tool" 3s "$url" "${warm[@]}" >"$W/load-cg.txt"
         # Under callgrind a proxy is ~50 times slower: with many tokens, warm up (in one run:
         # each wrk run starts again at the first token) until every token has gone through the
         # caches. Apache's module keeps none: no need.
@@ -788,7 +794,10 @@ if [[ $INSTRUCTIONS = 1 ]]; then
         dump=$(ls -t "$out".* | head -1)
         IFS='|' read -r _ reqs _ _ errs <<<"$(parse "$tool" "$W/load-cg.txt")"
         [[ $errs != 0 ]] && log "$label: $errs errors under callgrind"
+        [[ -n ${MAX_REQS:-} ]] && ((reqs > MAX_REQS)) &&
+            log "$label: $reqs requests, more than the $MAX_REQS distinct tokens: some were cache hits"
         ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$dump")
+        LAST_REQS=$reqs
         printf '| %-40s | %8s | %6s | %12s |\n' "$label" "$reqs" "$errs" \
             "$(awk -v i="$ir" -v r="$reqs" 'BEGIN {if (r > 0) printf "%.0f", i / r; else print "-"}')"
     }
@@ -806,6 +815,22 @@ if [[ $INSTRUCTIONS = 1 ]]; then
     instr "tollgate session cookie" wrk "http://127.0.0.1:$TG_CG/wiki/x" "$TG_CG_PID" "$W/cg-tollgate.out" \
         -H "Cookie: @SESSION@"
     instr "tollgate bearer, $TOKENS tokens" wrk "http://127.0.0.1:$TG_CG/api/x" "$TG_CG_PID" "$W/cg-tollgate.out" "${CYCLE[@]}"
+    if ((BIG_TOKENS > 0)); then
+        # Every request a first use (the BIG_TOKENS mode's cost per miss, counted): fresh RS256
+        # tokens, more than the run sends (about 400 a second under callgrind here), after a
+        # warm-up with the one token. The signature check's own share is printed below.
+        CG_MISSES=$((BIG_TOKENS < 8000 ? BIG_TOKENS : 8000))
+        mint "$CG_MISSES" "$W/cg-miss-tokens.txt" RS256
+        WARM_ARGS=("${BEARER[@]}"); MAX_REQS=$CG_MISSES
+        instr "tollgate bearer, new RS256 tokens" wrk "http://127.0.0.1:$TG_CG/api/x" "$TG_CG_PID" \
+            "$W/cg-tollgate.out" -s "$HERE/tokens.lua" -- "$W/cg-miss-tokens.txt"
+        unset WARM_ARGS MAX_REQS
+        # The signature checks' share: VerifyKey::verify_prehashed, inclusive, per request.
+        # (From /: run in the source tree, callgrind_annotate splits a function's cost by path.)
+        MISS_SIG=$(cd / && callgrind_annotate --inclusive=yes --threshold=100 "$(ls -t "$W"/cg-tollgate.out.* | head -1)" \
+            2>/dev/null | awk -v r="$LAST_REQS" '/VerifyKey::verify_prehashed \[/ {gsub(",", "", $1); if ($1 + 0 > m) m = $1 + 0}
+            END {printf "%.0f", m / r}')
+    fi
     if [[ $PEERS = 1 ]]; then
         instr "$ENVOY1" wrk "http://127.0.0.1:$ENV_CG/api/x" "$ENV_CG_PID" "$W/cg-envoy.out" "${BEARER[@]}"
         instr "$ENVOYN" wrk "http://127.0.0.1:$ENV_CG/api/x" "$ENV_CG_PID" "$W/cg-envoy.out" "${CYCLE[@]}"
@@ -824,6 +849,8 @@ if [[ $INSTRUCTIONS = 1 ]]; then
             instr "$name HTTP/2 (h2load)" h2load "https://127.0.0.1:$port/public/x" "$pid" "$out"
         done
     fi
+    [[ -n ${MISS_SIG:-} ]] && echo && echo "new RS256 tokens: the signature check (VerifyKey::verify_prehashed) is" \
+        "$MISS_SIG instructions of each request (under callgrind, whose CPU lacks some of the extensions aws-lc uses natively)"
     exit 0
 fi
 
@@ -863,8 +890,8 @@ for round in $(seq 1 "$ROUNDS"); do
         for s in "nginx $NGX_TLS $NGX_TLS_PID tree" "tollgate $TG_TLS $TG_TLS_PID -"; do
             read -r name port pid kind <<<"$s"
             run_wrk "$name TLS keep-alive" "https://127.0.0.1:$port/public/x" "$pid" "$kind"
-            # A new connection per request: wrk resumes the TLS 1.2 session (an abbreviated
-            # handshake, no key exchange); hey (Go, no session cache) makes a full TLS 1.3 one.
+            # A new connection per request: wrk resumes the TLS 1.3 session (a ticket, with a
+            # fresh X25519 exchange); hey (Go, no session cache) makes a full TLS 1.3 one.
             run_wrk "$name TLS, resumed handshake" "https://127.0.0.1:$port/public/x" "$pid" "$kind" \
                 -H "Connection: close"
             run_load "$name TLS, full handshake" hey "https://127.0.0.1:$port/public/x" "$pid" "$kind" "${FULL[@]}"
@@ -935,8 +962,8 @@ ratio() { # mode reference-mode → RPS ratio, or "-"
 echo
 echo "tollgate load test, $(nproc) cores: every proxy $WORKERS workers (Envoy --concurrency, Apache processes),"
 echo "upstream nginx 1 worker. wrk -t1 -c$CONNS -d$DURATION after a $WARMUP warm-up ($TOKEN_WARMUP with $TOKENS tokens);"
-echo "Over TLS (P-256 certificate): wrk speaks TLS 1.2 and, with Connection: close, resumes the session on each new"
-echo "connection; the full handshakes are hey -c$CONNS -disable-keepalive (TLS 1.3, no resumption; hey costs more"
+echo "Over TLS 1.3 (P-256 certificate): wrk, with Connection: close, resumes the session on each new connection"
+echo "(a ticket and an X25519 exchange); the full handshakes are hey -c$CONNS -disable-keepalive (no resumption; hey costs more"
 echo "CPU than wrk); h2load -t1 -c$H2_CONNS -m$H2_STREAMS (no percentiles). Best of $ROUNDS interleaved rounds."
 echo "vs nginx = RPS / the nginx proxy's RPS (over TLS: nginx's in the same TLS mode); vs Envoy = RPS / Envoy's RPS"
 echo "with the same tokens. CPU us/req: the proxy's own user+system CPU per request. other CPU: share of the"
