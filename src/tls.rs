@@ -172,11 +172,6 @@ impl ServerTls {
             _ => self.ours.clone(),
         }
     }
-
-    #[cfg(test)]
-    fn configs(&self) -> (&Arc<rustls::ServerConfig>, &Arc<rustls::ServerConfig>) {
-        (&self.ours, &self.theirs)
-    }
 }
 
 /// The server configuration both of [`ServerTls`]'s share (the client's suite order).
