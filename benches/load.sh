@@ -764,20 +764,26 @@ if [[ $INSTRUCTIONS = 1 ]]; then
         wait_200 "http://127.0.0.1:$ENV_CG/public/x" 300
         wait_200 "http://127.0.0.1:$AP_CG/public/x" 120
     fi
-    # instr LABEL TOOL URL PID OUT [options]: warm up, zero the counters, run, dump, divide.
+    # fill ARRAY [options]: the options into ARRAY, @TOKEN@ and @SESSION@ replaced.
+    fill() {
+        local -n into=$1; local a; shift
+        into=()
+        for a in "$@"; do a=${a//@TOKEN@/$ONE_TOKEN}; into+=("${a//@SESSION@/$SESSION}"); done
+    }
+    # instr LABEL TOOL URL PID OUT [options]: warm up, zero the counters, run, dump, divide
+    # (LAST_REQS and LAST_DUMP: the run's requests and its callgrind dump).
     # @TOKEN@ and @SESSION@ in the options are the current credentials, minted afresh when a
     # minute old (a run here is longer than the tokens' 5 minutes).
     instr() {
         local label=$1 tool=$2 url=$3 pid=$4 out=$5; shift 5
-        local CONNS=8 H2_CONNS=2 H2_STREAMS=4 ctl=() a args=() n
+        local CONNS=8 H2_CONNS=2 H2_STREAMS=4 ctl=() args=() warm=() n
         # vgdb finds a valgrind by its user: Apache's is not this one when this is root.
         [[ $pid = "${AP_CG_PID:-}" ]] && ctl=("${RUNAS[@]}")
         if (($(date +%s) - MINTED > 60)); then credentials; fi
-        for a in "$@"; do a=${a//@TOKEN@/$ONE_TOKEN}; args+=("${a//@SESSION@/$SESSION}"); done
+        fill args "$@"
         # WARM_ARGS (when set): the warm-up's options instead, so that the run's tokens are
         # first uses (the miss mode).
-        local warm=("${args[@]}")
-        [[ -n ${WARM_ARGS+x} ]] && warm=("${WARM_ARGS[@]//@TOKEN@/$ONE_TOKEN}")
+        if [[ -n ${WARM_ARGS+x} ]]; then fill warm "${WARM_ARGS[@]}"; else warm=("${args[@]}"); fi
         load "$tool" 3s "$url" "${warm[@]}" >"$W/load-cg.txt"
         # Under callgrind a proxy is ~50 times slower: with many tokens, warm up (in one run:
         # each wrk run starts again at the first token) until every token has gone through the
@@ -797,7 +803,7 @@ if [[ $INSTRUCTIONS = 1 ]]; then
         [[ -n ${MAX_REQS:-} ]] && ((reqs > MAX_REQS)) &&
             log "$label: $reqs requests, more than the $MAX_REQS distinct tokens: some were cache hits"
         ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$dump")
-        LAST_REQS=$reqs
+        LAST_REQS=$reqs LAST_DUMP=$dump
         printf '| %-40s | %8s | %6s | %12s |\n' "$label" "$reqs" "$errs" \
             "$(awk -v i="$ir" -v r="$reqs" 'BEGIN {if (r > 0) printf "%.0f", i / r; else print "-"}')"
     }
@@ -827,9 +833,9 @@ if [[ $INSTRUCTIONS = 1 ]]; then
         unset WARM_ARGS MAX_REQS
         # The signature checks' share: VerifyKey::verify_prehashed, inclusive, per request.
         # (From /: run in the source tree, callgrind_annotate splits a function's cost by path.)
-        MISS_SIG=$(cd / && callgrind_annotate --inclusive=yes --threshold=100 "$(ls -t "$W"/cg-tollgate.out.* | head -1)" \
-            2>/dev/null | awk -v r="$LAST_REQS" '/VerifyKey::verify_prehashed \[/ {gsub(",", "", $1); if ($1 + 0 > m) m = $1 + 0}
-            END {printf "%.0f", m / r}')
+        MISS_SIG=$(cd / && callgrind_annotate --inclusive=yes --threshold=100 "$LAST_DUMP" 2>/dev/null |
+            awk -v r="$LAST_REQS" '/VerifyKey::verify_prehashed \[/ {gsub(",", "", $1); if ($1 + 0 > m) m = $1 + 0}
+                END {if (r > 0) printf "%.0f", m / r}')
     fi
     if [[ $PEERS = 1 ]]; then
         instr "$ENVOY1" wrk "http://127.0.0.1:$ENV_CG/api/x" "$ENV_CG_PID" "$W/cg-envoy.out" "${BEARER[@]}"

@@ -192,21 +192,20 @@ fn server_config(resolver: Arc<ReloadingCert>) -> Result<rustls::ServerConfig, T
     Ok(cfg)
 }
 
-/// aws-lc-rs's default suites (TLS 1.3, then 1.2), each version's AES-128-GCM first.
+/// aws-lc-rs's default suites with the AES-128-GCM ones moved first (a stable sort: the rest
+/// keep their order). A handshake only ever chooses among the suites of its TLS version and
+/// its certificate's key type, so within each of those it is AES-128, AES-256, ChaCha20.
 fn server_provider() -> Arc<CryptoProvider> {
-    use rustls::crypto::aws_lc_rs::cipher_suite as cs;
+    use rustls::CipherSuite as S;
     let mut provider = rustls::crypto::aws_lc_rs::default_provider();
-    provider.cipher_suites = vec![
-        cs::TLS13_AES_128_GCM_SHA256,
-        cs::TLS13_AES_256_GCM_SHA384,
-        cs::TLS13_CHACHA20_POLY1305_SHA256,
-        cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-        cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-        cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-        cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-        cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-        cs::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
-    ];
+    provider.cipher_suites.sort_by_key(|s| {
+        !matches!(
+            s.suite(),
+            S::TLS13_AES_128_GCM_SHA256
+                | S::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+                | S::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+        )
+    });
     Arc::new(provider)
 }
 
