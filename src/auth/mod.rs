@@ -250,7 +250,11 @@ impl Authenticator {
     /// client certificate (so a token bound to either is refused). For callers without a
     /// request, such as benchmarks; the gateway uses [`Authenticator::authenticate_request`].
     pub async fn authenticate(&self, route: &RouteBearer, token: &str) -> Result<Arc<Principal>, AuthError> {
-        let presented = token::Presented { token: std::borrow::Cow::Borrowed(token), scheme: token::Scheme::Bearer };
+        let presented = token::Presented {
+            token: std::borrow::Cow::Borrowed(token),
+            scheme: token::Scheme::Bearer,
+            in_header: true,
+        };
         let headers = http::HeaderMap::new();
         let origin = dpop::Origin { tls: false, trusted_proxy: false, authority: "" };
         let req =
@@ -573,7 +577,7 @@ mod tests {
             origin: dpop::Origin { tls: false, trusted_proxy: false, authority: "h" },
             cert: Presented::NONE,
         };
-        let present = |scheme| token::Presented { token: TOKEN.into(), scheme };
+        let present = |scheme| token::Presented { token: TOKEN.into(), scheme, in_header: true };
         let run = |scheme| {
             auth.authenticate_request(&auth.route_bearer(route(&config, 0)).unwrap(), &present(scheme), &req)
                 .now_or_never()
@@ -641,7 +645,7 @@ mod tests {
         let p = Arc::new(Principal::from_claims(auth.issuers[0].id, claims, unix_now() + 60).unwrap());
         let headers = http::HeaderMap::new();
         let presented = |t: Option<Thumbprint>| {
-            let bearer = token::Presented { token: TOKEN.into(), scheme: token::Scheme::Bearer };
+            let bearer = token::Presented { token: TOKEN.into(), scheme: token::Scheme::Bearer, in_header: true };
             let req = dpop::Request {
                 headers: &headers,
                 method: &http::Method::GET,

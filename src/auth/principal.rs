@@ -1,5 +1,6 @@
 //! The one identity every authentication source produces, whatever it came from.
 
+use http::HeaderValue;
 use serde_json::Value;
 
 use super::issuer::IssuerId;
@@ -24,6 +25,49 @@ pub struct Principal {
     /// that is not a string is kept as an empty one, which no key has: bound, never usable.
     pub cnf_jkt: Option<String>,
     pub claims: Value,
+    /// The identity headers' values, made once when the token is verified rather than on every
+    /// request that presents it (the principal is cached with the token).
+    pub headers: IdentityValues,
+}
+
+/// [`Principal`]'s subject, email, username and groups as header values; `None` where the claim
+/// is absent or cannot be a header (control characters): such a header is left out.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct IdentityValues {
+    pub subject: Option<HeaderValue>,
+    pub email: Option<HeaderValue>,
+    pub username: Option<HeaderValue>,
+    /// Percent-encoded and comma-joined (`encode_list`); `None` without groups.
+    pub groups: Option<HeaderValue>,
+}
+
+impl IdentityValues {
+    fn of(subject: &str, email: Option<&str>, username: Option<&str>, groups: &[String]) -> IdentityValues {
+        let value = |name: &str, v: &str| match HeaderValue::from_str(v) {
+            Ok(v) => Some(v),
+            Err(_) => {
+                tracing::debug!(claim = name, "identity value not valid in a header; omitted");
+                None
+            }
+        };
+        IdentityValues {
+            subject: value("subject", subject),
+            email: email.and_then(|e| value("email", e)),
+            username: username.and_then(|u| value("username", u)),
+            groups: match groups.is_empty() {
+                true => None,
+                false => value("groups", &crate::upstream::headers::encode_list(groups)),
+            },
+        }
+    }
+
+    fn len(&self) -> usize {
+        [&self.subject, &self.email, &self.username, &self.groups]
+            .iter()
+            .filter_map(|v| v.as_ref())
+            .map(|v| v.len() + 40)
+            .sum()
+    }
 }
 
 /// What a token's `cnf` says about a client certificate (RFC 8705 §3.1).
@@ -43,14 +87,18 @@ impl Principal {
     /// without one is identified by `client_id`.
     pub fn from_claims(issuer: IssuerId, claims: Value, expires_at: u64) -> Option<Principal> {
         let subject = str_claim(&claims, "sub").or_else(|| str_claim(&claims, "client_id"))?.to_string();
+        let email = str_claim(&claims, "email").map(str::to_string);
+        let username =
+            str_claim(&claims, "preferred_username").or_else(|| str_claim(&claims, "username")).map(str::to_string);
+        let groups = strings(claims.get("groups"));
+        let headers = IdentityValues::of(&subject, email.as_deref(), username.as_deref(), &groups);
         Some(Principal {
             issuer,
-            email: str_claim(&claims, "email").map(str::to_string),
+            email,
             email_verified: email_verified(&claims),
-            username: str_claim(&claims, "preferred_username")
-                .or_else(|| str_claim(&claims, "username"))
-                .map(str::to_string),
-            groups: strings(claims.get("groups")),
+            username,
+            groups,
+            headers,
             scopes: scopes(&claims),
             subject,
             expires_at,
@@ -84,15 +132,22 @@ impl Principal {
         }
         let strings: usize = self.groups.iter().chain(&self.scopes).chain(&self.cnf_jkt).map(|s| s.len() + 56).sum();
         // The struct, the cache's own entry and the Arc come to about 500 bytes.
-        u32::try_from(500 + self.subject.len() + strings + walk(&self.claims)).unwrap_or(u32::MAX)
+        let total = 500 + self.subject.len() + strings + walk(&self.claims) + self.headers.len();
+        u32::try_from(total).unwrap_or(u32::MAX)
     }
 
     /// The email address to pass upstream (`X-Forwarded-Email`, `X-Auth-Request-Email`): none
     /// when the issuer marked it unverified, unless `allow_unverified`. An address without
     /// `email_verified` is passed, as the email rules accept it (access tokens rarely carry
     /// the claim).
-    pub fn forwardable_email(&self, allow_unverified: bool) -> Option<&str> {
-        self.email.as_deref().filter(|_| allow_unverified || self.email_verified != Some(false))
+    /// The email's header value unless the issuer says it is unverified (`email_verified`
+    /// false), or `allow_unverified`.
+    pub fn forwardable_email(&self, allow_unverified: bool) -> Option<&HeaderValue> {
+        self.headers.email.as_ref().filter(|_| self.email_forwardable(allow_unverified))
+    }
+
+    fn email_forwardable(&self, allow_unverified: bool) -> bool {
+        allow_unverified || self.email_verified != Some(false)
     }
 
     pub fn has_scope(&self, scope: &str) -> bool {
@@ -206,7 +261,8 @@ mod tests {
                 claims["email_verified"] = verified;
             }
             let p = Principal::from_claims(0, claims, 10).unwrap();
-            (p.forwardable_email(false).map(str::to_string), p.forwardable_email(true).map(str::to_string))
+            let text = |v: Option<&HeaderValue>| v.map(|v| v.to_str().unwrap().to_string());
+            (text(p.forwardable_email(false)), text(p.forwardable_email(true)))
         };
         let some = Some("a@b.c".to_string());
         assert_eq!(email(json!(true)), (some.clone(), some.clone()));
@@ -215,5 +271,18 @@ mod tests {
         for unverified in [json!(false), json!("false"), json!("no"), json!(0), json!({})] {
             assert_eq!(email(unverified.clone()), (None, some.clone()), "{unverified}");
         }
+    }
+
+    /// The identity headers' values are made with the principal: a claim that cannot be a
+    /// header is left out, groups are one encoded list.
+    #[test]
+    fn identity_values_are_made_once() {
+        let claims = json!({"sub": "u\u{1}x", "email": "a@b.c", "preferred_username": "ann", "groups": ["a,b", "c"]});
+        let v = Principal::from_claims(0, claims, 10).unwrap().headers;
+        assert_eq!(v.subject, None, "a control character: no header");
+        assert_eq!(v.email.as_ref().map(|v| v.as_bytes()), Some(&b"a@b.c"[..]));
+        assert_eq!(v.username.as_ref().map(|v| v.as_bytes()), Some(&b"ann"[..]));
+        assert_eq!(v.groups.as_ref().map(|v| v.as_bytes()), Some(&b"a%2Cb,c"[..]));
+        assert_eq!(Principal::from_claims(0, json!({"sub": "u"}), 10).unwrap().headers.groups, None);
     }
 }

@@ -24,6 +24,8 @@ pub enum Scheme {
 pub struct Presented<'r> {
     pub token: Cow<'r, str>,
     pub scheme: Scheme,
+    /// From the `Authorization` header (not the query or a cookie).
+    pub in_header: bool,
 }
 
 /// The token, if the request carries one: borrowed from the `Authorization` header or a cookie,
@@ -43,7 +45,7 @@ pub fn extract<'r>(
                     if found.is_some() {
                         return Err(AuthError::InvalidRequest("the access token was sent in more than one way"));
                     }
-                    found = Some(Presented { token: Cow::Borrowed(token), scheme });
+                    found = Some(Presented { token: Cow::Borrowed(token), scheme, in_header: true });
                     continue;
                 }
                 None => None,
@@ -61,7 +63,7 @@ pub fn extract<'r>(
             if found.is_some() {
                 return Err(AuthError::InvalidRequest("the access token was sent in more than one way"));
             }
-            found = Some(Presented { token: t, scheme: Scheme::Bearer });
+            found = Some(Presented { token: t, scheme: Scheme::Bearer, in_header: false });
         }
     }
     Ok(found)

@@ -39,7 +39,6 @@ use crate::login::{is_browser, LoginService};
 use crate::oidc::http::form_encode;
 use crate::path::normalize_path;
 use crate::router::{Found, Router};
-use crate::upstream::headers::encode_list;
 use crate::util::query_param;
 
 /// The endpoint's path; the gateway hands requests for it here before any route.
@@ -280,24 +279,23 @@ fn accepted(route: &Route, caller: &Caller, login: Option<&LoginService>) -> Res
         Caller::Session { principal, access_token } => (principal, Some(access_token)),
     };
     let h = resp.headers_mut();
-    let mut put = |name: &'static str, value: &str| {
-        // A claim with control characters cannot be a header; leaving it out is safe.
-        if let Ok(v) = HeaderValue::from_bytes(value.as_bytes()) {
-            h.insert(HeaderName::from_static(name), v);
+    let v = &p.headers;
+    let email = p.forwardable_email(route.insecure_forward_unverified_email);
+    for (name, value) in [
+        ("x-auth-request-user", v.subject.as_ref()),
+        ("x-auth-request-email", email),
+        ("x-auth-request-preferred-username", v.username.as_ref()),
+        ("x-auth-request-groups", v.groups.as_ref()),
+    ] {
+        if let Some(value) = value {
+            h.insert(HeaderName::from_static(name), value.clone());
         }
-    };
-    put("x-auth-request-user", &p.subject);
-    if let Some(e) = p.forwardable_email(route.insecure_forward_unverified_email) {
-        put("x-auth-request-email", e);
-    }
-    if let Some(u) = &p.username {
-        put("x-auth-request-preferred-username", u);
-    }
-    if !p.groups.is_empty() {
-        put("x-auth-request-groups", &encode_list(&p.groups));
     }
     if let (Some(t), true) = (token, login.is_some_and(|l| l.config().auth_request_access_token)) {
-        put("x-auth-request-access-token", t);
+        // A token with control characters cannot be a header; leaving it out is safe.
+        if let Ok(v) = HeaderValue::from_str(t) {
+            h.insert(HeaderName::from_static("x-auth-request-access-token"), v);
+        }
     }
     resp
 }

@@ -467,13 +467,7 @@ impl Gateway {
             cert: self.presented_cert(conn, req.headers()),
         };
         let principal = self.auth.authenticate_request(bearer, &presented, &request).await?;
-        let token = presented.token;
-        let in_header = req
-            .headers()
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.ends_with(&*token));
-        Ok(Caller::Bearer { principal, token: token.into_owned(), in_header })
+        Ok(Caller::Bearer { principal, token: presented.token.into_owned(), in_header: presented.in_header })
     }
 
     /// The request's client certificate, as far as it can be known: the connection's, or the

@@ -76,7 +76,11 @@ pub(super) fn upstream_uri(route: &Route, path: &str, client: &Uri, query: Optio
 /// `X-Forwarded-For/Proto/Host`: appended to (For) or kept (Proto) when the peer is a trusted
 /// proxy, otherwise set from this connection; Host is the request's authority.
 pub fn set_forwarding(headers: &mut HeaderMap, conn: &Conn, host: &HeaderValue) {
-    let xff = match headers.get(&X_FORWARDED_FOR).filter(|_| conn.trusted).and_then(|v| v.to_str().ok()) {
+    let prior = match conn.trusted {
+        true => headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()),
+        false => None,
+    };
+    let xff = match prior {
         Some(prior) => {
             HeaderValue::from_str(&format!("{prior}, {}", conn.peer.ip())).unwrap_or_else(|_| conn.peer_header.clone())
         }

@@ -244,6 +244,24 @@ pub fn join_cookies(headers: &mut HeaderMap) {
 
 /// Cleans an upstream response's headers before they go to the client (one pass, as above).
 pub fn clean_response(headers: &mut HeaderMap) {
+    // The usual response has no hop-by-hop header but `Connection: keep-alive` (or `close`),
+    // which names no other header to remove: it goes alone, without the general path's lists.
+    let mut connection = false;
+    let mut others = false;
+    for name in headers.keys() {
+        if *name == CONNECTION {
+            connection = true;
+        } else if HOP_BY_HOP.contains(&name.as_str()) {
+            others = true;
+            break;
+        }
+    }
+    if !others && !(connection && connection_lists_names(headers)) {
+        if connection {
+            headers.remove(CONNECTION);
+        }
+        return;
+    }
     let mut doomed = Doomed::default();
     for name in headers.keys().filter(|k| HOP_BY_HOP.contains(&k.as_str())) {
         doomed.push(name.clone());
@@ -294,6 +312,16 @@ fn remove_all(headers: &mut HeaderMap, mut doomed: Doomed) {
     for name in few.into_iter().flatten().chain(more) {
         headers.remove(name);
     }
+}
+
+/// `Connection` lists a token other than `close` and `keep-alive`: a header name to remove.
+fn connection_lists_names(headers: &HeaderMap) -> bool {
+    headers.get_all(CONNECTION).iter().any(|v| {
+        v.as_bytes().split(|&b| b == b',').any(|t| {
+            let t = t.trim_ascii();
+            !t.is_empty() && !t.eq_ignore_ascii_case(b"keep-alive") && !t.eq_ignore_ascii_case(b"close")
+        })
+    })
 }
 
 fn connection_has(headers: &HeaderMap, token: &str) -> bool {
@@ -548,5 +576,22 @@ mod tests {
         ]);
         clean_response(&mut h);
         assert_eq!(h.len(), 1);
+    }
+
+    /// The usual response's lone `Connection: keep-alive` goes by the short way; a `Connection`
+    /// that names another header still takes that header with it.
+    #[test]
+    fn response_connection_alone_or_naming_others() {
+        let mut h = map(&[("content-type", "text/plain"), ("connection", "keep-alive")]);
+        clean_response(&mut h);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["content-type"]);
+
+        let mut h = map(&[("connection", "Keep-Alive, x-internal"), ("x-internal", "1"), ("x-kept", "1")]);
+        clean_response(&mut h);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-kept"]);
+
+        let mut h = map(&[("connection", "close"), ("keep-alive", "timeout=5"), ("x-kept", "1")]);
+        clean_response(&mut h);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-kept"]);
     }
 }
