@@ -1,6 +1,8 @@
 //! Small text helpers shared by the request path and the login endpoints: percent-decoding,
 //! query parameters, and removing cookies or query parameters before a request goes upstream.
 
+use std::ops::Range;
+
 use http::header::{HeaderMap, HeaderValue, COOKIE};
 
 /// Decodes `%XX` escapes; `plus_is_space` for `application/x-www-form-urlencoded`. `None` for
@@ -73,23 +75,35 @@ pub fn cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
     // `to_str` would check each byte for visible ASCII; hyper admits only visible ASCII,
     // tabs and bytes ≥ 0x80 in a header value, so UTF-8 validity (checked a word at a time) is
     // what is left to check, and `;` and `=` never split a character.
-    headers.get_all(COOKIE).iter().filter_map(|v| std::str::from_utf8(v.as_bytes()).ok()).flat_map(|v| {
-        cookie_pairs(v.as_bytes())
-            .filter_map(|(n, val)| Some((std::str::from_utf8(n).ok()?, std::str::from_utf8(val).ok()?)))
-    })
+    // The pairs are cut from the checked line by position: `;`, `=` and the trimmed spaces are
+    // ASCII, so every cut is a character boundary and the kilobytes of a session value are not
+    // checked a second time (`get` keeps even a wrong cut from panicking).
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| std::str::from_utf8(v.as_bytes()).ok())
+        .flat_map(|v| pair_ranges(v.as_bytes()).filter_map(move |(n, val)| Some((v.get(n)?, v.get(val)?))))
 }
 
 /// The trimmed `name=value` pairs of one `Cookie` line (pairs without `=` skipped), split with
 /// SIMD searches: a session cookie line runs to kilobytes and is read twice per request.
 fn cookie_pairs(line: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    pair_ranges(line).map(move |(n, v)| (&line[n], &line[v]))
+}
+
+/// Where [`cookie_pairs`]'s names and values are in `line`.
+fn pair_ranges(line: &[u8]) -> impl Iterator<Item = (Range<usize>, Range<usize>)> + '_ {
     let mut start = 0;
     let mut ends = memchr::memchr_iter(b';', line).chain(std::iter::once(line.len()));
     std::iter::from_fn(move || loop {
         let end = ends.next()?;
-        let pair = line[start..end].trim_ascii();
+        let raw = &line[start..end];
+        let lead = raw.len() - raw.trim_ascii_start().len();
+        let pair = raw.trim_ascii();
+        let from = start + lead;
         start = end + 1;
         if let Some(eq) = memchr::memchr(b'=', pair) {
-            return Some((&pair[..eq], &pair[eq + 1..]));
+            return Some((from..from + eq, from + eq + 1..from + pair.len()));
         }
     })
 }
@@ -197,5 +211,24 @@ mod tests {
             h.get_all(COOKIE).iter().map(HeaderValue::as_bytes).collect::<Vec<_>>(),
             vec![b"a=1; b=2; caf\xc3\xa9=1"]
         );
+    }
+
+    /// Pairs are cut from the line as the byte splitter cuts them, UTF-8 included; a line that
+    /// is not UTF-8 is skipped whole.
+    #[test]
+    fn cookie_reading() {
+        let mut h = HeaderMap::new();
+        let Ok(utf8) = HeaderValue::from_bytes("  a=1; b = 2 ;c=;d; caf\u{e9}=th\u{e9}=x ;".as_bytes()) else {
+            panic!()
+        };
+        h.append(COOKIE, utf8);
+        let Ok(bad) = HeaderValue::from_bytes(b"z=\xff; y=1") else { panic!() };
+        h.append(COOKIE, bad);
+        let pairs: Vec<_> = cookies(&h).collect();
+        assert_eq!(pairs, [("a", "1"), ("b ", " 2"), ("c", ""), ("caf\u{e9}", "th\u{e9}=x")]);
+        let line = h.get(COOKIE).unwrap().as_bytes();
+        let bytes: Vec<_> = cookie_pairs(line).collect();
+        assert_eq!(bytes.len(), pairs.len());
+        assert!(bytes.iter().zip(&pairs).all(|((n, v), (sn, sv))| *n == sn.as_bytes() && *v == sv.as_bytes()));
     }
 }
