@@ -85,6 +85,12 @@ pub fn cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
         .flat_map(|v| pair_ranges(v.as_bytes()).filter_map(move |(n, val)| Some((v.get(n)?, v.get(val)?))))
 }
 
+/// The request's cookies as bytes, from every `Cookie` line (also one that is not UTF-8), for
+/// values that are checked by what reads them (a sealed session).
+pub fn cookie_bytes(headers: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8])> {
+    headers.get_all(COOKIE).iter().flat_map(|v| cookie_pairs(v.as_bytes()))
+}
+
 /// The trimmed `name=value` pairs of one `Cookie` line (pairs without `=` skipped), split with
 /// SIMD searches: a session cookie line runs to kilobytes and is read twice per request.
 fn cookie_pairs(line: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {

@@ -275,14 +275,13 @@ static RAW_SESSIONS: LazyLock<Sessions> = LazyLock::new(|| sessions(&[RAW_SECRET
 static SEAL_SESSIONS: LazyLock<Sessions> = LazyLock::new(|| sessions(&[SEAL_SECRET, OLD_SECRET]));
 
 /// `(name, value)` of every cookie, as a reader of RFC 6265 `Cookie` lines sees them.
-fn cookie_pairs_model(headers: &HeaderMap) -> Vec<(String, String)> {
+fn cookie_pairs_model(headers: &HeaderMap) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut out = Vec::new();
     for line in headers.get_all(COOKIE) {
-        let Ok(line) = std::str::from_utf8(line.as_bytes()) else { continue };
-        for pair in line.split(';') {
-            let pair = pair.trim_matches(|c: char| c.is_ascii_whitespace());
-            if let Some((n, v)) = pair.split_once('=') {
-                out.push((n.to_string(), v.to_string()));
+        for pair in line.as_bytes().split(|&b| b == b';') {
+            let pair = pair.trim_ascii();
+            if let Some(eq) = pair.iter().position(|&b| b == b'=') {
+                out.push((pair[..eq].to_vec(), pair[eq + 1..].to_vec()));
             }
         }
     }
@@ -290,14 +289,14 @@ fn cookie_pairs_model(headers: &HeaderMap) -> Vec<(String, String)> {
 }
 
 /// `name` whole, else `name_0`, `name_1`, … up to the first gap (16 at most), first of each.
-fn cookie_read_model(headers: &HeaderMap, name: &str) -> Option<String> {
+fn cookie_read_model(headers: &HeaderMap, name: &str) -> Option<Vec<u8>> {
     let pairs = cookie_pairs_model(headers);
-    if let Some((_, v)) = pairs.iter().find(|(n, _)| n == name) {
+    if let Some((_, v)) = pairs.iter().find(|(n, _)| n == name.as_bytes()) {
         return Some(v.clone());
     }
-    let chunk = |i: usize| pairs.iter().find(|(n, _)| *n == format!("{name}_{i}")).map(|(_, v)| v.clone());
+    let chunk = |i: usize| pairs.iter().find(|(n, _)| *n == format!("{name}_{i}").as_bytes()).map(|(_, v)| v.clone());
     chunk(0)?;
-    Some((0..16).map_while(chunk).collect())
+    Some((0..16).map_while(chunk).flatten().collect())
 }
 
 /// Input: `Cookie` lines (and any other headers). Reading agrees with the model, the names to
@@ -313,14 +312,19 @@ pub fn cookie(data: &[u8]) {
     assert_eq!(read.as_deref(), cookie_read_model(&headers, COOKIE_NAME).as_deref(), "chunk assembly");
     let present = cookie::present(&headers, COOKIE_NAME);
     assert!(present.len() <= 17, "{} names to clear", present.len());
-    let names: Vec<String> = cookie_pairs_model(&headers).into_iter().map(|(n, _)| n).collect();
+    let names: Vec<String> =
+        cookie_pairs_model(&headers).into_iter().filter_map(|(n, _)| String::from_utf8(n).ok()).collect();
     for (i, p) in present.iter().enumerate() {
         assert!(names.contains(p) && !present[..i].contains(p), "{p:?}");
         let ok = p == COOKIE_NAME || (0..16).any(|n| *p == format!("{COOKIE_NAME}_{n}"));
         assert!(ok, "{p:?} is not one of ours");
     }
     if let Some(v) = read {
-        assert!(RAW_SESSIONS.sealer.open(SESSION_PURPOSE, &v).is_none(), "a cookie nobody sealed opened");
+        let text = std::str::from_utf8(&v).ok();
+        assert!(
+            text.and_then(|t| RAW_SESSIONS.sealer.open(SESSION_PURPOSE, t)).is_none(),
+            "a cookie nobody sealed opened"
+        );
         assert!(RAW_SESSIONS.open_sealed(&Sealed::Cookie(v), NOW).is_none(), "a forged session opened");
     }
 }
@@ -366,18 +370,21 @@ pub fn cookie_sealed(data: &[u8]) {
     jar.insert(0, "other=1".into());
     jar.push("s_x=junk".into());
     let line = jar.join("; ");
-    let opens = |line: &[u8]| -> Option<(String, Option<Session>)> {
+    let opens = |line: &[u8]| -> Option<(Vec<u8>, Option<Session>)> {
         let mut h = HeaderMap::new();
         h.insert(COOKIE, HeaderValue::from_bytes(line).ok()?);
         let v = cookie::read(&h, COOKIE_NAME)?.into_owned();
-        let opened = s.open_sealed(&Sealed::Cookie(Cow::Borrowed(&v)), NOW);
+        let opened = s.open_sealed(&Sealed::Cookie(Cow::Borrowed(&v[..])), NOW);
         Some((v, opened))
     };
     let (v, opened) = opens(line.as_bytes()).expect("the written cookies are read back");
-    assert!(v == sealed, "chunks reassembled wrongly ({} bytes, {} read)", sealed.len(), v.len());
+    assert!(v == sealed.as_bytes(), "chunks reassembled wrongly ({} bytes, {} read)", sealed.len(), v.len());
     assert_eq!(opened.as_ref(), Some(&session), "an untampered session did not open");
     assert!(s.sealer.open("tollgate flow", &sealed).is_none(), "sealed for one purpose, opened for another");
-    assert!(s.open_sealed(&Sealed::Cookie(Cow::Borrowed(&sealed)), s.live_until(&session)).is_none(), "expired");
+    assert!(
+        s.open_sealed(&Sealed::Cookie(Cow::Borrowed(sealed.as_bytes())), s.live_until(&session)).is_none(),
+        "expired"
+    );
     let mut bytes = line.clone().into_bytes();
     let at = usize::from(u16::from_le_bytes([*p0, *p1])) % bytes.len();
     match op >> 1 & 3 {
@@ -391,7 +398,7 @@ pub fn cookie_sealed(data: &[u8]) {
     let truncated = &sealed[..at % sealed.len()];
     assert!(s.sealer.open(SESSION_PURPOSE, truncated).is_none(), "a truncated seal opened");
     if let Some((v, Some(got))) = opens(&bytes) {
-        assert!(v == sealed, "a changed sealed value opened");
+        assert!(v == sealed.as_bytes(), "a changed sealed value opened");
         assert_eq!(got, session);
     }
 }

@@ -177,7 +177,7 @@ impl LoginService {
         };
         let flow_name = self.flow_cookie(&state);
         let flow: Option<Flow> = cookie::read(req.headers(), &flow_name)
-            .and_then(|v| self.sessions.sealer.open(FLOW_PURPOSE, &v))
+            .and_then(|v| self.sessions.sealer.open(FLOW_PURPOSE, std::str::from_utf8(&v).ok()?))
             .and_then(|p| serde_json::from_slice(&p).ok());
         let Some(flow) = flow.filter(|f| constant_time_eq(f.state.as_bytes(), state.as_bytes())) else {
             self.refused("no flow cookie of this browser holds the state (forged, replayed or from another browser)");

@@ -22,21 +22,26 @@ pub struct Attributes<'a> {
 
 /// The value of `name`, reassembled from `name_0`, `name_1`, … when it was chunked. Borrowed
 /// from the request unless it has to be reassembled. The first cookie of each name counts.
-pub fn read<'h>(headers: &'h HeaderMap, name: &str) -> Option<Cow<'h, str>> {
-    let mut chunks: [Option<&str>; MAX_CHUNKS] = [None; MAX_CHUNKS];
-    for (n, v) in crate::util::cookies(headers) {
-        let Some(rest) = n.strip_prefix(name) else { continue };
+///
+/// Bytes, not text: the value is a sealed session (kilobytes), which opens only if it is what
+/// tollgate sealed, so it is not checked for UTF-8 on every request (every `Cookie` line is
+/// read, as `util::strip_cookies` searches every line).
+pub fn read<'h>(headers: &'h HeaderMap, name: &str) -> Option<Cow<'h, [u8]>> {
+    let mut chunks: [Option<&[u8]>; MAX_CHUNKS] = [None; MAX_CHUNKS];
+    for (n, v) in crate::util::cookie_bytes(headers) {
+        let Some(rest) = n.strip_prefix(name.as_bytes()) else { continue };
         if rest.is_empty() {
             return Some(Cow::Borrowed(v));
         }
-        if let Some(slot) = rest.strip_prefix('_').and_then(chunk_index).and_then(|i| chunks.get_mut(i)) {
+        let index = rest.strip_prefix(b"_").and_then(|d| std::str::from_utf8(d).ok()).and_then(chunk_index);
+        if let Some(slot) = index.and_then(|i| chunks.get_mut(i)) {
             slot.get_or_insert(v);
         }
     }
     chunks[0]?;
     let parts = chunks.iter().map_while(|c| *c);
-    let mut out = String::with_capacity(parts.clone().map(str::len).sum());
-    parts.for_each(|p| out.push_str(p));
+    let mut out = Vec::with_capacity(parts.clone().map(<[u8]>::len).sum());
+    parts.for_each(|p| out.extend_from_slice(p));
     Some(Cow::Owned(out))
 }
 
@@ -54,7 +59,9 @@ fn chunk_index(digits: &str) -> Option<usize> {
 /// thousand look-alikes gets a handful of deletions back, not a thousand.
 pub fn present(headers: &HeaderMap, name: &str) -> Vec<String> {
     let mut found: Vec<String> = Vec::new();
-    for (n, _) in crate::util::cookies(headers) {
+    // Every line, as `read` reads them: a cookie `read` can find is one this can clear.
+    for (n, _) in crate::util::cookie_bytes(headers) {
+        let Ok(n) = std::str::from_utf8(n) else { continue };
         let ours = n == name
             || n.strip_prefix(name)
                 .and_then(|r| r.strip_prefix('_'))
@@ -144,7 +151,7 @@ mod tests {
             .map(|l| l.split(';').next().unwrap().to_string())
             .collect();
         req.insert(COOKIE, HeaderValue::from_str(&jar.join("; ")).unwrap());
-        assert_eq!(read(&req, "s").unwrap(), value);
+        assert_eq!(read(&req, "s").unwrap().as_ref(), value.as_bytes());
         assert_eq!(present(&req, "s").len(), 3);
     }
 
@@ -154,10 +161,16 @@ mod tests {
         let mut h = HeaderMap::new();
         h.append(COOKIE, HeaderValue::from_static("a=1; s_1=B; sx=no; s_0=A; s_01=no; s_1=later"));
         h.append(COOKIE, HeaderValue::from_static("s_2=C; s_4=gap"));
-        assert_eq!(read(&h, "s").as_deref(), Some("ABC"), "chunks in order, first of each, up to a gap");
-        assert!(read(&h, "sx").is_some_and(|v| matches!(v, Cow::Borrowed("no"))));
+        assert_eq!(read(&h, "s").as_deref(), Some(&b"ABC"[..]), "chunks in order, first of each, up to a gap");
+        assert!(read(&h, "sx").is_some_and(|v| matches!(v, Cow::Borrowed(b"no"))));
         h.append(COOKIE, HeaderValue::from_static("s=whole; s=second"));
-        assert!(read(&h, "s").is_some_and(|v| matches!(v, Cow::Borrowed("whole"))), "the unchunked cookie wins");
+        assert!(read(&h, "s").is_some_and(|v| matches!(v, Cow::Borrowed(b"whole"))), "the unchunked cookie wins");
+        // A line that is not UTF-8 elsewhere is read, and what is read there is cleared too.
+        let Ok(odd) = HeaderValue::from_bytes(b"caf\xe9=1; t=sealed") else { panic!("a valid header value") };
+        let mut odd_line = HeaderMap::new();
+        odd_line.insert(COOKIE, odd);
+        assert_eq!(read(&odd_line, "t").as_deref(), Some(&b"sealed"[..]));
+        assert_eq!(present(&odd_line, "t"), ["t"]);
         let mut only_later = HeaderMap::new();
         only_later.insert(COOKIE, HeaderValue::from_static("s_1=B; s_00=A"));
         assert_eq!(read(&only_later, "s"), None, "no chunk 0");
@@ -181,7 +194,7 @@ mod tests {
             out.get_all(SET_COOKIE).iter().map(|v| v.to_str().unwrap().split(';').next().unwrap()).collect();
         let mut req = HeaderMap::new();
         req.insert(COOKIE, HeaderValue::from_str(&jar.join("; ")).unwrap());
-        assert_eq!(read(&req, "s").as_deref(), Some(longest.as_str()), "the longest value reads back");
+        assert_eq!(read(&req, "s").as_deref(), Some(longest.as_bytes()), "the longest value reads back");
         let mut out = HeaderMap::new();
         assert!(!write(&mut out, "s", &format!("{longest}x"), Duration::from_secs(60), attrs, &[]));
         assert!(out.is_empty(), "nothing written for a value that cannot be read back");

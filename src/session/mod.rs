@@ -71,7 +71,7 @@ impl Session {
 /// A request's session before it is opened: the cookie's value (cookie store), or the value
 /// stored under the cookie's id (Redis), fetched on every request so removal takes effect.
 pub enum Sealed<'h> {
-    Cookie(Cow<'h, str>),
+    Cookie(Cow<'h, [u8]>),
     Stored { id: Cow<'h, str>, sealed: Vec<u8> },
 }
 
@@ -79,7 +79,7 @@ impl Sealed<'_> {
     /// The sealed bytes: authenticated, so equal bytes are the same session.
     pub fn bytes(&self) -> &[u8] {
         match self {
-            Sealed::Cookie(v) => v.as_bytes(),
+            Sealed::Cookie(v) => v,
             Sealed::Stored { sealed, .. } => sealed,
         }
     }
@@ -210,9 +210,11 @@ impl Sessions {
         match &self.backend {
             Backend::Cookie => Ok(Some(Sealed::Cookie(value))),
             Backend::Redis(redis) => {
-                if !is_id(&value) {
-                    return Ok(None);
-                }
+                let value = match value {
+                    Cow::Borrowed(b) => std::str::from_utf8(b).ok().map(Cow::Borrowed),
+                    Cow::Owned(b) => String::from_utf8(b).ok().map(Cow::Owned),
+                };
+                let Some(value) = value.filter(|v| is_id(v)) else { return Ok(None) };
                 // Boxed: the Redis call's state would otherwise sit in every session request's
                 // future (a network round trip dwarfs the allocation).
                 let stored = Box::pin(redis.get(&self.redis_key(&value))).await?;
