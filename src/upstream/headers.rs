@@ -256,7 +256,8 @@ pub fn clean_response(headers: &mut HeaderMap) {
             break;
         }
     }
-    if !others && !(connection && connection_lists_names(headers)) {
+    let general = others || (connection && connection_lists_names(headers));
+    if !general {
         if connection {
             headers.remove(CONNECTION);
         }
