@@ -120,26 +120,48 @@ fn pair_ranges(line: &[u8]) -> impl Iterator<Item = (Range<usize>, Range<usize>)
 /// [`cookies`] skips): such a line cannot smuggle a dropped cookie past, and its other cookies
 /// are kept.
 pub fn strip_cookies(headers: &mut HeaderMap, drop: impl Fn(&str) -> bool) {
+    /// Kept pairs remembered from the first search; past that many, the lines are searched
+    /// again to rebuild (a session cookie line runs to kilobytes: one search is what it costs).
+    const REMEMBERED: usize = 8;
     let dropped = |name: &[u8]| std::str::from_utf8(name).is_ok_and(&drop);
     let mut any = false;
+    let mut seen: [(&[u8], &[u8]); REMEMBERED] = [(&[], &[]); REMEMBERED];
+    let mut kept_count = 0;
     for line in headers.get_all(COOKIE) {
-        each_cookie(line.as_bytes(), |n, _| any |= dropped(n));
+        for (n, v) in cookie_pairs(line.as_bytes()) {
+            if dropped(n) {
+                any = true;
+            } else {
+                if let Some(slot) = seen.get_mut(kept_count) {
+                    *slot = (n, v);
+                }
+                kept_count += 1;
+            }
+        }
     }
     if !any {
         return;
     }
     let mut kept: Vec<u8> = Vec::new();
-    for line in headers.get_all(COOKIE) {
-        each_cookie(line.as_bytes(), |n, v| {
-            if !dropped(n) {
-                if !kept.is_empty() {
-                    kept.extend_from_slice(b"; ");
-                }
-                kept.extend_from_slice(n);
-                kept.push(b'=');
-                kept.extend_from_slice(v);
+    let mut keep = |n: &[u8], v: &[u8]| {
+        if !kept.is_empty() {
+            kept.extend_from_slice(b"; ");
+        }
+        kept.extend_from_slice(n);
+        kept.push(b'=');
+        kept.extend_from_slice(v);
+    };
+    match seen.get(..kept_count) {
+        Some(remembered) => remembered.iter().for_each(|(n, v)| keep(n, v)),
+        None => {
+            for line in headers.get_all(COOKIE) {
+                each_cookie(line.as_bytes(), |n, v| {
+                    if !dropped(n) {
+                        keep(n, v);
+                    }
+                });
             }
-        });
+        }
     }
     headers.remove(COOKIE);
     if !kept.is_empty() {
@@ -204,6 +226,14 @@ mod tests {
         assert_eq!(h.get_all(COOKIE).iter().collect::<Vec<_>>(), vec!["a=1; b=2"]);
         strip_cookies(&mut h, |_| true);
         assert!(h.get(COOKIE).is_none());
+        // More kept cookies than the first search remembers: the lines are searched again.
+        let many: Vec<String> = (0..10).map(|i| format!("k{i}={i}")).collect();
+        let mut h = HeaderMap::new();
+        h.append(COOKIE, HeaderValue::from_str(&many[..6].join("; ")).unwrap());
+        h.append(COOKIE, HeaderValue::from_static("tollgate=x"));
+        h.append(COOKIE, HeaderValue::from_str(&many[6..].join(";")).unwrap());
+        strip_cookies(&mut h, |n| n == "tollgate");
+        assert_eq!(h.get_all(COOKIE).iter().collect::<Vec<_>>(), vec![many.join("; ").as_str()]);
         // Nothing to drop: untouched, even lines that are not visible ASCII.
         let Ok(odd) = HeaderValue::from_bytes(b"caf\xc3\xa9=1;  tollgate=x") else { panic!("a valid header value") };
         let mut h = HeaderMap::new();
