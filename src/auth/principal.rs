@@ -136,12 +136,10 @@ impl Principal {
         u32::try_from(total).unwrap_or(u32::MAX)
     }
 
-    /// The email address to pass upstream (`X-Forwarded-Email`, `X-Auth-Request-Email`): none
-    /// when the issuer marked it unverified, unless `allow_unverified`. An address without
-    /// `email_verified` is passed, as the email rules accept it (access tokens rarely carry
-    /// the claim).
-    /// The email's header value unless the issuer says it is unverified (`email_verified`
-    /// false), or `allow_unverified`.
+    /// The email address to pass upstream (`X-Forwarded-Email`, `X-Auth-Request-Email`), as its
+    /// header value: none when the issuer marked it unverified, unless `allow_unverified`. An
+    /// address without `email_verified` is passed, as the email rules accept it (access tokens
+    /// rarely carry the claim).
     pub fn forwardable_email(&self, allow_unverified: bool) -> Option<&HeaderValue> {
         self.headers.email.as_ref().filter(|_| self.email_forwardable(allow_unverified))
     }
