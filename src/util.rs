@@ -155,11 +155,7 @@ pub fn strip_cookies(headers: &mut HeaderMap, drop: impl Fn(&str) -> bool) {
         Some(remembered) => remembered.iter().for_each(|(n, v)| keep(n, v)),
         None => {
             for line in headers.get_all(COOKIE) {
-                each_cookie(line.as_bytes(), |n, v| {
-                    if !dropped(n) {
-                        keep(n, v);
-                    }
-                });
+                cookie_pairs(line.as_bytes()).filter(|(n, _)| !dropped(n)).for_each(|(n, v)| keep(n, v));
             }
         }
     }
@@ -168,14 +164,6 @@ pub fn strip_cookies(headers: &mut HeaderMap, drop: impl Fn(&str) -> bool) {
         if let Ok(v) = HeaderValue::from_bytes(&kept) {
             headers.insert(COOKIE, v);
         }
-    }
-}
-
-/// Calls `f` with each `name=value` pair of one `Cookie` line, trimmed like [`cookies`], also
-/// on a line that is not visible ASCII.
-fn each_cookie(line: &[u8], mut f: impl FnMut(&[u8], &[u8])) {
-    for (n, v) in cookie_pairs(line) {
-        f(n, v);
     }
 }
 

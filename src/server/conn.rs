@@ -15,12 +15,11 @@
 //! - A WebSocket tunnel is the rest of its connection's life: it keeps the connection's slot
 //!   and is closed when no byte moves either way for the tunnel idle timeout.
 
-use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http_body::{Body as HttpBody, Frame, SizeHint};
@@ -29,6 +28,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::on_wake::{OnWake, WakeFlag};
 use crate::config::Server as ServerConfig;
 use crate::metrics::Metrics;
 
@@ -381,68 +381,6 @@ where
     }
 }
 
-/// Whether a future's own waker fired since it was last polled, and the task to wake then.
-struct WakeFlag {
-    woken: AtomicBool,
-    task: std::sync::Mutex<Option<Waker>>,
-}
-
-impl WakeFlag {
-    fn new() -> Arc<WakeFlag> {
-        Arc::new(WakeFlag { woken: AtomicBool::new(true), task: std::sync::Mutex::new(None) })
-    }
-
-    fn task(&self) -> std::sync::MutexGuard<'_, Option<Waker>> {
-        self.task.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl Wake for WakeFlag {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.woken.store(true, SeqCst);
-        if let Some(task) = self.task().as_ref() {
-            task.wake_by_ref();
-        }
-    }
-}
-
-/// Polls `inner` on its first poll and then only after its own waker fired; otherwise it is
-/// pending without being looked at. Keeps the task's current waker to pass the wake-up on.
-struct OnWake<'a, F> {
-    flag: &'a Arc<WakeFlag>,
-    inner: F,
-}
-
-impl<'a, F> OnWake<'a, F> {
-    fn new(flag: &'a Arc<WakeFlag>, inner: F) -> Self {
-        flag.woken.store(true, SeqCst); // a new future: poll it once
-        OnWake { flag, inner }
-    }
-}
-
-impl<F: Future + Unpin> Future for OnWake<'_, F> {
-    type Output = F::Output;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        {
-            let mut task = self.flag.task();
-            if !task.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                *task = Some(cx.waker().clone());
-            }
-        }
-        // Cleared before polling: a wake-up during or after the poll is seen next time.
-        if !self.flag.woken.swap(false, SeqCst) {
-            return Poll::Pending;
-        }
-        let waker = Waker::from(self.flag.clone());
-        Pin::new(&mut self.inner).poll(&mut Context::from_waker(&waker))
-    }
-}
-
 /// Runs a tunnel on this connection until either side closes it or a timer cuts it (no bytes
 /// either way for the tunnel idle timeout; the client not reading for the write timeout).
 pub async fn drive_tunnel(tunnel: impl std::future::Future<Output = ()>, activity: &Activity, t: &Timeouts) -> End {
@@ -450,10 +388,14 @@ pub async fn drive_tunnel(tunnel: impl std::future::Future<Output = ()>, activit
     tokio::pin!(tunnel);
     let mut tick = tokio::time::interval(t.period());
     let mut writes = WriteWatch::default();
+    // As in `drive`: the tunnel's task wakes for every chunk copied, the timer seldom.
+    let tick_woke = WakeFlag::new();
     loop {
+        let next = std::pin::pin!(tick.tick());
         tokio::select! {
+            biased;
             _ = tunnel.as_mut() => return End::Closed,
-            _ = tick.tick() => match activity.check(t, &mut writes) {
+            _ = OnWake::new(&tick_woke, next) => match activity.check(t, &mut writes) {
                 Verdict::Open | Verdict::HeaderTimeout => {}
                 Verdict::WriteTimeout => return End::WriteTimeout,
                 Verdict::Idle => return End::Idle,
@@ -643,49 +585,5 @@ mod tests {
         assert_eq!(a.check(&t, w), Verdict::Open, "a tunnel ignores the connection idle and head timers");
         tokio::time::advance(Duration::from_secs(300)).await;
         assert_eq!(a.check(&t, w), Verdict::Idle);
-    }
-
-    /// The timer and shutdown branches are looked at only when their own wakers fired, and
-    /// such a wake-up reaches the connection's task.
-    #[test]
-    fn on_wake_polls_only_after_its_own_wake_up() {
-        use std::cell::{Cell, RefCell};
-        struct Probe<'a> {
-            polls: &'a Cell<u32>,
-            waker: &'a RefCell<Option<Waker>>,
-            ready: &'a Cell<bool>,
-        }
-        impl Future for Probe<'_> {
-            type Output = ();
-            fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-                self.polls.set(self.polls.get() + 1);
-                *self.waker.borrow_mut() = Some(cx.waker().clone());
-                if self.ready.get() {
-                    Poll::Ready(())
-                } else {
-                    Poll::Pending
-                }
-            }
-        }
-        struct Task(AtomicU32);
-        impl Wake for Task {
-            fn wake(self: Arc<Self>) {
-                self.0.fetch_add(1, Relaxed);
-            }
-        }
-        let task = Arc::new(Task(AtomicU32::new(0)));
-        let task_waker = Waker::from(task.clone());
-        let mut cx = Context::from_waker(&task_waker);
-        let (polls, waker, ready) = (Cell::new(0), RefCell::new(None), Cell::new(false));
-        let flag = WakeFlag::new();
-        let mut f = OnWake::new(&flag, Probe { polls: &polls, waker: &waker, ready: &ready });
-        assert!(Pin::new(&mut f).poll(&mut cx).is_pending());
-        assert!(Pin::new(&mut f).poll(&mut cx).is_pending());
-        assert_eq!(polls.get(), 1, "polled once, then not until woken");
-        waker.borrow().as_ref().unwrap().wake_by_ref();
-        assert_eq!(task.0.load(Relaxed), 1, "the wake-up reaches the task");
-        ready.set(true);
-        assert!(Pin::new(&mut f).poll(&mut cx).is_ready());
-        assert_eq!(polls.get(), 2);
     }
 }

@@ -5,6 +5,7 @@
 mod accept;
 pub mod admin;
 mod conn;
+mod on_wake;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

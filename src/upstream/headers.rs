@@ -296,12 +296,7 @@ impl Doomed {
 /// hop-by-hop names, already doomed, need no parsing).
 fn remove_all(headers: &mut HeaderMap, mut doomed: Doomed) {
     if doomed.contains(&CONNECTION) {
-        let listed: Vec<HeaderName> = headers
-            .get_all(CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
+        let listed: Vec<HeaderName> = connection_tokens(headers)
             .filter(|t| !t.eq_ignore_ascii_case("close") && !HOP_BY_HOP.iter().any(|h| t.eq_ignore_ascii_case(h)))
             .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
             .collect();
@@ -315,23 +310,25 @@ fn remove_all(headers: &mut HeaderMap, mut doomed: Doomed) {
     }
 }
 
-/// `Connection` lists a token other than `close` and `keep-alive`: a header name to remove.
-fn connection_lists_names(headers: &HeaderMap) -> bool {
-    headers.get_all(CONNECTION).iter().any(|v| {
-        v.as_bytes().split(|&b| b == b',').any(|t| {
-            let t = t.trim_ascii();
-            !t.is_empty() && !t.eq_ignore_ascii_case(b"keep-alive") && !t.eq_ignore_ascii_case(b"close")
-        })
-    })
-}
-
-fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+/// The tokens the `Connection` fields list, trimmed, empty ones left out; a field that is not
+/// visible ASCII lists none.
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
     headers
         .get_all(CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// `Connection` lists a token other than `close` and `keep-alive`: a header name to remove.
+fn connection_lists_names(headers: &HeaderMap) -> bool {
+    connection_tokens(headers).any(|t| !t.eq_ignore_ascii_case("keep-alive") && !t.eq_ignore_ascii_case("close"))
+}
+
+fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+    connection_tokens(headers).any(|t| t.eq_ignore_ascii_case(token))
 }
 
 #[cfg(test)]
