@@ -152,6 +152,48 @@ fn duplicate_host_headers_are_refused() {
     assert_eq!(r.status, 400, "even when equal: {r:?}");
 }
 
+/// A keep-alive connection's `Host` is checked once and remembered: every later request on it
+/// is still judged by its own `Host` (another host, another spelling of the same, a second
+/// `Host` beside the remembered one, a host of the same length).
+#[test]
+fn each_request_on_a_connection_is_judged_by_its_own_host() {
+    let fx = fixture("");
+    let mut pipelined = String::new();
+    for (i, hosts) in [
+        &["Host: www.example.com"][..],
+        &["Host: admin.example.com"],
+        &["Host: WWW.Example.COM."],
+        &["Host: www.example.com"],
+        &["Host: abc.example.com"],
+        &["Host: www.example.com", "Host: admin.example.com"],
+    ]
+    .iter()
+    .enumerate()
+    {
+        pipelined.push_str(&format!("GET /x{i} HTTP/1.1\r\n{}\r\n", hosts.join("\r\n")));
+        pipelined.push_str(if i == 5 { "Connection: close\r\n\r\n" } else { "\r\n" });
+    }
+    let mut s = std::net::TcpStream::connect(fx.gw.addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(15))).expect("timeout");
+    std::io::Write::write_all(&mut s, pipelined.as_bytes()).expect("write");
+    let mut buf = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut s, &mut buf);
+    let mut answers = Vec::new();
+    let mut rest = &buf[..];
+    while !rest.is_empty() && answers.len() < 6 {
+        let r = common::parse_response(rest);
+        let head = rest.windows(4).position(|w| w == b"\r\n\r\n").expect("a head") + 4;
+        let len: usize = r.header("content-length").expect("a length").parse().expect("a number");
+        rest = &rest[head + len..];
+        answers.push(r);
+    }
+    assert_eq!(answers.iter().map(|r| r.status).collect::<Vec<_>>(), [200, 401, 200, 200, 200, 400]);
+    assert_eq!(seen(&answers[0]), triple("www.example.com", "www.example.com", "/x0"));
+    assert_eq!(seen(&answers[2]), triple("www.example.com", "www.example.com", "/x2"));
+    assert_eq!(seen(&answers[3]), triple("www.example.com", "www.example.com", "/x3"));
+    assert_eq!(seen(&answers[4]), triple("abc.example.com", "abc.example.com", "/x4"));
+}
+
 /// HTTP/1.1 needs Host (also in absolute form); HTTP/1.0 without Host is served only in
 /// absolute form, which names the host.
 #[test]

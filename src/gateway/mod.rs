@@ -64,6 +64,8 @@ pub struct Conn {
     /// The SHA-256 of the client certificate presented in the TLS handshake (computed once,
     /// after it), for certificate-bound tokens.
     pub client_cert: Option<Thumbprint>,
+    /// The connection's first `Host`, checked once.
+    host: authority::Remembered,
 }
 
 impl Conn {
@@ -71,7 +73,7 @@ impl Conn {
         let ip = peer.ip();
         let trusted = trusted_proxies.iter().any(|r| r.contains(ip));
         let peer_header = HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("unknown"));
-        Conn { peer, tls, trusted, peer_header, client_cert: None }
+        Conn { peer, tls, trusted, peer_header, client_cert: None, host: authority::Remembered::default() }
     }
 
     /// The connection's client certificate, from its TLS handshake.
@@ -274,7 +276,7 @@ impl Gateway {
         let grpc = grpc::is_grpc(req.headers());
         let trace = self.telemetry.as_ref().map(|t| t.request(req.headers(), req.method(), req.uri().path()));
         // Step 0, before anything reads a host: the one authority of this request.
-        let authority = authority::of_request(&req);
+        let authority = conn.host.of_request(&req);
         let (route, result) = match (&authority, &trace) {
             (Ok(a), None) => self.pipeline(req, a, conn, proxy, &request_id, None).await,
             // Identity-provider calls made on the way find the request's span in the context.
