@@ -173,35 +173,35 @@ pub fn of_request<B>(req: &Request<B>) -> Result<Authority, AuthorityError> {
     }
 }
 
-/// One connection's first `Host` and its [`Authority`]: a keep-alive client sends the same
-/// `Host` on every request, and checking it again each time cost about 450 instructions. Only
-/// the plain case is remembered (one `Host`, an origin-form target); any other request, or
-/// another `Host`, goes through [`of_request`] as before. The copy is the connection's own, not
-/// a view of the first request's read buffer, which would stay allocated with it.
+/// One connection's first authority, as it came (its sole `Host`, or an HTTP/2 request's
+/// `:authority` without `Host`), and the [`Authority`] made of it: a client sends the same on
+/// every request of a connection, and checking it again each time cost about 450
+/// instructions. A later request that says the same bytes in the same place gets a clone; any
+/// other (another host, two `Host`s, an absolute-form target, `Host` beside `:authority`) goes
+/// through [`of_request`] as before. The copy is the connection's own, not a view of the first
+/// request's read buffer, which would stay allocated with it.
 #[derive(Debug, Default)]
 pub struct Remembered(OnceLock<(Box<[u8]>, Authority)>);
 
 impl Remembered {
-    /// [`of_request`], answered from the remembered `Host` when the request's is the same.
+    /// [`of_request`], answered from the remembered authority when the request's is the same.
     pub fn of_request<B>(&self, req: &Request<B>) -> Result<Authority, AuthorityError> {
-        let sole_host = match req.uri().authority() {
-            Some(_) => None,
-            None => {
-                let mut hosts = req.headers().get_all(HOST).iter();
-                hosts.next().filter(|_| hosts.next().is_none())
-            }
+        let mut hosts = req.headers().get_all(HOST).iter();
+        let raw = match (req.uri().authority(), hosts.next(), hosts.next()) {
+            (None, Some(host), None) => host.as_bytes(),
+            (Some(target), None, _) if req.version() == Version::HTTP_2 => target.as_str().as_bytes(),
+            _ => return of_request(req),
         };
-        let Some(host) = sole_host else { return of_request(req) };
-        if let Some((raw, authority)) = self.0.get() {
-            if **raw == *host.as_bytes() {
+        if let Some((seen, authority)) = self.0.get() {
+            if **seen == *raw {
                 return Ok(authority.clone());
             }
         }
-        let authority = Authority::from_header(host)?;
+        let authority = of_request(req)?;
         if self.0.get().is_none() {
             let own =
                 HeaderValue::from_bytes(authority.value.as_bytes()).unwrap_or(HeaderValue::from_static("invalid"));
-            let _ = self.0.set((host.as_bytes().into(), Authority { value: own, ..authority.clone() }));
+            let _ = self.0.set((raw.into(), Authority { value: own, ..authority.clone() }));
         }
         Ok(authority)
     }
@@ -512,6 +512,10 @@ mod tests {
             (Version::HTTP_11, "/j", &["example.com:8080"]),
             (Version::HTTP_11, "/k", &["Example.COM:8081"]),
             (Version::HTTP_11, "/l", &["Example.ORG:8080"]),
+            (Version::HTTP_2, "https://Example.COM:8080/m", &[]),
+            (Version::HTTP_2, "https://example.com:8080/n", &["example.com:8080"]),
+            (Version::HTTP_2, "https://example.com:8080/o", &["example.org:8080"]),
+            (Version::HTTP_11, "https://Example.COM:8080/p", &[]),
         ];
         for (version, uri, hosts) in cases {
             let r = req(*version, uri, hosts);
@@ -528,6 +532,19 @@ mod tests {
             conn.0.get().expect("remembered").1.header_value().as_bytes().as_ptr(),
             first.headers()[HOST].as_bytes().as_ptr()
         );
+        // An HTTP/2 connection's :authority.
+        let h2 = Remembered::default();
+        for (uri, hosts) in [
+            ("https://API.example/a", &[][..]),
+            ("https://API.example/b", &[]),
+            ("https://api.example/c", &["other.example"]),
+            ("https://APi.example/d", &[]),
+            ("https://xyz.example/e", &[]),
+        ] {
+            let r = req(Version::HTTP_2, uri, hosts);
+            assert_eq!(h2.of_request(&r), of_request(&r), "{uri} {hosts:?}");
+        }
+        assert_eq!(h2.0.get().map(|(raw, a)| (&raw[..], a.as_str())), Some((&b"API.example"[..], "api.example")));
         // A first request that is refused is not remembered.
         let fresh = Remembered::default();
         assert!(fresh.of_request(&req(Version::HTTP_11, "/", &["a b"])).is_err());
