@@ -463,11 +463,15 @@ pub fn request_id(value: &[u8]) {
     let plain = |b: &[u8]| {
         !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
     };
-    assert!(plain(b), "{id:?}");
+    assert!(plain(b), "{}", String::from_utf8_lossy(b));
     if sent.is_some() && plain(value) {
         assert_eq!(b, value, "a plain id was replaced");
     } else {
-        assert!(b.len() == 32 && b.iter().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c)), "{id:?}");
+        assert!(
+            b.len() == 32 && b.iter().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c)),
+            "{}",
+            String::from_utf8_lossy(b)
+        );
         assert_ne!(REQUEST_IDS.accept_or_generate(&h), id, "generated ids repeat");
     }
 }

@@ -296,7 +296,7 @@ impl Gateway {
             Err(e) => {
                 if matches!(e.status(), StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT) {
                     self.metrics.upstream_errors.with_label_values(&[route_name, e.kind()]).inc();
-                    tracing::warn!(route = route_name, request_id = ?request_id, error = %e, cause = ?std::error::Error::source(&e), "upstream failure");
+                    tracing::warn!(route = route_name, request_id = request_id.to_str().unwrap_or("-"), error = %e, cause = ?std::error::Error::source(&e), "upstream failure");
                 }
                 refused = Some(e.status());
                 e.respond(route.map(|r| &**r), grpc)

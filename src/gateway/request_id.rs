@@ -24,19 +24,29 @@ impl RequestIds {
         RequestIds { prefix: u64::from_le_bytes(seed), counter: AtomicU64::new(0) }
     }
 
+    /// The request's id: the client's `X-Request-Id` when it is a plain token of at most 128
+    /// bytes, else a new one. Marked sensitive, which HTTP/2's HPACK encodes "never indexed":
+    /// a value new on every request would otherwise enter the connection's 4 KiB header table
+    /// each time and push out the headers that do repeat (`server`, `content-type`, ...),
+    /// which then go out in full and are indexed again, response after response.
     pub fn accept_or_generate(&self, headers: &HeaderMap) -> HeaderValue {
-        if let Some(v) = headers.get(&X_REQUEST_ID) {
-            let b = v.as_bytes();
-            if !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c)) {
-                return v.clone();
+        let mut id = match headers.get(&X_REQUEST_ID) {
+            Some(v) if acceptable(v.as_bytes()) => v.clone(),
+            _ => {
+                let n = self.counter.fetch_add(1, Ordering::Relaxed);
+                let mut buf = [0u8; 32];
+                hex_into(&mut buf[..16], self.prefix);
+                hex_into(&mut buf[16..], n);
+                HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static("invalid"))
             }
-        }
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let mut buf = [0u8; 32];
-        hex_into(&mut buf[..16], self.prefix);
-        hex_into(&mut buf[16..], n);
-        HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static("invalid"))
+        };
+        id.set_sensitive(true);
+        id
     }
+}
+
+fn acceptable(id: &[u8]) -> bool {
+    !id.is_empty() && id.len() <= 128 && id.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
 }
 
 fn hex_into(out: &mut [u8], mut v: u64) {
@@ -63,5 +73,9 @@ mod tests {
         assert_eq!(ids.accept_or_generate(&h), "abc-123");
         h.insert("x-request-id", HeaderValue::from_static("bad id with spaces"));
         assert_ne!(ids.accept_or_generate(&h), "bad id with spaces");
+        // Never indexed by HPACK, whether made here or taken from the client.
+        assert!(a.is_sensitive() && ids.accept_or_generate(&HeaderMap::new()).is_sensitive());
+        h.insert("x-request-id", HeaderValue::from_static("abc-123"));
+        assert!(ids.accept_or_generate(&h).is_sensitive());
     }
 }
