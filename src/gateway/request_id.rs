@@ -26,9 +26,11 @@ impl RequestIds {
 
     /// The request's id: the client's `X-Request-Id` when it is a plain token of at most 128
     /// bytes, else a new one. Marked sensitive, which HTTP/2's HPACK encodes "never indexed":
-    /// a value new on every request would otherwise enter the connection's 4 KiB header table
-    /// each time and push out the headers that do repeat (`server`, `content-type`, ...),
-    /// which then go out in full and are indexed again, response after response.
+    /// a value new on every request would otherwise be inserted into the connection's 4 KiB
+    /// header table on every response, after comparing it with each id already there (about
+    /// 50), and evict older entries, the headers that repeat among them. About 2.5k
+    /// instructions per HTTP/2 request, for about 9 bytes more on the wire (the name goes out
+    /// in full).
     pub fn accept_or_generate(&self, headers: &HeaderMap) -> HeaderValue {
         let mut id = match headers.get(&X_REQUEST_ID) {
             Some(v) if acceptable(v.as_bytes()) => v.clone(),
