@@ -141,11 +141,7 @@ impl Principal {
     /// address without `email_verified` is passed, as the email rules accept it (access tokens
     /// rarely carry the claim).
     pub fn forwardable_email(&self, allow_unverified: bool) -> Option<&HeaderValue> {
-        self.headers.email.as_ref().filter(|_| self.email_forwardable(allow_unverified))
-    }
-
-    fn email_forwardable(&self, allow_unverified: bool) -> bool {
-        allow_unverified || self.email_verified != Some(false)
+        self.headers.email.as_ref().filter(|_| allow_unverified || self.email_verified != Some(false))
     }
 
     pub fn has_scope(&self, scope: &str) -> bool {
